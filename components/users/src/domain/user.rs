@@ -1,0 +1,157 @@
+//! A user profile, and the two ways a client changes one: creating and updating.
+
+use super::{Email, FieldError, JsonObject, Password, PersonName, Phone, time};
+use serde_json::{Value, json};
+
+/// A stored profile as clients see it. The password hash is not part of it: it stays in the
+/// database and in the credentials check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub surname: String,
+    pub phone: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl User {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "email": self.email,
+            "name": self.name,
+            "surname": self.surname,
+            "phone": self.phone,
+            "created_at": time::format_rfc3339(self.created_at),
+            "updated_at": time::format_rfc3339(self.updated_at),
+        })
+    }
+}
+
+/// A valid sign-up: `POST /users-ms/users`.
+#[derive(Debug)]
+pub struct NewUser {
+    pub email: Email,
+    pub name: PersonName,
+    pub surname: PersonName,
+    pub phone: Option<Phone>,
+    pub password: Password,
+}
+
+impl NewUser {
+    pub fn parse(body: Value) -> Result<Self, Vec<FieldError>> {
+        let mut object = JsonObject::new(body)?;
+        let name = object.required("name", PersonName::parse);
+        let surname = object.required("surname", PersonName::parse);
+        let email = object.required("email", Email::parse);
+        let password = object.required("password", Password::parse);
+        let phone = object.optional("phone", Phone::parse);
+        object.finish()?;
+        match (name, surname, email, password, phone) {
+            (Some(name), Some(surname), Some(email), Some(password), Some(phone)) => {
+                Ok(Self { email, name, surname, phone, password })
+            }
+            // finish() reports every field that failed, so this arm is not reached.
+            _ => Err(vec![FieldError::new("body", "is invalid")]),
+        }
+    }
+}
+
+/// A valid update: `PUT /users-ms/users/{id}`. Fields left out keep their value; `phone: null`
+/// clears the phone.
+#[derive(Debug)]
+pub struct UserChanges {
+    pub email: Option<Email>,
+    pub name: Option<PersonName>,
+    pub surname: Option<PersonName>,
+    pub phone: Option<Option<Phone>>,
+    pub password: Option<Password>,
+}
+
+impl UserChanges {
+    pub fn parse(body: Value) -> Result<Self, Vec<FieldError>> {
+        let mut object = JsonObject::new(body)?;
+        let clears_phone = object.has("phone");
+        let name = object.optional("name", PersonName::parse);
+        let surname = object.optional("surname", PersonName::parse);
+        let email = object.optional("email", Email::parse);
+        let password = object.optional("password", Password::parse);
+        let phone = object.optional("phone", Phone::parse);
+        object.finish()?;
+        let (Some(name), Some(surname), Some(email), Some(password), Some(phone)) = (name, surname, email, password, phone) else {
+            return Err(vec![FieldError::new("body", "is invalid")]);
+        };
+        let changes = Self { email, name, surname, phone: clears_phone.then_some(phone), password };
+        if changes.is_empty() {
+            return Err(vec![FieldError::new("body", "must change at least one of name, surname, email, phone, password")]);
+        }
+        Ok(changes)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.email.is_none() && self.name.is_none() && self.surname.is_none() && self.phone.is_none() && self.password.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(errors: Vec<FieldError>) -> Vec<String> {
+        errors.into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn sign_up_needs_every_required_field() {
+        let errors = NewUser::parse(json!({"name": "Ada"})).unwrap_err();
+        assert_eq!(fields(errors), ["surname", "email", "password"]);
+    }
+
+    #[test]
+    fn sign_up_parses_and_normalises() {
+        let user = NewUser::parse(json!({
+            "name": " Ada ", "surname": "Lovelace", "email": "ADA@example.org", "password": "analytical engine"
+        }))
+        .unwrap();
+        assert_eq!(user.name.as_str(), "Ada");
+        assert_eq!(user.email.as_str(), "ada@example.org");
+        assert!(user.phone.is_none());
+    }
+
+    #[test]
+    fn sign_up_refuses_unknown_fields_and_bad_types() {
+        let errors = NewUser::parse(json!({
+            "name": "Ada", "surname": "L", "email": "ada@example.org", "password": 12345678, "role": "admin"
+        }))
+        .unwrap_err();
+        assert_eq!(fields(errors), ["password", "role"]);
+    }
+
+    #[test]
+    fn update_is_partial_and_not_empty() {
+        let changes = UserChanges::parse(json!({"surname": "Byron"})).unwrap();
+        assert_eq!(changes.surname.unwrap().as_str(), "Byron");
+        assert!(changes.phone.is_none());
+        assert!(UserChanges::parse(json!({})).is_err());
+        let cleared = UserChanges::parse(json!({"phone": null})).unwrap();
+        assert!(matches!(cleared.phone, Some(None)));
+    }
+
+    #[test]
+    fn json_view_has_no_password() {
+        let user = User {
+            id: "id".into(),
+            email: "a@b.org".into(),
+            name: "A".into(),
+            surname: "B".into(),
+            phone: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let view = user.to_json();
+        assert!(view.get("password").is_none() && view.get("password_hash").is_none());
+        assert_eq!(view["created_at"], "1970-01-01T00:00:00.000000Z");
+    }
+}

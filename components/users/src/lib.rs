@@ -1,0 +1,47 @@
+//! The users service as a WebAssembly component: REST CRUD of user profiles on the
+//! `skiff:service/http-service` world. This file only wires WIT to the modules below.
+
+mod api;
+pub mod domain;
+mod error;
+mod http;
+mod store;
+
+// The generated canonical-ABI glue is the only unsafe code in the component.
+#[allow(unsafe_code)]
+mod bindings {
+    wit_bindgen::generate!({
+        world: "skiff:service/http-service",
+        path: "../../wit",
+        generate_all,
+    });
+
+    use super::Component;
+    export!(Component);
+}
+
+use bindings::exports::skiff::sql::migrations::{Guest as Migrations, Migration};
+use bindings::exports::wasi::http::incoming_handler::Guest as IncomingHandler;
+use bindings::wasi::http::types::{IncomingRequest, ResponseOutparam};
+
+struct Component;
+
+impl IncomingHandler for Component {
+    fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+        let response = match http::read_request(request) {
+            Ok(request) => api::handle(request),
+            Err(error) => error.into_response(),
+        };
+        http::write_response(response_out, response);
+    }
+}
+
+impl Migrations for Component {
+    fn all() -> Vec<Migration> {
+        vec![Migration {
+            version: 1,
+            name: "create_users".into(),
+            sql: include_str!("../migrations/0001_create_users.sql").into(),
+        }]
+    }
+}

@@ -1,0 +1,153 @@
+//! The users table, through the host's `skiff:sql` capability. Every value is a bound
+//! parameter; statement texts are constants or built only from constant fragments.
+
+use crate::domain::{ListQuery, User, time};
+use crate::bindings::skiff::sql::client;
+use crate::bindings::skiff::sql::types::{Error as SqlError, Value};
+
+const COLUMNS: &str = "id, email, name, surname, phone, created_at, updated_at";
+
+#[derive(Debug)]
+pub enum StoreError {
+    DuplicateEmail,
+    Unavailable(String),
+    Internal(String),
+}
+
+impl From<SqlError> for StoreError {
+    fn from(error: SqlError) -> Self {
+        match error {
+            SqlError::UniqueViolation(_) => Self::DuplicateEmail,
+            SqlError::ConnectionFailed(cause) => Self::Unavailable(cause),
+            other => Self::Internal(format!("{other:?}")),
+        }
+    }
+}
+
+/// A profile to insert, with its password already hashed.
+pub struct UserRecord<'a> {
+    pub user: &'a User,
+    pub password_hash: &'a str,
+}
+
+pub fn insert(record: UserRecord<'_>) -> Result<(), StoreError> {
+    let user = record.user;
+    client::execute(
+        "INSERT INTO users (id, email, name, surname, phone, password_hash, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            Value::Uuid(user.id.clone()),
+            Value::Text(user.email.clone()),
+            Value::Text(user.name.clone()),
+            Value::Text(user.surname.clone()),
+            optional_text(user.phone.as_deref()),
+            Value::Text(record.password_hash.to_owned()),
+            Value::Timestamp(user.created_at),
+            Value::Timestamp(user.updated_at),
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn get(id: &str) -> Result<Option<User>, StoreError> {
+    let rows = client::query(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"), &[Value::Uuid(id.to_owned())])?;
+    rows.rows.into_iter().next().map(|row| user_from_row(&row)).transpose()
+}
+
+pub fn list(query: &ListQuery) -> Result<Vec<User>, StoreError> {
+    let mut conditions = Vec::new();
+    let mut params = Vec::new();
+    let filters = [("email", query.email.as_ref().map(|e| e.as_str())), ("name", query.name.as_deref()), ("surname", query.surname.as_deref())];
+    for (column, value) in filters {
+        if let Some(value) = value {
+            params.push(Value::Text(value.to_owned()));
+            conditions.push(format!("{column} = ${}", params.len()));
+        }
+    }
+    let where_clause = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+    params.push(Value::Int64(i64::from(query.page.limit)));
+    params.push(Value::Int64(i64::try_from(query.page.offset).unwrap_or(i64::MAX)));
+    let statement = format!(
+        "SELECT {COLUMNS} FROM users {where_clause} ORDER BY created_at, id LIMIT ${} OFFSET ${}",
+        params.len() - 1,
+        params.len()
+    );
+    let rows = client::query(&statement, &params)?;
+    rows.rows.iter().map(|row| user_from_row(row)).collect()
+}
+
+/// Column values for an update; `None` leaves a column as it is.
+pub struct UserUpdate {
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub surname: Option<String>,
+    pub phone: Option<Option<String>>,
+    pub password_hash: Option<String>,
+    pub updated_at: i64,
+}
+
+pub fn update(id: &str, update: UserUpdate) -> Result<Option<User>, StoreError> {
+    let mut assignments = Vec::new();
+    let mut params = Vec::new();
+    let mut set = |column: &str, value: Value| {
+        params.push(value);
+        assignments.push(format!("{column} = ${}", params.len()));
+    };
+    if let Some(email) = update.email {
+        set("email", Value::Text(email));
+    }
+    if let Some(name) = update.name {
+        set("name", Value::Text(name));
+    }
+    if let Some(surname) = update.surname {
+        set("surname", Value::Text(surname));
+    }
+    if let Some(phone) = update.phone {
+        set("phone", optional_text(phone.as_deref()));
+    }
+    if let Some(hash) = update.password_hash {
+        set("password_hash", Value::Text(hash));
+    }
+    set("updated_at", Value::Timestamp(update.updated_at));
+    params.push(Value::Uuid(id.to_owned()));
+    let statement = format!("UPDATE users SET {} WHERE id = ${} RETURNING {COLUMNS}", assignments.join(", "), params.len());
+    let rows = client::query(&statement, &params)?;
+    rows.rows.into_iter().next().map(|row| user_from_row(&row)).transpose()
+}
+
+pub fn delete(id: &str) -> Result<bool, StoreError> {
+    let changed = client::execute("DELETE FROM users WHERE id = $1", &[Value::Uuid(id.to_owned())])?;
+    Ok(changed > 0)
+}
+
+fn optional_text(value: Option<&str>) -> Value {
+    value.map_or(Value::Null, |text| Value::Text(text.to_owned()))
+}
+
+fn user_from_row(row: &[Value]) -> Result<User, StoreError> {
+    let bad_row = || StoreError::Internal(format!("unexpected row shape: {row:?}"));
+    let text = |index: usize| match row.get(index) {
+        Some(Value::Text(text) | Value::Uuid(text)) => Ok(text.clone()),
+        _ => Err(bad_row()),
+    };
+    let optional = |index: usize| match row.get(index) {
+        Some(Value::Null) => Ok(None),
+        Some(Value::Text(text)) => Ok(Some(text.clone())),
+        _ => Err(bad_row()),
+    };
+    // Postgres returns timestamptz as a timestamp; SQLite keeps the RFC 3339 text it was given.
+    let timestamp = |index: usize| match row.get(index) {
+        Some(Value::Timestamp(micros)) => Ok(*micros),
+        Some(Value::Text(text)) => time::parse_rfc3339(text).ok_or_else(bad_row),
+        _ => Err(bad_row()),
+    };
+    Ok(User {
+        id: text(0)?,
+        email: text(1)?,
+        name: text(2)?,
+        surname: text(3)?,
+        phone: optional(4)?,
+        created_at: timestamp(5)?,
+        updated_at: timestamp(6)?,
+    })
+}

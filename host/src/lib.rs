@@ -1,0 +1,13 @@
+//! skiff: a host that runs microservices written as WebAssembly components.
+//!
+//! The pieces, in the order a request meets them: [`server`] (listener, router, host routes),
+//! [`service`] (a component version and a fresh instance per request), [`runtime`] (the
+//! wasmtime engine and per-instance limits) and [`capability`] (what a component may import).
+
+pub mod capability;
+pub mod cli;
+pub mod launch;
+pub mod runtime;
+pub mod server;
+pub mod service;
+pub mod telemetry;

@@ -1,0 +1,116 @@
+//! The wasmtime engine and what every instance gets: pooling allocation, epoch-based deadlines
+//! with async yields, a memory limit, and the linker with all capabilities.
+
+mod state;
+
+use std::thread;
+use std::time::{Duration, Instant};
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+
+pub use state::HostState;
+
+use crate::capability;
+
+/// How often the engine's epoch advances: the granularity of deadlines and of the yields that
+/// let a CPU-heavy instance (bcrypt) share a core with other requests.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Limits that hold for every instance.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Instances that may run at once across the process; also sizes the pooling allocator.
+    pub max_instances: u32,
+    /// Largest linear memory an instance may grow to.
+    pub max_memory_bytes: u64,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self { max_instances: 64, max_memory_bytes: 64 << 20 }
+    }
+}
+
+/// The error an instance fails with when it runs past its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("the request ran past its deadline")]
+pub struct DeadlineExceeded;
+
+/// One engine per process, shared by every component and version.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+    options: RuntimeOptions,
+}
+
+impl Runtime {
+    pub fn new(options: RuntimeOptions) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(&options)));
+        let engine = Engine::new(&config)?;
+        spawn_epoch_ticker(&engine);
+        Ok(Self { engine, options })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn options(&self) -> &RuntimeOptions {
+        &self.options
+    }
+
+    /// A linker with every capability a skiff component may import.
+    pub fn linker(&self) -> anyhow::Result<Linker<HostState>> {
+        let mut linker = Linker::new(&self.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        capability::config::add_to_linker(&mut linker)?;
+        capability::sql::add_to_linker(&mut linker)?;
+        Ok(linker)
+    }
+
+    /// A store for one instance that traps with [`DeadlineExceeded`] once `deadline` passes,
+    /// yielding to the executor at every epoch tick until then.
+    pub fn store(&self, state: HostState, deadline: Instant) -> Store<HostState> {
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline { Err(DeadlineExceeded.into()) } else { Ok(UpdateDeadline::Yield(1)) }
+        });
+        store
+    }
+}
+
+fn pooling(options: &RuntimeOptions) -> PoolingAllocationConfig {
+    // Room for every concurrent request plus the instances used to read migrations and for
+    // smoke tests, which run outside the request limit.
+    let instances = options.max_instances + 16;
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(instances);
+    // A Rust wasip2 component is a handful of core instances (its module plus adapter shims)
+    // with one memory and a few tables.
+    pool.total_core_instances(instances * 8);
+    pool.total_memories(instances * 2);
+    pool.total_tables(instances * 4);
+    pool.total_stacks(instances);
+    pool.max_memory_size(usize::try_from(options.max_memory_bytes).unwrap_or(usize::MAX));
+    pool
+}
+
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    thread::Builder::new()
+        .name("skiff-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch thread");
+}

@@ -1,0 +1,54 @@
+//! What a store holds for one component instance.
+
+use std::sync::Arc;
+use wasmtime::StoreLimits;
+use wasmtime::StoreLimitsBuilder;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::capability::config::ComponentConfig;
+use crate::capability::outbound_http::DenyAll;
+use crate::capability::sql::SqlClient;
+
+/// Per-instance state: WASI contexts, the resource table, and the capabilities' handles.
+pub struct HostState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) sql: Arc<dyn SqlClient>,
+    pub(crate) config: ComponentConfig,
+    pub(crate) limits: StoreLimits,
+    outbound: DenyAll,
+}
+
+impl HostState {
+    pub fn new(sql: Arc<dyn SqlClient>, config: ComponentConfig, max_memory_bytes: u64) -> Self {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(usize::try_from(max_memory_bytes).unwrap_or(usize::MAX))
+            .trap_on_grow_failure(false)
+            .build();
+        Self {
+            // Components log to stderr; stdout and files are not theirs to use.
+            wasi: WasiCtx::builder().inherit_stderr().build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            sql,
+            config,
+            limits,
+            outbound: DenyAll,
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.outbound }
+    }
+}

@@ -1,0 +1,140 @@
+//! Routing: the host's own routes first, then services by path prefix.
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use super::metrics::{Metrics, RequestLabels, RouteLabels};
+use super::{Health, problem};
+use crate::service::{Service, full_body};
+
+const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Everything one listener serves.
+pub struct App {
+    /// Mounted services and the path prefixes they own; with one service, it gets every path.
+    services: Vec<(Vec<String>, Arc<Service>)>,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+}
+
+impl App {
+    pub fn new(services: Vec<Arc<Service>>, health: Arc<Health>, metrics: Arc<Metrics>) -> Self {
+        let services = services
+            .into_iter()
+            .map(|service| {
+                let name = service.name().to_owned();
+                // `/users-ms/...` is the contract; `/users/...` the original's alias.
+                (vec![format!("/{name}-ms"), format!("/{name}")], service)
+            })
+            .collect();
+        Self { services, health, metrics }
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = &Arc<Service>> {
+        self.services.iter().map(|(_, service)| service)
+    }
+
+    pub async fn handle(&self, mut request: Request<Incoming>, peer: SocketAddr) -> Response<HyperOutgoingBody> {
+        let started = Instant::now();
+        let request_id = request_id(&request);
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            request.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let span = tracing::info_span!("request", id = %request_id, %method, %path, %peer);
+        let (route, mut response) = self.route(request).instrument(span.clone()).await;
+        let status = response.status().as_u16();
+        span.in_scope(|| tracing::info!(status, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "served"));
+        self.metrics.requests.get_or_create(&RequestLabels { route: route.clone(), method: method.to_string(), status }).inc();
+        self.metrics.latency.get_or_create(&RouteLabels { route }).observe(started.elapsed().as_secs_f64());
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+        response
+    }
+
+    async fn route(&self, request: Request<Incoming>) -> (String, Response<HyperOutgoingBody>) {
+        let host = |response| ("host".to_owned(), response);
+        let is_get = request.method() == Method::GET || request.method() == Method::HEAD;
+        match request.uri().path() {
+            "/livez" if is_get => return host(text(StatusCode::OK, "ok")),
+            "/readyz" if is_get => return host(self.readiness().await),
+            "/startupz" if is_get => {
+                let started = self.health.is_started();
+                return host(text(if started { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, if started { "started" } else { "starting" }));
+            }
+            "/metrics" if is_get => {
+                let mut response = text(StatusCode::OK, &self.metrics.encode());
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                );
+                return host(response);
+            }
+            _ => {}
+        }
+        if self.health.is_draining() {
+            return host(problem::draining());
+        }
+        match self.service_for(request.uri().path()) {
+            Some(service) => (service.name().to_owned(), service.handle(request).await),
+            None => host(problem::not_found()),
+        }
+    }
+
+    fn service_for(&self, path: &str) -> Option<&Arc<Service>> {
+        if let [(_, only)] = self.services.as_slice() {
+            return Some(only);
+        }
+        self.services.iter().find_map(|(prefixes, service)| {
+            prefixes
+                .iter()
+                .any(|prefix| path.strip_prefix(prefix.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
+                .then_some(service)
+        })
+    }
+
+    async fn readiness(&self) -> Response<HyperOutgoingBody> {
+        if self.health.is_draining() {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "draining");
+        }
+        let mut not_ready = Vec::new();
+        for service in self.services() {
+            if !service.is_ready().await {
+                not_ready.push(service.name().to_owned());
+            }
+        }
+        if not_ready.is_empty() {
+            text(StatusCode::OK, "ready")
+        } else {
+            text(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {}", not_ready.join(", ")))
+        }
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Response<HyperOutgoingBody> {
+    let mut response = Response::new(full_body(body.to_owned()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+/// The caller's request id if it is a sane token, else a new one.
+fn request_id(request: &Request<Incoming>) -> String {
+    request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}

@@ -1,0 +1,139 @@
+//! Serving one request on a fresh instance, within the process-wide instance bound and the
+//! request's deadline.
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use super::Service;
+use crate::runtime::DeadlineExceeded;
+use crate::server::problem;
+
+/// Per-request limits.
+#[derive(Debug, Clone)]
+pub struct RequestLimits {
+    /// From the moment a request is admitted to its last response byte.
+    pub timeout: Duration,
+    /// How long a request may wait for an instance slot before it is shed with 503.
+    pub queue_timeout: Duration,
+    /// Largest request body passed to a component; more is cut off (413 from the component).
+    pub max_body_bytes: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self { timeout: Duration::from_secs(30), queue_timeout: Duration::from_secs(1), max_body_bytes: 1 << 20 }
+    }
+}
+
+/// The header naming the component version that served a response.
+pub const VERSION_HEADER: &str = "skiff-component-version";
+/// The header carrying that version's content digest.
+pub const DIGEST_HEADER: &str = "skiff-component-digest";
+
+impl Service {
+    pub async fn handle(self: &Arc<Self>, request: Request<Incoming>) -> Response<HyperOutgoingBody> {
+        let limits = &self.ctx.limits;
+        let declared = request.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > limits.max_body_bytes as u64) {
+            return problem::payload_too_large(limits.max_body_bytes);
+        }
+        let permit = match tokio::time::timeout(limits.queue_timeout, self.ctx.instances.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                self.ctx.metrics.shed_requests.inc();
+                return problem::overloaded();
+            }
+        };
+        let version = self.current().await;
+        let deadline = Instant::now() + limits.timeout;
+        let mut store = self.ctx.runtime.store(self.new_state(), deadline);
+        let max_body = limits.max_body_bytes;
+        let request = request.map(move |body| {
+            Limited::new(body, max_body).map_err(move |error| {
+                if error.is::<http_body_util::LengthLimitError>() {
+                    wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body as u64))
+                } else {
+                    wasmtime_wasi_http::Error::HttpProtocolError
+                }
+            })
+        });
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let prepared = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .and_then(|req| Ok((req, store.data_mut().http().new_response_outparam(sender)?)));
+        let (incoming, outparam) = match prepared {
+            Ok(pair) => pair,
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "could not hand the request to the component");
+                return problem::component_failed();
+            }
+        };
+        let pre = version.proxy.clone();
+        let live = self.ctx.metrics.live_instances.clone();
+        let task = tokio::spawn(async move {
+            let _permit = permit;
+            live.inc();
+            let run = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
+            };
+            // Host calls (a database that hangs) are not interrupted by epochs; this is.
+            let result = match tokio::time::timeout_at(deadline.into(), run).await {
+                Ok(result) => result,
+                Err(_) => Err(DeadlineExceeded.into()),
+            };
+            live.dec();
+            result
+        });
+
+        let mut response = match tokio::time::timeout_at(deadline.into(), receiver).await {
+            Ok(Ok(Ok(response))) => response,
+            Ok(Ok(Err(code))) => {
+                tracing::warn!(?code, "the component answered with an error code");
+                problem::component_failed()
+            }
+            Ok(Err(_)) => match task.await {
+                Ok(Err(error)) if error.downcast_ref::<DeadlineExceeded>().is_some() => problem::deadline_exceeded(),
+                Ok(Err(error)) => {
+                    tracing::warn!(error = %format!("{error:?}"), "the component trapped");
+                    self.ctx.metrics.traps.inc();
+                    problem::component_failed()
+                }
+                Ok(Ok(())) => {
+                    tracing::warn!("the component returned without a response");
+                    problem::component_failed()
+                }
+                Err(join) => {
+                    tracing::error!(error = %join, "the instance task failed");
+                    problem::component_failed()
+                }
+            },
+            Err(_) => {
+                task.abort();
+                problem::deadline_exceeded()
+            }
+        };
+        let headers = response.headers_mut();
+        if let Ok(label) = HeaderValue::from_str(&version.label) {
+            headers.insert(VERSION_HEADER, label);
+        }
+        if let Ok(digest) = HeaderValue::from_str(&version.digest) {
+            headers.insert(DIGEST_HEADER, digest);
+        }
+        response
+    }
+}
+
+/// A complete body, in the type the component path uses.
+pub fn full_body(bytes: impl Into<Bytes>) -> HyperOutgoingBody {
+    http_body_util::Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+}

@@ -1,0 +1,55 @@
+//! One loaded version of a component: compiled once, linked once, instantiated per request.
+
+use sha2::{Digest, Sha256};
+use std::time::SystemTime;
+use wasmtime::component::{Component, InstancePre};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::capability::sql::{Migration, MigrationsPre};
+use crate::runtime::{HostState, Runtime};
+
+/// A component version, ready to serve: `InstancePre` is prepared here, once.
+pub struct ComponentVersion {
+    /// Human label, e.g. `v1.4.0`; defaults to the short digest.
+    pub label: String,
+    /// `sha256:<hex>` of the component bytes.
+    pub digest: String,
+    pub loaded_at: SystemTime,
+    pub(crate) proxy: ProxyPre<HostState>,
+    migrations: Option<MigrationsPre<HostState>>,
+}
+
+impl ComponentVersion {
+    /// Compiles and links `bytes`; refuses anything that is not a `wasi:http` component whose
+    /// imports skiff provides. Compilation is CPU-heavy: call it off the request path.
+    pub fn compile(runtime: &Runtime, bytes: &[u8], label: Option<String>) -> anyhow::Result<Self> {
+        let digest = format!("sha256:{:x}", Sha256::digest(bytes));
+        let component = Component::new(runtime.engine(), bytes)
+            .map_err(|e| anyhow::anyhow!("not a valid WebAssembly component: {e:#}"))?;
+        let instance_pre: InstancePre<HostState> = runtime
+            .linker()?
+            .instantiate_pre(&component)
+            .map_err(|e| anyhow::anyhow!("the component imports something skiff does not provide: {e:#}"))?;
+        let proxy = ProxyPre::new(instance_pre.clone())
+            .map_err(|e| anyhow::anyhow!("the component does not export wasi:http/incoming-handler: {e:#}"))?;
+        // A component without a database of its own exports no migrations.
+        let migrations = MigrationsPre::new(instance_pre).ok();
+        let label = label.unwrap_or_else(|| short_digest(&digest));
+        Ok(Self { label, digest, loaded_at: SystemTime::now(), proxy, migrations })
+    }
+
+    /// Reads the component's migrations by instantiating it once.
+    pub async fn migrations(&self, state: HostState, runtime: &Runtime) -> anyhow::Result<Vec<Migration>> {
+        let Some(pre) = &self.migrations else { return Ok(Vec::new()) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut store = runtime.store(state, deadline);
+        let instance = pre.instantiate_async(&mut store).await?;
+        Ok(instance.skiff_sql_migrations().call_all(&mut store).await?)
+    }
+}
+
+/// `sha256:` and the first 12 hex digits: enough to tell versions apart in a header.
+pub fn short_digest(digest: &str) -> String {
+    let hex = digest.trim_start_matches("sha256:");
+    format!("sha256:{}", &hex[..hex.len().min(12)])
+}
