@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use crate::capability::config::parse_pair;
 
 #[derive(Debug, Parser)]
-#[command(name = "skiff", version, about = "Runs microservices written as WebAssembly components")]
+#[command(
+    name = "skiff",
+    version,
+    about = "Runs microservices written as WebAssembly components"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -55,7 +59,11 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct DevArgs {
     /// Folder of built components; each `NAME.wasm` is served under `/NAME-ms`.
-    #[arg(long, env = "SKIFF_COMPONENTS_DIR", default_value = "target/wasm32-wasip2/release")]
+    #[arg(
+        long,
+        env = "SKIFF_COMPONENTS_DIR",
+        default_value = "target/wasm32-wasip2/release"
+    )]
     pub components_dir: PathBuf,
     /// Address to listen on.
     #[arg(long, env = "SKIFF_LISTEN", default_value = "127.0.0.1:4000")]

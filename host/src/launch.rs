@@ -31,7 +31,12 @@ impl ServiceSpec {
     pub fn embedded(component: &Path, data_dir: &Path) -> anyhow::Result<Self> {
         let name = service_name(component)?;
         let database_url = sqlite_url(data_dir, &name);
-        Ok(Self { name, component: component.to_owned(), version_label: None, database_url })
+        Ok(Self {
+            name,
+            component: component.to_owned(),
+            version_label: None,
+            database_url,
+        })
     }
 }
 
@@ -52,13 +57,19 @@ impl HostSpec {
         Self {
             listen,
             services,
-            runtime: RuntimeOptions { max_instances: common.max_instances, max_memory_bytes: common.max_memory_mb << 20 },
+            runtime: RuntimeOptions {
+                max_instances: common.max_instances,
+                max_memory_bytes: common.max_memory_mb << 20,
+            },
             limits: RequestLimits {
                 timeout: Duration::from_millis(common.request_timeout_ms),
                 queue_timeout: Duration::from_millis(common.queue_timeout_ms),
                 max_body_bytes: common.max_body_bytes,
             },
-            database: DatabaseOptions { max_connections: common.db_max_connections, ..DatabaseOptions::default() },
+            database: DatabaseOptions {
+                max_connections: common.db_max_connections,
+                ..DatabaseOptions::default()
+            },
             config: common.config.clone(),
             shutdown_grace: Duration::from_secs(common.shutdown_grace_secs),
         }
@@ -100,9 +111,15 @@ impl Host {
                 .with_context(|| format!("loading component {}", service.component.display()))?;
             services.push(Arc::new(loaded));
         }
-        let listener = TcpListener::bind(spec.listen).await.with_context(|| format!("binding {}", spec.listen))?;
+        let listener = TcpListener::bind(spec.listen)
+            .await
+            .with_context(|| format!("binding {}", spec.listen))?;
         let app = Arc::new(App::new(services, Arc::new(Health::default()), metrics));
-        Ok(Self { listener, app, grace: spec.shutdown_grace })
+        Ok(Self {
+            listener,
+            app,
+            grace: spec.shutdown_grace,
+        })
     }
 
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
@@ -126,9 +143,15 @@ impl Host {
 
 /// `users.wasm` → `users`.
 pub fn service_name(component: &Path) -> anyhow::Result<String> {
-    let stem = component.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    let stem = component
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
     anyhow::ensure!(
-        !stem.is_empty() && stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        !stem.is_empty()
+            && stem
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
         "cannot name a service after {}: use --name",
         component.display()
     );
@@ -148,6 +171,10 @@ pub fn components_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .filter(|path| path.extension().is_some_and(|ext| ext == "wasm"))
         .collect();
     found.sort();
-    anyhow::ensure!(!found.is_empty(), "no components (*.wasm) in {}", dir.display());
+    anyhow::ensure!(
+        !found.is_empty(),
+        "no components (*.wasm) in {}",
+        dir.display()
+    );
     Ok(found)
 }

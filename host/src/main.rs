@@ -26,8 +26,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 None => service_name(&args.component)?,
             };
             prepare_data_dir(&args.common.data_dir, args.database_url.is_none())?;
-            let database_url = args.database_url.unwrap_or_else(|| sqlite_url(&args.common.data_dir, &name));
-            let service = ServiceSpec { name, component: args.component, version_label: args.component_version, database_url };
+            let database_url = args
+                .database_url
+                .unwrap_or_else(|| sqlite_url(&args.common.data_dir, &name));
+            let service = ServiceSpec {
+                name,
+                component: args.component,
+                version_label: args.component_version,
+                database_url,
+            };
             HostSpec::new(args.listen, vec![service], &args.common)
         }
         Command::Dev(args) => {
@@ -49,7 +56,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
 
 fn prepare_data_dir(dir: &std::path::Path, needed: bool) -> anyhow::Result<()> {
     if needed {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating data directory {}", dir.display()))?;
     }
     Ok(())
 }

@@ -1,13 +1,13 @@
 //! The REST contract of the users service: routes, and what each one does.
 
+use crate::bindings::wasi::clocks::wall_clock;
+use crate::bindings::wasi::config::store as config;
+use crate::bindings::wasi::random::random;
 use crate::domain::password::parse_bcrypt_cost;
 use crate::domain::{ListQuery, NewUser, User, UserChanges, uuid};
 use crate::error::ApiError;
 use crate::http::{Method, Request, Response};
 use crate::store::{self, StoreError, UserRecord, UserUpdate};
-use crate::bindings::wasi::clocks::wall_clock;
-use crate::bindings::wasi::config::store as config;
-use crate::bindings::wasi::random::random;
 use serde_json::json;
 
 /// Where a created user can be read back.
@@ -19,7 +19,10 @@ pub fn handle(request: Request) -> Response {
 
 fn route(request: &Request) -> Result<Response, ApiError> {
     // `/users/{id}` is the original contract's alias of `/users-ms/users/{id}`.
-    let path = request.path.strip_prefix("/users-ms").unwrap_or(&request.path);
+    let path = request
+        .path
+        .strip_prefix("/users-ms")
+        .unwrap_or(&request.path);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (request.method, segments.as_slice()) {
         (Method::Get, ["healthcheck"]) => Ok(Response::json(200, &json!({"status": "ok"}))),
@@ -47,9 +50,19 @@ fn create(request: &Request) -> Result<Response, ApiError> {
         created_at: now,
         updated_at: now,
     };
-    let password_hash = new_user.password.hash(bcrypt_cost()?).map_err(ApiError::Internal)?;
-    store::insert(UserRecord { user: &user, password_hash: &password_hash }).map_err(store_error)?;
-    Ok(Response::json(201, &user.to_json()).header("location", format!("{USERS_PATH}/{}", user.id)))
+    let password_hash = new_user
+        .password
+        .hash(bcrypt_cost()?)
+        .map_err(ApiError::Internal)?;
+    store::insert(UserRecord {
+        user: &user,
+        password_hash: &password_hash,
+    })
+    .map_err(store_error)?;
+    Ok(
+        Response::json(201, &user.to_json())
+            .header("location", format!("{USERS_PATH}/{}", user.id)),
+    )
 }
 
 fn list(request: &Request) -> Result<Response, ApiError> {
@@ -65,7 +78,9 @@ fn list(request: &Request) -> Result<Response, ApiError> {
 }
 
 fn get(id: &str) -> Result<Response, ApiError> {
-    let user = store::get(id).map_err(store_error)?.ok_or(ApiError::NotFound)?;
+    let user = store::get(id)
+        .map_err(store_error)?
+        .ok_or(ApiError::NotFound)?;
     Ok(Response::json(200, &user.to_json()))
 }
 
@@ -79,16 +94,24 @@ fn update(id: &str, request: &Request) -> Result<Response, ApiError> {
         email: changes.email.map(|e| e.as_str().to_owned()),
         name: changes.name.map(|n| n.as_str().to_owned()),
         surname: changes.surname.map(|n| n.as_str().to_owned()),
-        phone: changes.phone.map(|phone| phone.map(|p| p.as_str().to_owned())),
+        phone: changes
+            .phone
+            .map(|phone| phone.map(|p| p.as_str().to_owned())),
         password_hash,
         updated_at: now_micros(),
     };
-    let user = store::update(id, update).map_err(store_error)?.ok_or(ApiError::NotFound)?;
+    let user = store::update(id, update)
+        .map_err(store_error)?
+        .ok_or(ApiError::NotFound)?;
     Ok(Response::json(200, &user.to_json()))
 }
 
 fn delete(id: &str) -> Result<Response, ApiError> {
-    if store::delete(id).map_err(store_error)? { Ok(Response::no_content()) } else { Err(ApiError::NotFound) }
+    if store::delete(id).map_err(store_error)? {
+        Ok(Response::no_content())
+    } else {
+        Err(ApiError::NotFound)
+    }
 }
 
 /// An id that is not a UUID cannot name a user.
@@ -98,12 +121,18 @@ fn parse_id(raw: &str) -> Result<String, ApiError> {
 
 fn json_body(request: &Request) -> Result<serde_json::Value, ApiError> {
     if let Some(content_type) = &request.content_type {
-        let media_type = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        let media_type = content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
         if media_type != "application/json" && !media_type.ends_with("+json") {
             return Err(ApiError::UnsupportedMediaType);
         }
     }
-    serde_json::from_slice(&request.body).map_err(|e| ApiError::MalformedBody(format!("the body is not valid JSON: {e}")))
+    serde_json::from_slice(&request.body)
+        .map_err(|e| ApiError::MalformedBody(format!("the body is not valid JSON: {e}")))
 }
 
 fn store_error(error: StoreError) -> ApiError {
@@ -115,7 +144,8 @@ fn store_error(error: StoreError) -> ApiError {
 }
 
 fn bcrypt_cost() -> Result<u32, ApiError> {
-    let configured = config::get("bcrypt_cost").map_err(|e| ApiError::Internal(format!("config: {e:?}")))?;
+    let configured =
+        config::get("bcrypt_cost").map_err(|e| ApiError::Internal(format!("config: {e:?}")))?;
     parse_bcrypt_cost(configured.as_deref()).map_err(ApiError::Internal)
 }
 
@@ -129,4 +159,3 @@ fn random_16() -> [u8; 16] {
     bytes.copy_from_slice(&random::get_random_bytes(16)[..16]);
     bytes
 }
-

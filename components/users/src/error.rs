@@ -26,7 +26,13 @@ pub enum ApiError {
 impl ApiError {
     pub fn into_response(self) -> Response {
         let (status, kind, title, detail, extra) = match self {
-            Self::MalformedBody(detail) => (400, "malformed-body", "Malformed request body", detail, None),
+            Self::MalformedBody(detail) => (
+                400,
+                "malformed-body",
+                "Malformed request body",
+                detail,
+                None,
+            ),
             Self::UnsupportedMediaType => (
                 415,
                 "unsupported-media-type",
@@ -35,12 +41,34 @@ impl ApiError {
                 None,
             ),
             Self::InvalidFields(errors) => {
-                let detail = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
-                (422, "invalid-fields", "Invalid request fields", detail, Some(("errors", json!(errors))))
+                let detail = errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                (
+                    422,
+                    "invalid-fields",
+                    "Invalid request fields",
+                    detail,
+                    Some(("errors", json!(errors))),
+                )
             }
-            Self::NotFound => (404, "not-found", "Not found", "no such resource".into(), None),
+            Self::NotFound => (
+                404,
+                "not-found",
+                "Not found",
+                "no such resource".into(),
+                None,
+            ),
             Self::MethodNotAllowed(allow) => {
-                let response = problem(405, "method-not-allowed", "Method not allowed", &format!("allowed: {allow}"), None);
+                let response = problem(
+                    405,
+                    "method-not-allowed",
+                    "Method not allowed",
+                    &format!("allowed: {allow}"),
+                    None,
+                );
                 return response.header("allow", allow);
             }
             Self::DuplicateEmail => (
@@ -48,7 +76,10 @@ impl ApiError {
                 "duplicate-email",
                 "Email already registered",
                 "a user with this email already exists".into(),
-                Some(("errors", json!([FieldError::new("email", "is already registered")]))),
+                Some((
+                    "errors",
+                    json!([FieldError::new("email", "is already registered")]),
+                )),
             ),
             Self::PayloadTooLarge(limit) => (
                 413,
@@ -59,19 +90,37 @@ impl ApiError {
             ),
             Self::Unavailable(cause) => {
                 eprintln!("users: database unavailable: {cause}");
-                let response = problem(503, "unavailable", "Service unavailable", "the database is unavailable, retry later", None);
+                let response = problem(
+                    503,
+                    "unavailable",
+                    "Service unavailable",
+                    "the database is unavailable, retry later",
+                    None,
+                );
                 return response.header("retry-after", "1");
             }
             Self::Internal(cause) => {
                 eprintln!("users: internal error: {cause}");
-                (500, "internal", "Internal error", "the request could not be completed".into(), None)
+                (
+                    500,
+                    "internal",
+                    "Internal error",
+                    "the request could not be completed".into(),
+                    None,
+                )
             }
         };
         problem(status, kind, title, &detail, extra)
     }
 }
 
-fn problem(status: u16, kind: &str, title: &str, detail: &str, extra: Option<(&str, serde_json::Value)>) -> Response {
+fn problem(
+    status: u16,
+    kind: &str,
+    title: &str,
+    detail: &str,
+    extra: Option<(&str, serde_json::Value)>,
+) -> Response {
     let mut body = json!({
         "type": format!("urn:skiff:problem:{kind}"),
         "title": title,

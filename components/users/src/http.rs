@@ -1,10 +1,11 @@
 //! Moving requests and responses between `wasi:http` resources and plain Rust values.
 
-use crate::error::ApiError;
 use crate::bindings::wasi::http::types::{
-    Fields, IncomingBody, IncomingRequest, Method as WasiMethod, OutgoingBody, OutgoingResponse, ResponseOutparam,
+    Fields, IncomingBody, IncomingRequest, Method as WasiMethod, OutgoingBody, OutgoingResponse,
+    ResponseOutparam,
 };
 use crate::bindings::wasi::io::streams::StreamError;
+use crate::error::ApiError;
 
 /// Largest request body the service reads; larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -50,7 +51,11 @@ impl Response {
     }
 
     pub fn no_content() -> Self {
-        Self { status: 204, headers: Vec::new(), body: Vec::new() }
+        Self {
+            status: 204,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
     }
 
     pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
@@ -73,7 +78,11 @@ pub fn read_request(request: IncomingRequest) -> Result<Request, ApiError> {
         None => (path_with_query, String::new()),
     };
     let headers = request.headers();
-    let content_type = headers.get("content-type").into_iter().next().map(|v| String::from_utf8_lossy(&v).into_owned());
+    let content_type = headers
+        .get("content-type")
+        .into_iter()
+        .next()
+        .map(|v| String::from_utf8_lossy(&v).into_owned());
     let declared_length = headers
         .get("content-length")
         .into_iter()
@@ -83,7 +92,13 @@ pub fn read_request(request: IncomingRequest) -> Result<Request, ApiError> {
         return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
     }
     let body = read_body(&request)?;
-    Ok(Request { method, path, query, content_type, body })
+    Ok(Request {
+        method,
+        path,
+        query,
+        content_type,
+        body,
+    })
 }
 
 fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, ApiError> {
@@ -102,7 +117,9 @@ fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, ApiError> {
                 }
                 Err(StreamError::Closed) => break,
                 // The host cuts bodies over its own limit mid-stream; that is a size problem.
-                Err(StreamError::LastOperationFailed(_)) => return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES)),
+                Err(StreamError::LastOperationFailed(_)) => {
+                    return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+                }
             }
         }
     }
@@ -111,9 +128,15 @@ fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, ApiError> {
 }
 
 pub fn write_response(out: ResponseOutparam, response: Response) {
-    let mut headers: Vec<(String, Vec<u8>)> =
-        response.headers.into_iter().map(|(name, value)| (name, value.into_bytes())).collect();
-    headers.push(("content-length".into(), response.body.len().to_string().into_bytes()));
+    let mut headers: Vec<(String, Vec<u8>)> = response
+        .headers
+        .into_iter()
+        .map(|(name, value)| (name, value.into_bytes()))
+        .collect();
+    headers.push((
+        "content-length".into(),
+        response.body.len().to_string().into_bytes(),
+    ));
     let fields = Fields::from_list(&headers).unwrap_or_else(|_| Fields::new());
     let outgoing = OutgoingResponse::new(fields);
     let _ = outgoing.set_status_code(response.status);

@@ -1,9 +1,9 @@
 //! The users table, through the host's `skiff:sql` capability. Every value is a bound
 //! parameter; statement texts are constants or built only from constant fragments.
 
-use crate::domain::{ListQuery, User, time};
 use crate::bindings::skiff::sql::client;
 use crate::bindings::skiff::sql::types::{Error as SqlError, Value};
+use crate::domain::{ListQuery, User, time};
 
 const COLUMNS: &str = "id, email, name, surname, phone, created_at, updated_at";
 
@@ -50,23 +50,40 @@ pub fn insert(record: UserRecord<'_>) -> Result<(), StoreError> {
 }
 
 pub fn get(id: &str) -> Result<Option<User>, StoreError> {
-    let rows = client::query(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"), &[Value::Uuid(id.to_owned())])?;
-    rows.rows.into_iter().next().map(|row| user_from_row(&row)).transpose()
+    let rows = client::query(
+        &format!("SELECT {COLUMNS} FROM users WHERE id = $1"),
+        &[Value::Uuid(id.to_owned())],
+    )?;
+    rows.rows
+        .into_iter()
+        .next()
+        .map(|row| user_from_row(&row))
+        .transpose()
 }
 
 pub fn list(query: &ListQuery) -> Result<Vec<User>, StoreError> {
     let mut conditions = Vec::new();
     let mut params = Vec::new();
-    let filters = [("email", query.email.as_ref().map(|e| e.as_str())), ("name", query.name.as_deref()), ("surname", query.surname.as_deref())];
+    let filters = [
+        ("email", query.email.as_ref().map(|e| e.as_str())),
+        ("name", query.name.as_deref()),
+        ("surname", query.surname.as_deref()),
+    ];
     for (column, value) in filters {
         if let Some(value) = value {
             params.push(Value::Text(value.to_owned()));
             conditions.push(format!("{column} = ${}", params.len()));
         }
     }
-    let where_clause = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+    let where_clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
     params.push(Value::Int64(i64::from(query.page.limit)));
-    params.push(Value::Int64(i64::try_from(query.page.offset).unwrap_or(i64::MAX)));
+    params.push(Value::Int64(
+        i64::try_from(query.page.offset).unwrap_or(i64::MAX),
+    ));
     let statement = format!(
         "SELECT {COLUMNS} FROM users {where_clause} ORDER BY created_at, id LIMIT ${} OFFSET ${}",
         params.len() - 1,
@@ -110,13 +127,24 @@ pub fn update(id: &str, update: UserUpdate) -> Result<Option<User>, StoreError> 
     }
     set("updated_at", Value::Timestamp(update.updated_at));
     params.push(Value::Uuid(id.to_owned()));
-    let statement = format!("UPDATE users SET {} WHERE id = ${} RETURNING {COLUMNS}", assignments.join(", "), params.len());
+    let statement = format!(
+        "UPDATE users SET {} WHERE id = ${} RETURNING {COLUMNS}",
+        assignments.join(", "),
+        params.len()
+    );
     let rows = client::query(&statement, &params)?;
-    rows.rows.into_iter().next().map(|row| user_from_row(&row)).transpose()
+    rows.rows
+        .into_iter()
+        .next()
+        .map(|row| user_from_row(&row))
+        .transpose()
 }
 
 pub fn delete(id: &str) -> Result<bool, StoreError> {
-    let changed = client::execute("DELETE FROM users WHERE id = $1", &[Value::Uuid(id.to_owned())])?;
+    let changed = client::execute(
+        "DELETE FROM users WHERE id = $1",
+        &[Value::Uuid(id.to_owned())],
+    )?;
     Ok(changed > 0)
 }
 

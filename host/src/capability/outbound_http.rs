@@ -9,7 +9,13 @@ pub struct DenyAll;
 
 type SendFuture = Box<
     dyn Future<
-            Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>), Error>,
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), Error>> + Send>,
+                ),
+                Error,
+            >,
         > + Send,
 >;
 

@@ -6,7 +6,9 @@ mod state;
 use std::thread;
 use std::time::{Duration, Instant};
 use wasmtime::component::Linker;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+};
 
 pub use state::HostState;
 
@@ -27,7 +29,10 @@ pub struct RuntimeOptions {
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
-        Self { max_instances: 64, max_memory_bytes: 64 << 20 }
+        Self {
+            max_instances: 64,
+            max_memory_bytes: 64 << 20,
+        }
     }
 }
 
@@ -79,7 +84,11 @@ impl Runtime {
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline { Err(DeadlineExceeded.into()) } else { Ok(UpdateDeadline::Yield(1)) }
+            if Instant::now() >= deadline {
+                Err(DeadlineExceeded.into())
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
         });
         store
     }

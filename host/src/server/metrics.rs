@@ -38,16 +38,45 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("skiff");
         let requests = Family::<RequestLabels, Counter>::default();
-        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         let live_instances = Gauge::default();
         let shed_requests = Counter::default();
         let traps = Counter::default();
-        registry.register("http_requests", "HTTP requests by route, method and status", requests.clone());
-        registry.register("http_request_duration_seconds", "Time to response headers, by route", latency.clone());
-        registry.register("live_instances", "Component instances running now", live_instances.clone());
-        registry.register("shed_requests", "Requests refused with 503 because every instance slot was busy", shed_requests.clone());
-        registry.register("component_traps", "Requests whose component instance trapped", traps.clone());
-        Self { registry, requests, latency, live_instances, shed_requests, traps }
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to response headers, by route",
+            latency.clone(),
+        );
+        registry.register(
+            "live_instances",
+            "Component instances running now",
+            live_instances.clone(),
+        );
+        registry.register(
+            "shed_requests",
+            "Requests refused with 503 because every instance slot was busy",
+            shed_requests.clone(),
+        );
+        registry.register(
+            "component_traps",
+            "Requests whose component instance trapped",
+            traps.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            live_instances,
+            shed_requests,
+            traps,
+        }
     }
 }
 

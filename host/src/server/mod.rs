@@ -23,10 +23,18 @@ const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// Serves `app` on `listener` until `shutdown` resolves; then stops accepting, marks the host
 /// not ready, and lets in-flight requests finish for up to `grace`.
-pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>, grace: Duration) {
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

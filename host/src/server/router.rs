@@ -32,7 +32,11 @@ impl App {
                 (vec![format!("/{name}-ms"), format!("/{name}")], service)
             })
             .collect();
-        Self { services, health, metrics }
+        Self {
+            services,
+            health,
+            metrics,
+        }
     }
 
     pub fn health(&self) -> &Health {
@@ -43,7 +47,11 @@ impl App {
         self.services.iter().map(|(_, service)| service)
     }
 
-    pub async fn handle(&self, mut request: Request<Incoming>, peer: SocketAddr) -> Response<HyperOutgoingBody> {
+    pub async fn handle(
+        &self,
+        mut request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<HyperOutgoingBody> {
         let started = Instant::now();
         let request_id = request_id(&request);
         if let Ok(value) = HeaderValue::from_str(&request_id) {
@@ -54,9 +62,25 @@ impl App {
         let span = tracing::info_span!("request", id = %request_id, %method, %path, %peer);
         let (route, mut response) = self.route(request).instrument(span.clone()).await;
         let status = response.status().as_u16();
-        span.in_scope(|| tracing::info!(status, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "served"));
-        self.metrics.requests.get_or_create(&RequestLabels { route: route.clone(), method: method.to_string(), status }).inc();
-        self.metrics.latency.get_or_create(&RouteLabels { route }).observe(started.elapsed().as_secs_f64());
+        span.in_scope(|| {
+            tracing::info!(
+                status,
+                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "served"
+            )
+        });
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                route: route.clone(),
+                method: method.to_string(),
+                status,
+            })
+            .inc();
+        self.metrics
+            .latency
+            .get_or_create(&RouteLabels { route })
+            .observe(started.elapsed().as_secs_f64());
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID_HEADER, value);
         }
@@ -71,13 +95,22 @@ impl App {
             "/readyz" if is_get => return host(self.readiness().await),
             "/startupz" if is_get => {
                 let started = self.health.is_started();
-                return host(text(if started { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, if started { "started" } else { "starting" }));
+                return host(text(
+                    if started {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    },
+                    if started { "started" } else { "starting" },
+                ));
             }
             "/metrics" if is_get => {
                 let mut response = text(StatusCode::OK, &self.metrics.encode());
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                    HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
                 );
                 return host(response);
             }
@@ -99,7 +132,10 @@ impl App {
         self.services.iter().find_map(|(prefixes, service)| {
             prefixes
                 .iter()
-                .any(|prefix| path.strip_prefix(prefix.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
+                .any(|prefix| {
+                    path.strip_prefix(prefix.as_str())
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+                })
                 .then_some(service)
         })
     }
@@ -117,7 +153,10 @@ impl App {
         if not_ready.is_empty() {
             text(StatusCode::OK, "ready")
         } else {
-            text(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {}", not_ready.join(", ")))
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("not ready: {}", not_ready.join(", ")),
+            )
         }
     }
 }
@@ -125,7 +164,10 @@ impl App {
 fn text(status: StatusCode, body: &str) -> Response<HyperOutgoingBody> {
     let mut response = Response::new(full_body(body.to_owned()));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 

@@ -37,9 +37,16 @@ pub struct Service {
 
 impl Service {
     /// Compiles the component (on a blocking thread) and prepares it for instantiation.
-    pub async fn load(name: &str, bytes: Vec<u8>, label: Option<String>, ctx: ServiceContext) -> anyhow::Result<Self> {
+    pub async fn load(
+        name: &str,
+        bytes: Vec<u8>,
+        label: Option<String>,
+        ctx: ServiceContext,
+    ) -> anyhow::Result<Self> {
         let runtime = ctx.runtime.clone();
-        let version = tokio::task::spawn_blocking(move || ComponentVersion::compile(&runtime, &bytes, label)).await??;
+        let version =
+            tokio::task::spawn_blocking(move || ComponentVersion::compile(&runtime, &bytes, label))
+                .await??;
         tracing::info!(service = name, version = %version.label, digest = %version.digest, "component loaded");
         Ok(Self {
             name: name.to_owned(),
@@ -58,13 +65,19 @@ impl Service {
     }
 
     fn new_state(&self) -> HostState {
-        HostState::new(self.ctx.sql.clone(), self.ctx.config.clone(), self.ctx.runtime.options().max_memory_bytes)
+        HostState::new(
+            self.ctx.sql.clone(),
+            self.ctx.config.clone(),
+            self.ctx.runtime.options().max_memory_bytes,
+        )
     }
 
     /// Applies the current version's migrations; until this succeeds the service is not ready.
     pub async fn migrate(&self) -> anyhow::Result<usize> {
         let version = self.current().await;
-        let migrations = version.migrations(self.new_state(), &self.ctx.runtime).await?;
+        let migrations = version
+            .migrations(self.new_state(), &self.ctx.runtime)
+            .await?;
         let applied = apply_migrations(&self.ctx.sql, &migrations)
             .await
             .map_err(|e| anyhow::anyhow!("applying migrations of {}: {e:?}", self.name))?;
@@ -100,6 +113,9 @@ impl Service {
         if !self.is_migrated() {
             return false;
         }
-        matches!(tokio::time::timeout(Duration::from_secs(2), self.ctx.sql.ping()).await, Ok(Ok(())))
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), self.ctx.sql.ping()).await,
+            Ok(Ok(()))
+        )
     }
 }

@@ -26,21 +26,34 @@ impl ComponentVersion {
         let digest = format!("sha256:{:x}", Sha256::digest(bytes));
         let component = Component::new(runtime.engine(), bytes)
             .map_err(|e| anyhow::anyhow!("not a valid WebAssembly component: {e:#}"))?;
-        let instance_pre: InstancePre<HostState> = runtime
-            .linker()?
-            .instantiate_pre(&component)
-            .map_err(|e| anyhow::anyhow!("the component imports something skiff does not provide: {e:#}"))?;
-        let proxy = ProxyPre::new(instance_pre.clone())
-            .map_err(|e| anyhow::anyhow!("the component does not export wasi:http/incoming-handler: {e:#}"))?;
+        let instance_pre: InstancePre<HostState> =
+            runtime.linker()?.instantiate_pre(&component).map_err(|e| {
+                anyhow::anyhow!("the component imports something skiff does not provide: {e:#}")
+            })?;
+        let proxy = ProxyPre::new(instance_pre.clone()).map_err(|e| {
+            anyhow::anyhow!("the component does not export wasi:http/incoming-handler: {e:#}")
+        })?;
         // A component without a database of its own exports no migrations.
         let migrations = MigrationsPre::new(instance_pre).ok();
         let label = label.unwrap_or_else(|| short_digest(&digest));
-        Ok(Self { label, digest, loaded_at: SystemTime::now(), proxy, migrations })
+        Ok(Self {
+            label,
+            digest,
+            loaded_at: SystemTime::now(),
+            proxy,
+            migrations,
+        })
     }
 
     /// Reads the component's migrations by instantiating it once.
-    pub async fn migrations(&self, state: HostState, runtime: &Runtime) -> anyhow::Result<Vec<Migration>> {
-        let Some(pre) = &self.migrations else { return Ok(Vec::new()) };
+    pub async fn migrations(
+        &self,
+        state: HostState,
+        runtime: &Runtime,
+    ) -> anyhow::Result<Vec<Migration>> {
+        let Some(pre) = &self.migrations else {
+            return Ok(Vec::new());
+        };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let mut store = runtime.store(state, deadline);
         let instance = pre.instantiate_async(&mut store).await?;

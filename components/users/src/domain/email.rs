@@ -42,12 +42,26 @@ mod tests {
 
     #[test]
     fn normalises_case_and_space() {
-        assert_eq!(Email::parse("  Ada@Example.ORG ").unwrap().as_str(), "ada@example.org");
+        assert_eq!(
+            Email::parse("  Ada@Example.ORG ").unwrap().as_str(),
+            "ada@example.org"
+        );
     }
 
     #[test]
     fn refuses_what_cannot_be_an_address() {
-        for bad in ["", "   ", "ada", "@example.org", "ada@", "ada@example", "a@b@c.org", "a da@x.org", "ada@.org", "ada@x.org."] {
+        for bad in [
+            "",
+            "   ",
+            "ada",
+            "@example.org",
+            "ada@",
+            "ada@example",
+            "a@b@c.org",
+            "a da@x.org",
+            "ada@.org",
+            "ada@x.org.",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
         }
         assert!(Email::parse(&format!("{}@x.org", "a".repeat(250))).is_err());

@@ -11,7 +11,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: &str, message: impl Into<String>) -> Self {
-        Self { field: field.to_owned(), message: message.into() }
+        Self {
+            field: field.to_owned(),
+            message: message.into(),
+        }
     }
 }
 
@@ -26,13 +29,20 @@ impl JsonObject {
     /// Takes a parsed JSON document; anything but an object is an error on the field `body`.
     pub fn new(value: Value) -> Result<Self, Vec<FieldError>> {
         match value {
-            Value::Object(map) => Ok(Self { map, errors: Vec::new() }),
+            Value::Object(map) => Ok(Self {
+                map,
+                errors: Vec::new(),
+            }),
             _ => Err(vec![FieldError::new("body", "must be a JSON object")]),
         }
     }
 
     /// A field that must be present, parsed by `parse`.
-    pub fn required<T>(&mut self, field: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+    pub fn required<T>(
+        &mut self,
+        field: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
         match self.map.remove(field) {
             None | Some(Value::Null) => {
                 self.errors.push(FieldError::new(field, "is required"));
@@ -43,7 +53,11 @@ impl JsonObject {
     }
 
     /// A field that may be absent (`None`), or present and then must parse.
-    pub fn optional<T>(&mut self, field: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<Option<T>> {
+    pub fn optional<T>(
+        &mut self,
+        field: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<Option<T>> {
         match self.map.remove(field) {
             None => Some(None),
             Some(Value::Null) => Some(None),
@@ -56,7 +70,12 @@ impl JsonObject {
         self.map.contains_key(field)
     }
 
-    fn parse_string<T>(&mut self, field: &str, value: Value, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+    fn parse_string<T>(
+        &mut self,
+        field: &str,
+        value: Value,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
         let Value::String(text) = value else {
             self.errors.push(FieldError::new(field, "must be a string"));
             return None;
@@ -75,9 +94,14 @@ impl JsonObject {
         let mut unknown: Vec<String> = self.map.keys().cloned().collect();
         unknown.sort();
         for field in unknown {
-            self.errors.push(FieldError::new(&field, "is not a known field"));
+            self.errors
+                .push(FieldError::new(&field, "is not a known field"));
         }
-        if self.errors.is_empty() { Ok(()) } else { Err(self.errors) }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(self.errors)
+        }
     }
 }
 
@@ -87,7 +111,11 @@ mod tests {
     use serde_json::json;
 
     fn non_empty(text: &str) -> Result<String, String> {
-        if text.is_empty() { Err("must not be empty".into()) } else { Ok(text.to_owned()) }
+        if text.is_empty() {
+            Err("must not be empty".into())
+        } else {
+            Ok(text.to_owned())
+        }
     }
 
     #[test]

@@ -29,13 +29,20 @@ impl ListQuery {
             email: None,
             name: None,
             surname: None,
-            page: Page { limit: DEFAULT_LIMIT, offset: 0 },
+            page: Page {
+                limit: DEFAULT_LIMIT,
+                offset: 0,
+            },
         };
         let mut errors = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-            let (Some(key), Some(value)) = (percent_decode(raw_key), percent_decode(raw_value)) else {
-                errors.push(FieldError::new(raw_key, "is not valid percent-encoded UTF-8"));
+            let (Some(key), Some(value)) = (percent_decode(raw_key), percent_decode(raw_value))
+            else {
+                errors.push(FieldError::new(
+                    raw_key,
+                    "is not valid percent-encoded UTF-8",
+                ));
                 continue;
             };
             match key.as_str() {
@@ -47,7 +54,10 @@ impl ListQuery {
                 "surname" => parsed.surname = Some(value.trim().to_owned()),
                 "limit" => match value.parse::<u32>() {
                     Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => parsed.page.limit = limit,
-                    _ => errors.push(FieldError::new("limit", format!("must be an integer from 1 to {MAX_LIMIT}"))),
+                    _ => errors.push(FieldError::new(
+                        "limit",
+                        format!("must be an integer from 1 to {MAX_LIMIT}"),
+                    )),
                 },
                 "offset" => match value.parse::<u64>() {
                     Ok(offset) if offset <= i64::MAX as u64 => parsed.page.offset = offset,
@@ -56,7 +66,11 @@ impl ListQuery {
                 other => errors.push(FieldError::new(other, "is not a known query parameter")),
             }
         }
-        if errors.is_empty() { Ok(parsed) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(parsed)
+        } else {
+            Err(errors)
+        }
     }
 }
 
@@ -88,17 +102,32 @@ mod tests {
     #[test]
     fn defaults_to_a_bounded_first_page() {
         let query = ListQuery::parse("").unwrap();
-        assert_eq!(query.page, Page { limit: DEFAULT_LIMIT, offset: 0 });
+        assert_eq!(
+            query.page,
+            Page {
+                limit: DEFAULT_LIMIT,
+                offset: 0
+            }
+        );
         assert_eq!(query.email, None);
     }
 
     #[test]
     fn reads_filters_and_decodes_them() {
-        let query = ListQuery::parse("email=Ada%40Example.org&name=Ada+Mary&surname=Lovelace&limit=5&offset=10").unwrap();
+        let query = ListQuery::parse(
+            "email=Ada%40Example.org&name=Ada+Mary&surname=Lovelace&limit=5&offset=10",
+        )
+        .unwrap();
         assert_eq!(query.email.unwrap().as_str(), "ada@example.org");
         assert_eq!(query.name.as_deref(), Some("Ada Mary"));
         assert_eq!(query.surname.as_deref(), Some("Lovelace"));
-        assert_eq!(query.page, Page { limit: 5, offset: 10 });
+        assert_eq!(
+            query.page,
+            Page {
+                limit: 5,
+                offset: 10
+            }
+        );
     }
 
     #[test]

@@ -40,7 +40,9 @@ pub fn parse_bcrypt_cost(raw: Option<&str>) -> Result<u32, String> {
         None => Ok(DEFAULT_BCRYPT_COST),
         Some(text) => match text.trim().parse::<u32>() {
             Ok(cost) if (4..=31).contains(&cost) => Ok(cost),
-            _ => Err(format!("bcrypt_cost must be an integer from 4 to 31, got {text:?}")),
+            _ => Err(format!(
+                "bcrypt_cost must be an integer from 4 to 31, got {text:?}"
+            )),
         },
     }
 }
@@ -71,7 +73,10 @@ mod tests {
         assert!(!hash.contains("correct horse"));
         assert!(Password::parse("correct horse").unwrap().matches(&hash));
         assert!(!Password::parse("wrong horse!").unwrap().matches(&hash));
-        assert_eq!(format!("{:?}", Password::parse("correct horse").unwrap()), "Password(***)");
+        assert_eq!(
+            format!("{:?}", Password::parse("correct horse").unwrap()),
+            "Password(***)"
+        );
     }
 
     #[test]

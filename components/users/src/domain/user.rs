@@ -50,9 +50,13 @@ impl NewUser {
         let phone = object.optional("phone", Phone::parse);
         object.finish()?;
         match (name, surname, email, password, phone) {
-            (Some(name), Some(surname), Some(email), Some(password), Some(phone)) => {
-                Ok(Self { email, name, surname, phone, password })
-            }
+            (Some(name), Some(surname), Some(email), Some(password), Some(phone)) => Ok(Self {
+                email,
+                name,
+                surname,
+                phone,
+                password,
+            }),
             // finish() reports every field that failed, so this arm is not reached.
             _ => Err(vec![FieldError::new("body", "is invalid")]),
         }
@@ -80,18 +84,33 @@ impl UserChanges {
         let password = object.optional("password", Password::parse);
         let phone = object.optional("phone", Phone::parse);
         object.finish()?;
-        let (Some(name), Some(surname), Some(email), Some(password), Some(phone)) = (name, surname, email, password, phone) else {
+        let (Some(name), Some(surname), Some(email), Some(password), Some(phone)) =
+            (name, surname, email, password, phone)
+        else {
             return Err(vec![FieldError::new("body", "is invalid")]);
         };
-        let changes = Self { email, name, surname, phone: clears_phone.then_some(phone), password };
+        let changes = Self {
+            email,
+            name,
+            surname,
+            phone: clears_phone.then_some(phone),
+            password,
+        };
         if changes.is_empty() {
-            return Err(vec![FieldError::new("body", "must change at least one of name, surname, email, phone, password")]);
+            return Err(vec![FieldError::new(
+                "body",
+                "must change at least one of name, surname, email, phone, password",
+            )]);
         }
         Ok(changes)
     }
 
     fn is_empty(&self) -> bool {
-        self.email.is_none() && self.name.is_none() && self.surname.is_none() && self.phone.is_none() && self.password.is_none()
+        self.email.is_none()
+            && self.name.is_none()
+            && self.surname.is_none()
+            && self.phone.is_none()
+            && self.password.is_none()
     }
 }
 

@@ -1,0 +1,122 @@
+//! The host's own routes: probes and metrics.
+
+use reqwest::StatusCode;
+
+use crate::helpers::{Backend, TestApp, TestDb};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_and_metrics_answer() {
+    let db = TestDb::new(Backend::Sqlite, "users").await.unwrap();
+    let app = TestApp::spawn("users", &db).await;
+    for probe in ["/livez", "/readyz", "/startupz", "/users-ms/healthcheck"] {
+        let response = app.client.get(app.url(probe)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{probe}");
+    }
+    let first = app
+        .client
+        .get(app.url("/users-ms/users"))
+        .send()
+        .await
+        .unwrap();
+    let request_id = first.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(!request_id.is_empty());
+    let echoed = app
+        .client
+        .get(app.url("/livez"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "trace-me-42");
+
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"skiff_http_requests_total{route="users",method="GET",status="200"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("skiff_http_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("skiff_live_instances"), "{metrics}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_waits_for_the_database() {
+    // A Postgres that does not answer: the host serves liveness but never reports ready.
+    let db = TestDb {
+        url: "postgres://nobody@127.0.0.1:1/none".into(),
+        backend: Backend::Postgres,
+        scratch: crate::helpers::ScratchDir::new(),
+    };
+    let spec = skiff::launch::HostSpec {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        services: vec![skiff::launch::ServiceSpec {
+            name: "users".into(),
+            component: crate::helpers::component("users"),
+            version_label: None,
+            database_url: db.url.clone(),
+        }],
+        runtime: skiff::runtime::RuntimeOptions {
+            max_instances: 4,
+            ..Default::default()
+        },
+        limits: Default::default(),
+        database: skiff::capability::sql::DatabaseOptions {
+            acquire_timeout: std::time::Duration::from_millis(300),
+            ..Default::default()
+        },
+        config: vec![],
+        shutdown_grace: std::time::Duration::from_secs(1),
+    };
+    let host = skiff::launch::Host::build(spec).await.unwrap();
+    let addr = host.local_addr().unwrap();
+    let task = tokio::spawn(host.serve(std::future::pending()));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(format!("http://{addr}/livez"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        client
+            .get(format!("http://{addr}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        client
+            .get(format!("http://{addr}/startupz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // Requests that need the database fail fast and clearly instead of hanging.
+    let response = client
+        .get(format!("http://{addr}/users-ms/users"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"));
+    task.abort();
+}

@@ -1,0 +1,14 @@
+//! Host tests: one binary that loads the real built components and talks to them over real
+//! HTTP, on SQLite and on Postgres (`SKIFF_TEST_POSTGRES_URL`, one database per test).
+//!
+//! Build the components first (`./scripts/test` does): `users` into
+//! `target/wasm32-wasip2/release`, the misbehaving `testbed` into `target/wasm32-wasip2/testbed`.
+
+// A failed unwrap is a failed test, with its location: exactly what a test should do.
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+mod host_routes;
+mod lifecycle;
+mod limits;
+mod users_api;

@@ -1,0 +1,108 @@
+//! A `wasi:http/proxy` component whose routes misbehave on purpose: the host's limit tests
+//! use it to show that one bad request fails alone.
+//!
+//! - `/hello` answers at once; `/sleep?ms=N` waits N ms without using CPU.
+//! - `/spin` never returns; `/trap` panics; `/grow` allocates until memory runs out;
+//!   `/recurse` overflows the stack; `/big?bytes=N` answers with N bytes.
+
+#[allow(unsafe_code)]
+mod bindings {
+    wit_bindgen::generate!({
+        world: "wasi:http/proxy@0.2.12",
+        path: "../../../wit",
+        generate_all,
+    });
+
+    use super::Testbed;
+    export!(Testbed);
+}
+
+use bindings::exports::wasi::http::incoming_handler::Guest;
+use bindings::wasi::clocks::monotonic_clock;
+use bindings::wasi::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+
+struct Testbed;
+
+impl Guest for Testbed {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let path_with_query = request.path_with_query().unwrap_or_default();
+        let (path, query) = path_with_query
+            .split_once('?')
+            .unwrap_or((&path_with_query, ""));
+        let number = |name: &str| {
+            query
+                .split('&')
+                .find_map(|pair| {
+                    pair.strip_prefix(name)?
+                        .strip_prefix('=')?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .unwrap_or(0)
+        };
+        match path {
+            "/hello" | "/testbed/hello" => respond(out, 200, b"hello".to_vec()),
+            "/sleep" => {
+                monotonic_clock::subscribe_duration(number("ms") * 1_000_000).block();
+                respond(out, 200, b"slept".to_vec());
+            }
+            "/spin" => spin(),
+            "/trap" => panic!("the testbed traps on purpose"),
+            "/grow" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                }
+            }
+            "/recurse" => {
+                let depth = recurse(u64::MAX);
+                respond(out, 200, depth.to_string().into_bytes());
+            }
+            "/big" => respond(
+                out,
+                200,
+                vec![b'x'; usize::try_from(number("bytes")).unwrap_or(0)],
+            ),
+            _ => respond(out, 404, b"not found".to_vec()),
+        }
+    }
+}
+
+fn spin() -> ! {
+    let mut counter = 0u64;
+    loop {
+        counter = std::hint::black_box(counter.wrapping_add(1));
+    }
+}
+
+fn recurse(n: u64) -> u64 {
+    if n == 0 {
+        0
+    } else {
+        std::hint::black_box(recurse(n - 1)) + 1
+    }
+}
+
+fn respond(out: ResponseOutparam, status: u16, body: Vec<u8>) {
+    let headers = Fields::from_list(&[(
+        "content-length".to_owned(),
+        body.len().to_string().into_bytes(),
+    )])
+    .unwrap_or_else(|_| Fields::new());
+    let response = OutgoingResponse::new(headers);
+    let _ = response.set_status_code(status);
+    let Ok(outgoing) = response.body() else {
+        return;
+    };
+    ResponseOutparam::set(out, Ok(response));
+    if let Ok(stream) = outgoing.write() {
+        for chunk in body.chunks(4096) {
+            if stream.blocking_write_and_flush(chunk).is_err() {
+                return;
+            }
+        }
+    }
+    let _ = OutgoingBody::finish(outgoing, None);
+}
