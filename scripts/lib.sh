@@ -4,7 +4,7 @@
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
 # The components `skiff dev` serves.
-COMPONENTS=(users)
+COMPONENTS=(users auth notify)
 
 ensure_toolchain() {
     if ! command -v cargo >/dev/null 2>&1; then

@@ -6,13 +6,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::capability::config::parse_pair;
+use crate::capability::outbound_http::parse_service_route;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "skiff",
-    version,
-    about = "Runs microservices written as WebAssembly components"
-)]
+#[command(name = "skiff", version, about = "Runs microservices written as WebAssembly components")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -49,6 +46,10 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "SKIFF_LISTEN", default_value = "0.0.0.0:4000")]
     pub listen: SocketAddr,
+    /// A second listener for calls from inside the cluster (the users credentials check is
+    /// served only there). Never expose it through a public Service.
+    #[arg(long, env = "SKIFF_INTERNAL_LISTEN")]
+    pub internal_listen: Option<SocketAddr>,
     /// `postgres://user:pass@host/db` or `sqlite://path`; defaults to SQLite under --data-dir.
     #[arg(long, env = "SKIFF_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
@@ -59,11 +60,7 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct DevArgs {
     /// Folder of built components; each `NAME.wasm` is served under `/NAME-ms`.
-    #[arg(
-        long,
-        env = "SKIFF_COMPONENTS_DIR",
-        default_value = "target/wasm32-wasip2/release"
-    )]
+    #[arg(long, env = "SKIFF_COMPONENTS_DIR", default_value = "target/wasm32-wasip2/release")]
     pub components_dir: PathBuf,
     /// Address to listen on.
     #[arg(long, env = "SKIFF_LISTEN", default_value = "127.0.0.1:4000")]
@@ -72,13 +69,26 @@ pub struct DevArgs {
     pub common: CommonArgs,
 }
 
+/// Settings given one environment variable each: `SKIFF_CONFIG_TOKEN_PUBLIC_KEY=…` is the key
+/// `token_public_key`. Explicit `--config` pairs come after, so they win.
+pub fn config_from_env(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = vars
+        .filter_map(|(name, value)| {
+            let key = name.strip_prefix("SKIFF_CONFIG_")?;
+            (!key.is_empty()).then(|| (key.to_ascii_lowercase(), value))
+        })
+        .collect();
+    pairs.sort();
+    pairs
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
     /// Where embedded databases live (`NAME.db`).
     #[arg(long, env = "SKIFF_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
     /// A component setting, `KEY=VALUE`, read through wasi:config; repeatable, or comma-separated
-    /// in the environment variable.
+    /// in the environment variable. `SKIFF_CONFIG_<KEY>=VALUE` sets one key too (for Secrets).
     #[arg(long = "config", env = "SKIFF_CONFIG", value_parser = parse_pair, value_delimiter = ',', hide_env_values = true)]
     pub config: Vec<(String, String)>,
     /// Component instances that may run at once; beyond it requests wait, then get 503.
@@ -99,7 +109,41 @@ pub struct CommonArgs {
     /// Connections per database pool.
     #[arg(long, env = "SKIFF_DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
+    /// RabbitMQ (`amqp://user:pass@host:5672/%2f`); without it, the embedded queue in
+    /// DATA_DIR/broker.db.
+    #[arg(long, env = "SKIFF_AMQP_URL", hide_env_values = true)]
+    pub amqp_url: Option<String>,
+    /// Where a service name resolves for outbound calls, `NAME=HOST:PORT` (e.g.
+    /// `users=users-cluster-ip-service:4001`); repeatable or comma-separated.
+    #[arg(long = "service", env = "SKIFF_SERVICES", value_parser = parse_service_route, value_delimiter = ',')]
+    pub services: Vec<(String, String)>,
+    /// Hosts (`HOST` or `HOST:PORT`) components may call directly, e.g. a webhook receiver;
+    /// repeatable or comma-separated. Everything else is refused.
+    #[arg(long = "outbound-allow", env = "SKIFF_OUTBOUND_ALLOW", value_delimiter = ',')]
+    pub outbound_allow: Vec<String>,
+    /// Deliveries of one message before it is dead-lettered.
+    #[arg(long, env = "SKIFF_MAX_DELIVERY_ATTEMPTS", default_value_t = 5)]
+    pub max_delivery_attempts: u32,
+    /// Back-off before the first redelivery, doubling each time (capped at 30 s), in ms.
+    #[arg(long, env = "SKIFF_RETRY_BASE_DELAY_MS", default_value_t = 500)]
+    pub retry_base_delay_ms: u64,
     /// After SIGTERM, how long in-flight requests may take to finish, in seconds.
     #[arg(long, env = "SKIFF_SHUTDOWN_GRACE_SECS", default_value_t = 25)]
     pub shutdown_grace_secs: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_keys_come_from_prefixed_variables() {
+        let vars = [
+            ("SKIFF_CONFIG_TOKEN_PUBLIC_KEY".to_owned(), "abc".to_owned()),
+            ("SKIFF_CONFIG".to_owned(), "x=y".to_owned()),
+            ("SKIFF_CONFIG_".to_owned(), "ignored".to_owned()),
+            ("PATH".to_owned(), "/bin".to_owned()),
+        ];
+        assert_eq!(config_from_env(vars.into_iter()), vec![("token_public_key".to_owned(), "abc".to_owned())]);
+    }
 }

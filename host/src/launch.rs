@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 use crate::capability::config::ComponentConfig;
+use crate::capability::messaging::{Broker, RetryPolicy, connect_broker};
+use crate::capability::outbound_http::OutboundPolicy;
 use crate::capability::sql::{Database, DatabaseOptions};
 use crate::cli::CommonArgs;
-use crate::runtime::{Runtime, RuntimeOptions};
+use crate::runtime::{Capabilities, Runtime, RuntimeOptions};
 use crate::server::metrics::Metrics;
 use crate::server::{self, App, Health};
 use crate::service::{RequestLimits, Service, ServiceContext};
@@ -31,12 +33,7 @@ impl ServiceSpec {
     pub fn embedded(component: &Path, data_dir: &Path) -> anyhow::Result<Self> {
         let name = service_name(component)?;
         let database_url = sqlite_url(data_dir, &name);
-        Ok(Self {
-            name,
-            component: component.to_owned(),
-            version_label: None,
-            database_url,
-        })
+        Ok(Self { name, component: component.to_owned(), version_label: None, database_url })
     }
 }
 
@@ -44,11 +41,20 @@ impl ServiceSpec {
 #[derive(Debug, Clone)]
 pub struct HostSpec {
     pub listen: SocketAddr,
+    /// The listener whose requests count as coming from inside the cluster.
+    pub internal_listen: Option<SocketAddr>,
     pub services: Vec<ServiceSpec>,
     pub runtime: RuntimeOptions,
     pub limits: RequestLimits,
     pub database: DatabaseOptions,
     pub config: Vec<(String, String)>,
+    /// RabbitMQ; `None` for the embedded queue under `data_dir`.
+    pub amqp_url: Option<String>,
+    pub data_dir: PathBuf,
+    /// Service name → `host:port` for outbound calls.
+    pub service_routes: Vec<(String, String)>,
+    pub outbound_allow: Vec<String>,
+    pub retry: RetryPolicy,
     pub shutdown_grace: Duration,
 }
 
@@ -56,6 +62,7 @@ impl HostSpec {
     pub fn new(listen: SocketAddr, services: Vec<ServiceSpec>, common: &CommonArgs) -> Self {
         Self {
             listen,
+            internal_listen: None,
             services,
             runtime: RuntimeOptions {
                 max_instances: common.max_instances,
@@ -66,20 +73,48 @@ impl HostSpec {
                 queue_timeout: Duration::from_millis(common.queue_timeout_ms),
                 max_body_bytes: common.max_body_bytes,
             },
-            database: DatabaseOptions {
-                max_connections: common.db_max_connections,
-                ..DatabaseOptions::default()
-            },
+            database: DatabaseOptions { max_connections: common.db_max_connections, ..DatabaseOptions::default() },
             config: common.config.clone(),
+            amqp_url: common.amqp_url.clone(),
+            data_dir: common.data_dir.clone(),
+            service_routes: common.services.clone(),
+            outbound_allow: common.outbound_allow.clone(),
+            retry: RetryPolicy {
+                max_attempts: common.max_delivery_attempts.max(1),
+                base_delay: Duration::from_millis(common.retry_base_delay_ms),
+                ..RetryPolicy::default()
+            },
             shutdown_grace: Duration::from_secs(common.shutdown_grace_secs),
+        }
+    }
+
+    /// A spec with defaults around the given services, for tests and embedding.
+    pub fn with_services(listen: SocketAddr, services: Vec<ServiceSpec>, data_dir: PathBuf) -> Self {
+        Self {
+            listen,
+            internal_listen: None,
+            services,
+            runtime: RuntimeOptions::default(),
+            limits: RequestLimits::default(),
+            database: DatabaseOptions::default(),
+            config: Vec::new(),
+            amqp_url: None,
+            data_dir,
+            service_routes: Vec::new(),
+            outbound_allow: Vec::new(),
+            retry: RetryPolicy::default(),
+            shutdown_grace: Duration::from_secs(25),
         }
     }
 }
 
-/// A host that has loaded its components and bound its port, not yet serving.
+/// A host that has loaded its components and bound its ports, not yet serving.
 pub struct Host {
     listener: TcpListener,
+    internal_listener: Option<TcpListener>,
     app: Arc<App>,
+    broker: Arc<dyn Broker>,
+    retry: RetryPolicy,
     grace: Duration,
 }
 
@@ -90,6 +125,8 @@ impl Host {
         let metrics = Arc::new(Metrics::default());
         let instances = Arc::new(Semaphore::new(spec.runtime.max_instances as usize));
         let config = ComponentConfig::from_pairs(spec.config.clone());
+        let outbound = Arc::new(OutboundPolicy::new(spec.service_routes.clone(), spec.outbound_allow.clone()));
+        let broker = connect_broker(spec.amqp_url.as_deref(), &spec.data_dir).await?;
         let mut services = Vec::new();
         for service in &spec.services {
             let bytes = tokio::fs::read(&service.component)
@@ -100,8 +137,7 @@ impl Host {
                 .with_context(|| format!("opening the database of {}", service.name))?;
             let ctx = ServiceContext {
                 runtime: runtime.clone(),
-                sql,
-                config: config.clone(),
+                capabilities: Capabilities { sql, config: config.clone(), outbox: None, outbound: outbound.clone() },
                 limits: spec.limits.clone(),
                 instances: instances.clone(),
                 metrics: metrics.clone(),
@@ -111,47 +147,77 @@ impl Host {
                 .with_context(|| format!("loading component {}", service.component.display()))?;
             services.push(Arc::new(loaded));
         }
-        let listener = TcpListener::bind(spec.listen)
-            .await
-            .with_context(|| format!("binding {}", spec.listen))?;
+        // In `skiff dev`, `http://users/...` from auth reaches the users component directly.
+        outbound.set_local_services(&services);
+        let listener = TcpListener::bind(spec.listen).await.with_context(|| format!("binding {}", spec.listen))?;
+        let internal_listener = match spec.internal_listen {
+            Some(address) => Some(TcpListener::bind(address).await.with_context(|| format!("binding {address}"))?),
+            None => None,
+        };
         let app = Arc::new(App::new(services, Arc::new(Health::default()), metrics));
-        Ok(Self {
-            listener,
-            app,
-            grace: spec.shutdown_grace,
-        })
+        Ok(Self { listener, internal_listener, app, broker, retry: spec.retry, grace: spec.shutdown_grace })
     }
 
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
         Ok(self.listener.local_addr()?)
     }
 
-    /// Serves until `shutdown` resolves, migrating every service's database in the background
-    /// (the host answers `/livez` at once and `/readyz` once migrations are applied).
+    pub fn internal_addr(&self) -> Option<SocketAddr> {
+        self.internal_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serves until `shutdown` resolves. In the background it migrates every database, starts
+    /// the consumers, then the outbox relays (so the embedded queue has its bindings before the
+    /// first event), and only then reports started.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let app = self.app.clone();
+        let broker = self.broker.clone();
+        let retry = self.retry;
         tokio::spawn(async move {
             for service in app.services() {
                 service.migrate_until_done().await;
             }
+            for service in app.services() {
+                if let Err(error) = service.start_consuming(broker.clone(), retry).await {
+                    tracing::error!(service = %service.name(), error = %format!("{error:#}"), "cannot start consuming");
+                }
+            }
+            for service in app.services() {
+                if let Some(outbox) = service.outbox() {
+                    tokio::spawn(outbox.relay(broker.clone(), service.name().to_owned()));
+                }
+            }
             app.health().mark_started();
         });
-        tracing::info!(address = %self.local_addr().map(|a| a.to_string()).unwrap_or_default(), "listening");
-        server::serve(self.listener, self.app, shutdown, self.grace).await;
+        tracing::info!(address = %self.local_addr().map(|a| a.to_string()).unwrap_or_default(), broker = self.broker.backend(), "listening");
+        let (stop, stopped) = watch::channel(false);
+        let wait = |mut stopped: watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let internal = self.internal_listener.map(|listener| {
+            tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "internal listener");
+            tokio::spawn(server::serve(listener, self.app.clone(), true, wait(stopped.clone()), self.grace))
+        });
+        let public = server::serve(self.listener, self.app, false, wait(stopped), self.grace);
+        tokio::pin!(public);
+        tokio::select! {
+            () = &mut public => {}
+            () = shutdown => {
+                let _ = stop.send(true);
+                public.await;
+            }
+        }
+        if let Some(internal) = internal {
+            let _ = internal.await;
+        }
     }
 }
 
 /// `users.wasm` → `users`.
 pub fn service_name(component: &Path) -> anyhow::Result<String> {
-    let stem = component
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default();
+    let stem = component.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
     anyhow::ensure!(
-        !stem.is_empty()
-            && stem
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        !stem.is_empty() && stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
         "cannot name a service after {}: use --name",
         component.display()
     );
@@ -171,10 +237,17 @@ pub fn components_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .filter(|path| path.extension().is_some_and(|ext| ext == "wasm"))
         .collect();
     found.sort();
-    anyhow::ensure!(
-        !found.is_empty(),
-        "no components (*.wasm) in {}",
-        dir.display()
-    );
+    anyhow::ensure!(!found.is_empty(), "no components (*.wasm) in {}", dir.display());
     Ok(found)
+}
+
+/// A fresh Ed25519 key pair as `(private seed, public key)`, both base64: `skiff dev` uses one
+/// so that auth can sign and the others verify without any setup.
+pub fn generate_token_keys() -> anyhow::Result<(String, String)> {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+    Ok((STANDARD.encode(seed), STANDARD.encode(public)))
 }

@@ -1,8 +1,8 @@
 use anyhow::Context;
 use clap::Parser;
 
-use skiff::cli::{Cli, Command};
-use skiff::launch::{Host, HostSpec, ServiceSpec, components_in, service_name, sqlite_url};
+use skiff::cli::{Cli, Command, CommonArgs, config_from_env};
+use skiff::launch::{Host, HostSpec, ServiceSpec, components_in, generate_token_keys, service_name, sqlite_url};
 use skiff::{server, telemetry};
 
 #[tokio::main]
@@ -20,25 +20,26 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     let spec = match command {
-        Command::Serve(args) => {
+        Command::Serve(mut args) => {
             let name = match args.name {
                 Some(name) => name,
                 None => service_name(&args.component)?,
             };
-            prepare_data_dir(&args.common.data_dir, args.database_url.is_none())?;
-            let database_url = args
-                .database_url
-                .unwrap_or_else(|| sqlite_url(&args.common.data_dir, &name));
-            let service = ServiceSpec {
-                name,
-                component: args.component,
-                version_label: args.component_version,
-                database_url,
-            };
-            HostSpec::new(args.listen, vec![service], &args.common)
+            add_config_from_env(&mut args.common);
+            std::fs::create_dir_all(&args.common.data_dir)
+                .with_context(|| format!("creating data directory {}", args.common.data_dir.display()))?;
+            let database_url = args.database_url.unwrap_or_else(|| sqlite_url(&args.common.data_dir, &name));
+            let service =
+                ServiceSpec { name, component: args.component, version_label: args.component_version, database_url };
+            let mut spec = HostSpec::new(args.listen, vec![service], &args.common);
+            spec.internal_listen = args.internal_listen;
+            spec
         }
-        Command::Dev(args) => {
-            prepare_data_dir(&args.common.data_dir, true)?;
+        Command::Dev(mut args) => {
+            add_config_from_env(&mut args.common);
+            add_dev_token_keys(&mut args.common.config)?;
+            std::fs::create_dir_all(&args.common.data_dir)
+                .with_context(|| format!("creating data directory {}", args.common.data_dir.display()))?;
             let services = components_in(&args.components_dir)?
                 .iter()
                 .map(|component| ServiceSpec::embedded(component, &args.common.data_dir))
@@ -54,10 +55,25 @@ async fn run(command: Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn prepare_data_dir(dir: &std::path::Path, needed: bool) -> anyhow::Result<()> {
-    if needed {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating data directory {}", dir.display()))?;
+/// `SKIFF_CONFIG_<KEY>` variables first, so that explicit `--config` pairs override them.
+fn add_config_from_env(common: &mut CommonArgs) {
+    let mut pairs = config_from_env(std::env::vars());
+    pairs.append(&mut common.config);
+    common.config = pairs;
+}
+
+/// In `skiff dev`, auth signs and users and notify verify with a key pair made at start-up,
+/// unless one is configured. Tokens do not outlive the process.
+fn add_dev_token_keys(config: &mut Vec<(String, String)>) -> anyhow::Result<()> {
+    let has = |key: &str| config.iter().any(|(k, _)| k == key);
+    if has("token_signing_key") || has("token_public_key") {
+        return Ok(());
     }
+    let (private, public) = generate_token_keys()?;
+    config.push(("token_signing_key".into(), private));
+    config.push(("token_public_key".into(), public));
+    tracing::info!(
+        "generated a development token key pair (set token_signing_key and token_public_key to keep tokens across restarts)"
+    );
     Ok(())
 }

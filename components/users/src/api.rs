@@ -1,45 +1,65 @@
-//! The REST contract of the users service: routes, and what each one does.
+//! The REST contract of the users service: routes, who may call them, and what each does.
 
-use crate::bindings::wasi::clocks::wall_clock;
-use crate::bindings::wasi::config::store as config;
-use crate::bindings::wasi::random::random;
-use crate::domain::password::parse_bcrypt_cost;
-use crate::domain::{ListQuery, NewUser, User, UserChanges, uuid};
-use crate::error::ApiError;
-use crate::http::{Method, Request, Response};
-use crate::store::{self, StoreError, UserRecord, UserUpdate};
 use serde_json::json;
+use service_kit::http::{Method, Request, Response};
+use service_kit::token::{BearerError, Claims, Role, verify_bearer};
+
+use crate::domain::password::parse_bcrypt_cost;
+use crate::domain::{Credentials, ListQuery, NewUser, Password, User, UserChanges, is_admin_email, uuid};
+use crate::error::ApiError;
+use crate::platform::{now_micros, now_secs, random_16, setting};
+use crate::store::{self, StoreError, UserRecord, UserUpdate};
 
 /// Where a created user can be read back.
 const USERS_PATH: &str = "/users-ms/users";
+/// Set by the host on requests that arrived on its internal listener (or from another
+/// component in the same process); the host strips it from public requests.
+const INTERNAL_HEADER: &str = "skiff-internal";
 
-pub fn handle(request: Request) -> Response {
-    route(&request).unwrap_or_else(ApiError::into_response)
+pub fn handle(request: &Request) -> Response {
+    route(request).unwrap_or_else(ApiError::into_response)
 }
 
 fn route(request: &Request) -> Result<Response, ApiError> {
     // `/users/{id}` is the original contract's alias of `/users-ms/users/{id}`.
-    let path = request
-        .path
-        .strip_prefix("/users-ms")
-        .unwrap_or(&request.path);
+    let path = request.path.strip_prefix("/users-ms").unwrap_or(&request.path);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (request.method, segments.as_slice()) {
         (Method::Get, ["healthcheck"]) => Ok(Response::json(200, &json!({"status": "ok"}))),
         (_, ["healthcheck"]) => Err(ApiError::MethodNotAllowed("GET")),
+        (Method::Post, ["internal", "credentials"]) if request.header(INTERNAL_HEADER) == Some("1") => {
+            check_credentials(request)
+        }
         (Method::Post, ["users"]) => create(request),
-        (Method::Get, ["users"]) => list(request),
+        (Method::Get, ["users"]) => list(request, &authenticate(request)?),
         (_, ["users"]) => Err(ApiError::MethodNotAllowed("GET, POST")),
-        (Method::Get, ["users", id]) => get(&parse_id(id)?),
-        (Method::Put, ["users", id]) => update(&parse_id(id)?, request),
-        (Method::Delete, ["users", id]) => delete(&parse_id(id)?),
+        (Method::Get, ["users", id]) => get(&authorize(request, id)?),
+        (Method::Put, ["users", id]) => update(&authorize(request, id)?, request),
+        (Method::Delete, ["users", id]) => delete(&authorize(request, id)?),
         (_, ["users", _]) => Err(ApiError::MethodNotAllowed("GET, PUT, DELETE")),
         _ => Err(ApiError::NotFound),
     }
 }
 
+/// The bearer token's claims, checked with the configured public key.
+fn authenticate(request: &Request) -> Result<Claims, ApiError> {
+    verify_bearer(request, setting("token_public_key")?.as_deref(), now_secs()).map_err(|error| match error {
+        BearerError::Unauthorized => ApiError::Unauthorized,
+        BearerError::NotConfigured(cause) => ApiError::Internal(cause),
+    })
+}
+
+/// The id in the path, once the token may act on it. A token that may not gets 403 whether or
+/// not the user exists, so ids cannot be probed.
+fn authorize(request: &Request, raw_id: &str) -> Result<String, ApiError> {
+    let claims = authenticate(request)?;
+    let id = uuid::parse(raw_id).ok_or(ApiError::NotFound)?;
+    if claims.may_act_on(&id) { Ok(id) } else { Err(ApiError::Forbidden) }
+}
+
 fn create(request: &Request) -> Result<Response, ApiError> {
     let new_user = NewUser::parse(json_body(request)?).map_err(ApiError::InvalidFields)?;
+    let admin = is_admin_email(&new_user.email, setting("admin_emails")?.as_deref());
     let now = now_micros();
     let user = User {
         id: uuid::from_random_bytes(random_16()),
@@ -47,27 +67,23 @@ fn create(request: &Request) -> Result<Response, ApiError> {
         name: new_user.name.as_str().to_owned(),
         surname: new_user.surname.as_str().to_owned(),
         phone: new_user.phone.as_ref().map(|p| p.as_str().to_owned()),
+        role: if admin { Role::Admin } else { Role::User },
         created_at: now,
         updated_at: now,
     };
-    let password_hash = new_user
-        .password
-        .hash(bcrypt_cost()?)
-        .map_err(ApiError::Internal)?;
-    store::insert(UserRecord {
-        user: &user,
-        password_hash: &password_hash,
-    })
-    .map_err(store_error)?;
-    Ok(
-        Response::json(201, &user.to_json())
-            .header("location", format!("{USERS_PATH}/{}", user.id)),
-    )
+    let password_hash = new_user.password.hash(bcrypt_cost()?).map_err(ApiError::Internal)?;
+    store::insert(UserRecord { user: &user, password_hash: &password_hash }).map_err(store_error)?;
+    Ok(Response::json(201, &user.to_json()).header("location", format!("{USERS_PATH}/{}", user.id)))
 }
 
-fn list(request: &Request) -> Result<Response, ApiError> {
+/// Listing every user is for admins; a user lists only themself.
+fn list(request: &Request, claims: &Claims) -> Result<Response, ApiError> {
     let query = ListQuery::parse(&request.query).map_err(ApiError::InvalidFields)?;
-    let users = store::list(&query).map_err(store_error)?;
+    let users: Vec<User> = if claims.role == Role::Admin {
+        store::list(&query).map_err(store_error)?
+    } else {
+        store::get(&claims.sub).map_err(store_error)?.into_iter().filter(|user| query.matches(user)).collect()
+    };
     let full_page = users.len() == query.page.limit as usize;
     let next_offset = full_page.then(|| query.page.offset + u64::from(query.page.limit));
     let items: Vec<_> = users.iter().map(User::to_json).collect();
@@ -78,9 +94,7 @@ fn list(request: &Request) -> Result<Response, ApiError> {
 }
 
 fn get(id: &str) -> Result<Response, ApiError> {
-    let user = store::get(id)
-        .map_err(store_error)?
-        .ok_or(ApiError::NotFound)?;
+    let user = store::get(id).map_err(store_error)?.ok_or(ApiError::NotFound)?;
     Ok(Response::json(200, &user.to_json()))
 }
 
@@ -94,42 +108,39 @@ fn update(id: &str, request: &Request) -> Result<Response, ApiError> {
         email: changes.email.map(|e| e.as_str().to_owned()),
         name: changes.name.map(|n| n.as_str().to_owned()),
         surname: changes.surname.map(|n| n.as_str().to_owned()),
-        phone: changes
-            .phone
-            .map(|phone| phone.map(|p| p.as_str().to_owned())),
+        phone: changes.phone.map(|phone| phone.map(|p| p.as_str().to_owned())),
         password_hash,
         updated_at: now_micros(),
     };
-    let user = store::update(id, update)
-        .map_err(store_error)?
-        .ok_or(ApiError::NotFound)?;
+    let user = store::update(id, update).map_err(store_error)?.ok_or(ApiError::NotFound)?;
     Ok(Response::json(200, &user.to_json()))
 }
 
 fn delete(id: &str) -> Result<Response, ApiError> {
-    if store::delete(id).map_err(store_error)? {
-        Ok(Response::no_content())
-    } else {
-        Err(ApiError::NotFound)
+    if store::delete(id).map_err(store_error)? { Ok(Response::no_content()) } else { Err(ApiError::NotFound) }
+}
+
+/// `POST /users-ms/internal/credentials` (internal only): 200 with id and role, or 401. An
+/// unknown email costs one bcrypt hash, like a wrong password, so timing tells nothing.
+fn check_credentials(request: &Request) -> Result<Response, ApiError> {
+    let credentials = Credentials::parse(json_body(request)?).map_err(ApiError::InvalidFields)?;
+    let stored = store::credentials(&credentials.email).map_err(store_error)?;
+    let candidate = Password::unchecked(credentials.password);
+    match stored {
+        Some(stored) if candidate.matches(&stored.password_hash) => {
+            Ok(Response::json(200, &json!({"id": stored.id, "role": stored.role})))
+        }
+        Some(_) => Err(ApiError::BadCredentials),
+        None => {
+            let _equal_time = candidate.hash(bcrypt_cost()?);
+            Err(ApiError::BadCredentials)
+        }
     }
 }
 
-/// An id that is not a UUID cannot name a user.
-fn parse_id(raw: &str) -> Result<String, ApiError> {
-    uuid::parse(raw).ok_or(ApiError::NotFound)
-}
-
 fn json_body(request: &Request) -> Result<serde_json::Value, ApiError> {
-    if let Some(content_type) = &request.content_type {
-        let media_type = content_type
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        if media_type != "application/json" && !media_type.ends_with("+json") {
-            return Err(ApiError::UnsupportedMediaType);
-        }
+    if !request.has_json_body() {
+        return Err(ApiError::UnsupportedMediaType);
     }
     serde_json::from_slice(&request.body)
         .map_err(|e| ApiError::MalformedBody(format!("the body is not valid JSON: {e}")))
@@ -144,18 +155,11 @@ fn store_error(error: StoreError) -> ApiError {
 }
 
 fn bcrypt_cost() -> Result<u32, ApiError> {
-    let configured =
-        config::get("bcrypt_cost").map_err(|e| ApiError::Internal(format!("config: {e:?}")))?;
-    parse_bcrypt_cost(configured.as_deref()).map_err(ApiError::Internal)
+    parse_bcrypt_cost(setting("bcrypt_cost")?.as_deref()).map_err(ApiError::Internal)
 }
 
-fn now_micros() -> i64 {
-    let now = wall_clock::now();
-    i64::try_from(now.seconds).unwrap_or(i64::MAX) * 1_000_000 + i64::from(now.nanoseconds / 1000)
-}
-
-fn random_16() -> [u8; 16] {
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&random::get_random_bytes(16)[..16]);
-    bytes
+impl From<String> for ApiError {
+    fn from(cause: String) -> Self {
+        Self::Internal(cause)
+    }
 }

@@ -4,7 +4,7 @@
 mod api;
 pub mod domain;
 mod error;
-mod http;
+mod platform;
 mod store;
 
 // The generated canonical-ABI glue is the only unsafe code in the component.
@@ -20,6 +20,8 @@ mod bindings {
     export!(Component);
 }
 
+service_kit::wasi_http_glue!();
+
 use bindings::exports::skiff::sql::migrations::{Guest as Migrations, Migration};
 use bindings::exports::wasi::http::incoming_handler::Guest as IncomingHandler;
 use bindings::wasi::http::types::{IncomingRequest, ResponseOutparam};
@@ -28,20 +30,27 @@ struct Component;
 
 impl IncomingHandler for Component {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
-        let response = match http::read_request(request) {
-            Ok(request) => api::handle(request),
-            Err(error) => error.into_response(),
+        let response = match read_request(request) {
+            Ok(request) => api::handle(&request),
+            Err(problem) => problem,
         };
-        http::write_response(response_out, response);
+        write_response(response_out, response);
     }
 }
 
 impl Migrations for Component {
     fn all() -> Vec<Migration> {
-        vec![Migration {
-            version: 1,
-            name: "create_users".into(),
-            sql: include_str!("../migrations/0001_create_users.sql").into(),
-        }]
+        vec![
+            Migration {
+                version: 1,
+                name: "create_users".into(),
+                sql: include_str!("../migrations/0001_create_users.sql").into(),
+            },
+            Migration {
+                version: 2,
+                name: "add_role".into(),
+                sql: include_str!("../migrations/0002_add_role.sql").into(),
+            },
+        ]
     }
 }

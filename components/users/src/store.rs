@@ -4,8 +4,9 @@
 use crate::bindings::skiff::sql::client;
 use crate::bindings::skiff::sql::types::{Error as SqlError, Value};
 use crate::domain::{ListQuery, User, time};
+use service_kit::token::Role;
 
-const COLUMNS: &str = "id, email, name, surname, phone, created_at, updated_at";
+const COLUMNS: &str = "id, email, name, surname, phone, role, created_at, updated_at";
 
 #[derive(Debug)]
 pub enum StoreError {
@@ -33,8 +34,8 @@ pub struct UserRecord<'a> {
 pub fn insert(record: UserRecord<'_>) -> Result<(), StoreError> {
     let user = record.user;
     client::execute(
-        "INSERT INTO users (id, email, name, surname, phone, password_hash, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO users (id, email, name, surname, phone, password_hash, role, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         &[
             Value::Uuid(user.id.clone()),
             Value::Text(user.email.clone()),
@@ -42,6 +43,7 @@ pub fn insert(record: UserRecord<'_>) -> Result<(), StoreError> {
             Value::Text(user.surname.clone()),
             optional_text(user.phone.as_deref()),
             Value::Text(record.password_hash.to_owned()),
+            Value::Text(role_text(user.role).to_owned()),
             Value::Timestamp(user.created_at),
             Value::Timestamp(user.updated_at),
         ],
@@ -50,15 +52,8 @@ pub fn insert(record: UserRecord<'_>) -> Result<(), StoreError> {
 }
 
 pub fn get(id: &str) -> Result<Option<User>, StoreError> {
-    let rows = client::query(
-        &format!("SELECT {COLUMNS} FROM users WHERE id = $1"),
-        &[Value::Uuid(id.to_owned())],
-    )?;
-    rows.rows
-        .into_iter()
-        .next()
-        .map(|row| user_from_row(&row))
-        .transpose()
+    let rows = client::query(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"), &[Value::Uuid(id.to_owned())])?;
+    rows.rows.into_iter().next().map(|row| user_from_row(&row)).transpose()
 }
 
 pub fn list(query: &ListQuery) -> Result<Vec<User>, StoreError> {
@@ -75,15 +70,10 @@ pub fn list(query: &ListQuery) -> Result<Vec<User>, StoreError> {
             conditions.push(format!("{column} = ${}", params.len()));
         }
     }
-    let where_clause = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
+    let where_clause =
+        if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
     params.push(Value::Int64(i64::from(query.page.limit)));
-    params.push(Value::Int64(
-        i64::try_from(query.page.offset).unwrap_or(i64::MAX),
-    ));
+    params.push(Value::Int64(i64::try_from(query.page.offset).unwrap_or(i64::MAX)));
     let statement = format!(
         "SELECT {COLUMNS} FROM users {where_clause} ORDER BY created_at, id LIMIT ${} OFFSET ${}",
         params.len() - 1,
@@ -127,25 +117,43 @@ pub fn update(id: &str, update: UserUpdate) -> Result<Option<User>, StoreError> 
     }
     set("updated_at", Value::Timestamp(update.updated_at));
     params.push(Value::Uuid(id.to_owned()));
-    let statement = format!(
-        "UPDATE users SET {} WHERE id = ${} RETURNING {COLUMNS}",
-        assignments.join(", "),
-        params.len()
-    );
+    let statement =
+        format!("UPDATE users SET {} WHERE id = ${} RETURNING {COLUMNS}", assignments.join(", "), params.len());
     let rows = client::query(&statement, &params)?;
-    rows.rows
-        .into_iter()
-        .next()
-        .map(|row| user_from_row(&row))
-        .transpose()
+    rows.rows.into_iter().next().map(|row| user_from_row(&row)).transpose()
 }
 
 pub fn delete(id: &str) -> Result<bool, StoreError> {
-    let changed = client::execute(
-        "DELETE FROM users WHERE id = $1",
-        &[Value::Uuid(id.to_owned())],
-    )?;
+    let changed = client::execute("DELETE FROM users WHERE id = $1", &[Value::Uuid(id.to_owned())])?;
     Ok(changed > 0)
+}
+
+/// What the credentials check needs: id, role and the stored hash.
+pub struct StoredCredentials {
+    pub id: String,
+    pub role: Role,
+    pub password_hash: String,
+}
+
+pub fn credentials(email: &str) -> Result<Option<StoredCredentials>, StoreError> {
+    let rows =
+        client::query("SELECT id, role, password_hash FROM users WHERE email = $1", &[Value::Text(email.to_owned())])?;
+    let Some(row) = rows.rows.into_iter().next() else { return Ok(None) };
+    match row.as_slice() {
+        [Value::Text(id) | Value::Uuid(id), Value::Text(role), Value::Text(hash)] => Ok(Some(StoredCredentials {
+            id: id.clone(),
+            role: if role == "admin" { Role::Admin } else { Role::User },
+            password_hash: hash.clone(),
+        })),
+        other => Err(StoreError::Internal(format!("unexpected credentials row: {} columns", other.len()))),
+    }
+}
+
+fn role_text(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "admin",
+        Role::User => "user",
+    }
 }
 
 fn optional_text(value: Option<&str>) -> Value {
@@ -175,7 +183,8 @@ fn user_from_row(row: &[Value]) -> Result<User, StoreError> {
         name: text(2)?,
         surname: text(3)?,
         phone: optional(4)?,
-        created_at: timestamp(5)?,
-        updated_at: timestamp(6)?,
+        role: if text(5)? == "admin" { Role::Admin } else { Role::User },
+        created_at: timestamp(6)?,
+        updated_at: timestamp(7)?,
     })
 }

@@ -3,5 +3,6 @@
 //! backends sit behind a trait in `client.rs`.
 
 pub mod config;
+pub mod messaging;
 pub mod outbound_http;
 pub mod sql;

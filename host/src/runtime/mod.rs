@@ -6,11 +6,9 @@ mod state;
 use std::thread;
 use std::time::{Duration, Instant};
 use wasmtime::component::Linker;
-use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
-};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 
-pub use state::HostState;
+pub use state::{Capabilities, HostState};
 
 use crate::capability;
 
@@ -29,10 +27,7 @@ pub struct RuntimeOptions {
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
-        Self {
-            max_instances: 64,
-            max_memory_bytes: 64 << 20,
-        }
+        Self { max_instances: 64, max_memory_bytes: 64 << 20 }
     }
 }
 
@@ -74,6 +69,7 @@ impl Runtime {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         capability::config::add_to_linker(&mut linker)?;
         capability::sql::add_to_linker(&mut linker)?;
+        capability::messaging::add_to_linker(&mut linker)?;
         Ok(linker)
     }
 
@@ -84,11 +80,7 @@ impl Runtime {
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
-                Err(DeadlineExceeded.into())
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
+            if Instant::now() >= deadline { Err(DeadlineExceeded.into()) } else { Ok(UpdateDeadline::Yield(1)) }
         });
         store
     }

@@ -27,6 +27,15 @@ pub struct Metrics {
     pub live_instances: Gauge,
     pub shed_requests: Counter,
     pub traps: Counter,
+    pub outbox_depth: Family<RouteLabels, Gauge>,
+    pub messages: Family<MessageLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MessageLabels {
+    pub route: String,
+    /// `ack`, `retry`, `reject` or `failed` (trap or deadline).
+    pub outcome: String,
 }
 
 fn latency_histogram() -> Histogram {
@@ -38,45 +47,32 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("skiff");
         let requests = Family::<RequestLabels, Counter>::default();
-        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
-        );
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         let live_instances = Gauge::default();
         let shed_requests = Counter::default();
         let traps = Counter::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests by route, method and status",
-            requests.clone(),
-        );
-        registry.register(
-            "http_request_duration_seconds",
-            "Time to response headers, by route",
-            latency.clone(),
-        );
-        registry.register(
-            "live_instances",
-            "Component instances running now",
-            live_instances.clone(),
-        );
+        registry.register("http_requests", "HTTP requests by route, method and status", requests.clone());
+        registry.register("http_request_duration_seconds", "Time to response headers, by route", latency.clone());
+        registry.register("live_instances", "Component instances running now", live_instances.clone());
         registry.register(
             "shed_requests",
             "Requests refused with 503 because every instance slot was busy",
             shed_requests.clone(),
         );
+        registry.register("component_traps", "Requests whose component instance trapped", traps.clone());
+        let outbox_depth = Family::<RouteLabels, Gauge>::default();
         registry.register(
-            "component_traps",
-            "Requests whose component instance trapped",
-            traps.clone(),
+            "outbox_depth",
+            "Messages waiting in a service's outbox for the broker",
+            outbox_depth.clone(),
         );
-        Self {
-            registry,
-            requests,
-            latency,
-            live_instances,
-            shed_requests,
-            traps,
-        }
+        let messages = Family::<MessageLabels, Counter>::default();
+        registry.register(
+            "messages_handled",
+            "Deliveries handled by a consumer component, by outcome",
+            messages.clone(),
+        );
+        Self { registry, requests, latency, live_instances, shed_requests, traps, outbox_depth, messages }
     }
 }
 

@@ -23,18 +23,18 @@ const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// Serves `app` on `listener` until `shutdown` resolves; then stops accepting, marks the host
 /// not ready, and lets in-flight requests finish for up to `grace`.
+/// Requests on an `internal` listener are marked as such for the components (the users
+/// credentials check); that listener must only be reachable from inside the cluster.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
+    internal: bool,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEADER_BYTES);
+    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(MAX_HEADER_BYTES);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -52,7 +52,7 @@ pub async fn serve(
                 let app = app.clone();
                 let service = hyper::service::service_fn(move |request| {
                     let app = app.clone();
-                    async move { Ok::<_, std::convert::Infallible>(app.handle(request, peer).await) }
+                    async move { Ok::<_, std::convert::Infallible>(app.handle(request, peer, internal).await) }
                 });
                 let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
                 tokio::spawn(async move {

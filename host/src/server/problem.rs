@@ -15,40 +15,24 @@ pub fn problem(status: StatusCode, kind: &str, detail: &str) -> Response<HyperOu
     });
     let mut response = Response::new(full_body(body.to_string()));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/problem+json"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/problem+json"));
     response
 }
 
 /// Every instance slot is busy and the request waited its turn: shed, retry shortly.
 pub fn overloaded() -> Response<HyperOutgoingBody> {
-    let mut response = problem(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "overloaded",
-        "the service is at capacity; retry shortly",
-    );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    let mut response =
+        problem(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "the service is at capacity; retry shortly");
+    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     response
 }
 
 pub fn deadline_exceeded() -> Response<HyperOutgoingBody> {
-    problem(
-        StatusCode::GATEWAY_TIMEOUT,
-        "deadline-exceeded",
-        "the request ran past its deadline and was stopped",
-    )
+    problem(StatusCode::GATEWAY_TIMEOUT, "deadline-exceeded", "the request ran past its deadline and was stopped")
 }
 
 pub fn component_failed() -> Response<HyperOutgoingBody> {
-    problem(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "component-failed",
-        "the service failed while handling the request",
-    )
+    problem(StatusCode::INTERNAL_SERVER_ERROR, "component-failed", "the service failed while handling the request")
 }
 
 pub fn payload_too_large(limit: usize) -> Response<HyperOutgoingBody> {
@@ -60,22 +44,11 @@ pub fn payload_too_large(limit: usize) -> Response<HyperOutgoingBody> {
 }
 
 pub fn not_found() -> Response<HyperOutgoingBody> {
-    problem(
-        StatusCode::NOT_FOUND,
-        "not-found",
-        "no service is mounted at this path",
-    )
+    problem(StatusCode::NOT_FOUND, "not-found", "no service is mounted at this path")
 }
 
 pub fn draining() -> Response<HyperOutgoingBody> {
-    let mut response = problem(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "shutting-down",
-        "the host is shutting down",
-    );
-    response.headers_mut().insert(
-        header::CONNECTION,
-        header::HeaderValue::from_static("close"),
-    );
+    let mut response = problem(StatusCode::SERVICE_UNAVAILABLE, "shutting-down", "the host is shutting down");
+    response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
     response
 }

@@ -10,9 +10,12 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::metrics::{Metrics, RequestLabels, RouteLabels};
 use super::{Health, problem};
+use crate::capability::outbound_http::INTERNAL_HEADER;
 use crate::service::{Service, full_body};
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
+/// The client's IP address as the host saw it, for components (auth's login events).
+const PEER_ADDRESS_HEADER: &str = "skiff-peer-address";
 
 /// Everything one listener serves.
 pub struct App {
@@ -32,11 +35,7 @@ impl App {
                 (vec![format!("/{name}-ms"), format!("/{name}")], service)
             })
             .collect();
-        Self {
-            services,
-            health,
-            metrics,
-        }
+        Self { services, health, metrics }
     }
 
     pub fn health(&self) -> &Health {
@@ -47,40 +46,38 @@ impl App {
         self.services.iter().map(|(_, service)| service)
     }
 
+    /// Serves one request from `peer`; `internal` is true on the internal listener.
     pub async fn handle(
         &self,
         mut request: Request<Incoming>,
         peer: SocketAddr,
+        internal: bool,
     ) -> Response<HyperOutgoingBody> {
         let started = Instant::now();
         let request_id = request_id(&request);
+        let headers = request.headers_mut();
         if let Ok(value) = HeaderValue::from_str(&request_id) {
-            request.headers_mut().insert(REQUEST_ID_HEADER, value);
+            headers.insert(REQUEST_ID_HEADER, value);
+        }
+        // These say where a request came from; only the host may set them.
+        headers.remove(INTERNAL_HEADER);
+        if internal {
+            headers.insert(INTERNAL_HEADER, HeaderValue::from_static("1"));
+        }
+        if let Ok(value) = HeaderValue::from_str(&peer.ip().to_string()) {
+            headers.insert(PEER_ADDRESS_HEADER, value);
         }
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let span = tracing::info_span!("request", id = %request_id, %method, %path, %peer);
         let (route, mut response) = self.route(request).instrument(span.clone()).await;
         let status = response.status().as_u16();
-        span.in_scope(|| {
-            tracing::info!(
-                status,
-                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-                "served"
-            )
-        });
+        span.in_scope(|| tracing::info!(status, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "served"));
         self.metrics
             .requests
-            .get_or_create(&RequestLabels {
-                route: route.clone(),
-                method: method.to_string(),
-                status,
-            })
+            .get_or_create(&RequestLabels { route: route.clone(), method: method.to_string(), status })
             .inc();
-        self.metrics
-            .latency
-            .get_or_create(&RouteLabels { route })
-            .observe(started.elapsed().as_secs_f64());
+        self.metrics.latency.get_or_create(&RouteLabels { route }).observe(started.elapsed().as_secs_f64());
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID_HEADER, value);
         }
@@ -96,11 +93,7 @@ impl App {
             "/startupz" if is_get => {
                 let started = self.health.is_started();
                 return host(text(
-                    if started {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    },
+                    if started { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE },
                     if started { "started" } else { "starting" },
                 ));
             }
@@ -108,9 +101,7 @@ impl App {
                 let mut response = text(StatusCode::OK, &self.metrics.encode());
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
-                    HeaderValue::from_static(
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    ),
+                    HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
                 );
                 return host(response);
             }
@@ -133,8 +124,7 @@ impl App {
             prefixes
                 .iter()
                 .any(|prefix| {
-                    path.strip_prefix(prefix.as_str())
-                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+                    path.strip_prefix(prefix.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
                 })
                 .then_some(service)
         })
@@ -153,10 +143,7 @@ impl App {
         if not_ready.is_empty() {
             text(StatusCode::OK, "ready")
         } else {
-            text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("not ready: {}", not_ready.join(", ")),
-            )
+            text(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {}", not_ready.join(", ")))
         }
     }
 }
@@ -164,10 +151,7 @@ impl App {
 fn text(status: StatusCode, body: &str) -> Response<HyperOutgoingBody> {
     let mut response = Response::new(full_body(body.to_owned()));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }
 

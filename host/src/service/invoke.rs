@@ -4,7 +4,6 @@
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime_wasi_http::WasiHttpView;
@@ -28,11 +27,7 @@ pub struct RequestLimits {
 
 impl Default for RequestLimits {
     fn default() -> Self {
-        Self {
-            timeout: Duration::from_secs(30),
-            queue_timeout: Duration::from_secs(1),
-            max_body_bytes: 1 << 20,
-        }
+        Self { timeout: Duration::from_secs(30), queue_timeout: Duration::from_secs(1), max_body_bytes: 1 << 20 }
     }
 }
 
@@ -42,23 +37,20 @@ pub const VERSION_HEADER: &str = "skiff-component-version";
 pub const DIGEST_HEADER: &str = "skiff-component-digest";
 
 impl Service {
-    pub async fn handle(
-        self: &Arc<Self>,
-        request: Request<Incoming>,
-    ) -> Response<HyperOutgoingBody> {
+    /// Serves one request on a fresh instance of the current version. The body may come from
+    /// a socket or, for calls between services of one process, from another component.
+    pub async fn handle<B>(self: &Arc<Self>, request: Request<B>) -> Response<HyperOutgoingBody>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let limits = &self.ctx.limits;
-        let declared = request
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let declared =
+            request.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|length| length > limits.max_body_bytes as u64) {
             return problem::payload_too_large(limits.max_body_bytes);
         }
-        let permit = match tokio::time::timeout(
-            limits.queue_timeout,
-            self.ctx.instances.clone().acquire_owned(),
-        )
-        .await
+        let permit = match tokio::time::timeout(limits.queue_timeout, self.ctx.instances.clone().acquire_owned()).await
         {
             Ok(Ok(permit)) => permit,
             _ => {
@@ -99,10 +91,7 @@ impl Service {
             live.inc();
             let run = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, incoming, outparam)
-                    .await
+                proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
             };
             // Host calls (a database that hangs) are not interrupted by epochs; this is.
             let result = match tokio::time::timeout_at(deadline.into(), run).await {
@@ -120,9 +109,7 @@ impl Service {
                 problem::component_failed()
             }
             Ok(Err(_)) => match task.await {
-                Ok(Err(error)) if error.downcast_ref::<DeadlineExceeded>().is_some() => {
-                    problem::deadline_exceeded()
-                }
+                Ok(Err(error)) if error.downcast_ref::<DeadlineExceeded>().is_some() => problem::deadline_exceeded(),
                 Ok(Err(error)) => {
                     tracing::warn!(error = %format!("{error:?}"), "the component trapped");
                     self.ctx.metrics.traps.inc();
@@ -155,7 +142,5 @@ impl Service {
 
 /// A complete body, in the type the component path uses.
 pub fn full_body(bytes: impl Into<Bytes>) -> HyperOutgoingBody {
-    http_body_util::Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
+    http_body_util::Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
 }

@@ -1,6 +1,7 @@
-//! A service: one component (its current version), its database and settings, and the
-//! per-request path into a fresh instance.
+//! A service: one component (its current version), its capabilities, and the per-request and
+//! per-message paths into a fresh instance.
 
+mod consume;
 mod invoke;
 mod version;
 
@@ -12,16 +13,15 @@ use tokio::sync::{RwLock, Semaphore};
 pub use invoke::{DIGEST_HEADER, RequestLimits, VERSION_HEADER, full_body};
 pub use version::{ComponentVersion, short_digest};
 
-use crate::capability::config::ComponentConfig;
-use crate::capability::sql::{SqlClient, apply_migrations};
-use crate::runtime::{HostState, Runtime};
-use crate::server::metrics::Metrics;
+use crate::capability::messaging::Outbox;
+use crate::capability::sql::apply_migrations;
+use crate::runtime::{Capabilities, HostState, Runtime};
+use crate::server::metrics::{Metrics, RouteLabels};
 
 /// Everything a service needs besides its component bytes.
 pub struct ServiceContext {
     pub runtime: Runtime,
-    pub sql: Arc<dyn SqlClient>,
-    pub config: ComponentConfig,
+    pub capabilities: Capabilities,
     pub limits: RequestLimits,
     /// Shared by every service of the process: the bound on concurrent instances.
     pub instances: Arc<Semaphore>,
@@ -33,26 +33,28 @@ pub struct Service {
     ctx: ServiceContext,
     current: RwLock<Arc<ComponentVersion>>,
     migrated: AtomicBool,
+    /// `None` for services that consume nothing; else whether every subscription is live.
+    consuming: Option<Arc<AtomicBool>>,
 }
 
 impl Service {
     /// Compiles the component (on a blocking thread) and prepares it for instantiation.
-    pub async fn load(
-        name: &str,
-        bytes: Vec<u8>,
-        label: Option<String>,
-        ctx: ServiceContext,
-    ) -> anyhow::Result<Self> {
+    pub async fn load(name: &str, bytes: Vec<u8>, label: Option<String>, ctx: ServiceContext) -> anyhow::Result<Self> {
         let runtime = ctx.runtime.clone();
-        let version =
-            tokio::task::spawn_blocking(move || ComponentVersion::compile(&runtime, &bytes, label))
-                .await??;
+        let version = tokio::task::spawn_blocking(move || ComponentVersion::compile(&runtime, &bytes, label)).await??;
         tracing::info!(service = name, version = %version.label, digest = %version.digest, "component loaded");
+        let consuming = version.consumer.is_some().then(|| Arc::new(AtomicBool::new(false)));
+        let mut ctx = ctx;
+        if version.publishes {
+            let depth = ctx.metrics.outbox_depth.get_or_create(&RouteLabels { route: name.to_owned() }).clone();
+            ctx.capabilities.outbox = Some(Arc::new(Outbox::new(ctx.capabilities.sql.clone(), depth)));
+        }
         Ok(Self {
             name: name.to_owned(),
             ctx,
             current: RwLock::new(Arc::new(version)),
             migrated: AtomicBool::new(false),
+            consuming,
         })
     }
 
@@ -60,27 +62,31 @@ impl Service {
         &self.name
     }
 
+    /// The outbox of a service whose component publishes.
+    pub fn outbox(&self) -> Option<Arc<Outbox>> {
+        self.ctx.capabilities.outbox.clone()
+    }
+
     pub async fn current(&self) -> Arc<ComponentVersion> {
         self.current.read().await.clone()
     }
 
     fn new_state(&self) -> HostState {
-        HostState::new(
-            self.ctx.sql.clone(),
-            self.ctx.config.clone(),
-            self.ctx.runtime.options().max_memory_bytes,
-        )
+        HostState::new(&self.ctx.capabilities, self.ctx.runtime.options().max_memory_bytes)
     }
 
-    /// Applies the current version's migrations; until this succeeds the service is not ready.
+    /// Applies the current version's migrations (and creates the outbox); until this succeeds
+    /// the service is not ready.
     pub async fn migrate(&self) -> anyhow::Result<usize> {
         let version = self.current().await;
-        let migrations = version
-            .migrations(self.new_state(), &self.ctx.runtime)
-            .await?;
-        let applied = apply_migrations(&self.ctx.sql, &migrations)
+        let migrations = version.migrations(self.new_state(), &self.ctx.runtime).await?;
+        let sql = &self.ctx.capabilities.sql;
+        let applied = apply_migrations(sql, &migrations)
             .await
             .map_err(|e| anyhow::anyhow!("applying migrations of {}: {e:?}", self.name))?;
+        if let Some(outbox) = &self.ctx.capabilities.outbox {
+            outbox.prepare().await.map_err(|e| anyhow::anyhow!("creating the outbox of {}: {e:?}", self.name))?;
+        }
         self.migrated.store(true, Ordering::Release);
         Ok(applied)
     }
@@ -92,7 +98,7 @@ impl Service {
         loop {
             match self.migrate().await {
                 Ok(applied) => {
-                    tracing::info!(service = %self.name, applied, backend = self.ctx.sql.backend(), "database ready");
+                    tracing::info!(service = %self.name, applied, backend = self.ctx.capabilities.sql.backend(), "database ready");
                     return;
                 }
                 Err(error) => {
@@ -108,14 +114,11 @@ impl Service {
         self.migrated.load(Ordering::Acquire)
     }
 
-    /// Ready = migrations applied and the database answers now.
+    /// Ready = migrations applied, the database answers now, and a consumer is subscribed.
     pub async fn is_ready(&self) -> bool {
-        if !self.is_migrated() {
+        if !self.is_migrated() || self.consuming.as_ref().is_some_and(|live| !live.load(Ordering::Acquire)) {
             return false;
         }
-        matches!(
-            tokio::time::timeout(Duration::from_secs(2), self.ctx.sql.ping()).await,
-            Ok(Ok(()))
-        )
+        matches!(tokio::time::timeout(Duration::from_secs(2), self.ctx.capabilities.sql.ping()).await, Ok(Ok(())))
     }
 }

@@ -5,6 +5,7 @@ use std::time::SystemTime;
 use wasmtime::component::{Component, InstancePre};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+use crate::capability::messaging::{ConsumerPre, Subscription};
 use crate::capability::sql::{Migration, MigrationsPre};
 use crate::runtime::{HostState, Runtime};
 
@@ -17,6 +18,9 @@ pub struct ComponentVersion {
     pub loaded_at: SystemTime,
     pub(crate) proxy: ProxyPre<HostState>,
     migrations: Option<MigrationsPre<HostState>>,
+    pub(crate) consumer: Option<ConsumerPre<HostState>>,
+    /// Whether the component imports the producer, and so needs an outbox.
+    pub publishes: bool,
 }
 
 impl ComponentVersion {
@@ -26,31 +30,26 @@ impl ComponentVersion {
         let digest = format!("sha256:{:x}", Sha256::digest(bytes));
         let component = Component::new(runtime.engine(), bytes)
             .map_err(|e| anyhow::anyhow!("not a valid WebAssembly component: {e:#}"))?;
-        let instance_pre: InstancePre<HostState> =
-            runtime.linker()?.instantiate_pre(&component).map_err(|e| {
-                anyhow::anyhow!("the component imports something skiff does not provide: {e:#}")
-            })?;
-        let proxy = ProxyPre::new(instance_pre.clone()).map_err(|e| {
-            anyhow::anyhow!("the component does not export wasi:http/incoming-handler: {e:#}")
-        })?;
+        let instance_pre: InstancePre<HostState> = runtime
+            .linker()?
+            .instantiate_pre(&component)
+            .map_err(|e| anyhow::anyhow!("the component imports something skiff does not provide: {e:#}"))?;
+        let publishes = component
+            .component_type()
+            .imports(runtime.engine())
+            .any(|(name, _)| name.starts_with("skiff:messaging/producer@"));
+        let proxy = ProxyPre::new(instance_pre.clone())
+            .map_err(|e| anyhow::anyhow!("the component does not export wasi:http/incoming-handler: {e:#}"))?;
         // A component without a database of its own exports no migrations.
-        let migrations = MigrationsPre::new(instance_pre).ok();
+        let migrations = MigrationsPre::new(instance_pre.clone()).ok();
+        // Only components that handle messages export the consumer interface.
+        let consumer = ConsumerPre::new(instance_pre).ok();
         let label = label.unwrap_or_else(|| short_digest(&digest));
-        Ok(Self {
-            label,
-            digest,
-            loaded_at: SystemTime::now(),
-            proxy,
-            migrations,
-        })
+        Ok(Self { label, digest, loaded_at: SystemTime::now(), proxy, migrations, consumer, publishes })
     }
 
     /// Reads the component's migrations by instantiating it once.
-    pub async fn migrations(
-        &self,
-        state: HostState,
-        runtime: &Runtime,
-    ) -> anyhow::Result<Vec<Migration>> {
+    pub async fn migrations(&self, state: HostState, runtime: &Runtime) -> anyhow::Result<Vec<Migration>> {
         let Some(pre) = &self.migrations else {
             return Ok(Vec::new());
         };
@@ -58,6 +57,17 @@ impl ComponentVersion {
         let mut store = runtime.store(state, deadline);
         let instance = pre.instantiate_async(&mut store).await?;
         Ok(instance.skiff_sql_migrations().call_all(&mut store).await?)
+    }
+}
+
+impl ComponentVersion {
+    /// The queues the component consumes, asked of one instance.
+    pub async fn subscriptions(&self, state: HostState, runtime: &Runtime) -> anyhow::Result<Vec<Subscription>> {
+        let Some(pre) = &self.consumer else { return Ok(Vec::new()) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut store = runtime.store(state, deadline);
+        let instance = pre.instantiate_async(&mut store).await?;
+        Ok(instance.skiff_messaging_consumer().call_subscriptions(&mut store).await?)
     }
 }
 

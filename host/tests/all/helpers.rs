@@ -13,25 +13,16 @@ use tokio::task::JoinHandle;
 
 /// Where the built components are: `SKIFF_COMPONENTS_DIR` or the workspace's target folder.
 pub fn component(name: &str) -> PathBuf {
-    let (profile, variable) = if name == "testbed" {
-        ("testbed", "SKIFF_TESTBED_DIR")
-    } else {
-        ("release", "SKIFF_COMPONENTS_DIR")
-    };
-    let dir = std::env::var_os(variable)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-            target.join("wasm32-wasip2").join(profile)
-        });
+    let (profile, variable) =
+        if name == "testbed" { ("testbed", "SKIFF_TESTBED_DIR") } else { ("release", "SKIFF_COMPONENTS_DIR") };
+    let dir = std::env::var_os(variable).map(PathBuf::from).unwrap_or_else(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+        target.join("wasm32-wasip2").join(profile)
+    });
     let path = dir.join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: build the components first (./scripts/test does)",
-        path.display()
-    );
+    assert!(path.exists(), "{} is missing: build the components first (./scripts/test does)", path.display());
     path
 }
 
@@ -40,8 +31,7 @@ pub struct ScratchDir(pub PathBuf);
 
 impl ScratchDir {
     pub fn new() -> Self {
-        let path =
-            std::env::temp_dir().join(format!("skiff-test-{}", uuid::Uuid::new_v4().simple()));
+        let path = std::env::temp_dir().join(format!("skiff-test-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&path).unwrap();
         Self(path)
     }
@@ -75,34 +65,21 @@ impl TestDb {
         let url = match backend {
             Backend::Sqlite => sqlite_url(&scratch.0, service),
             Backend::Postgres => {
-                let Some(admin_url) = std::env::var("SKIFF_TEST_POSTGRES_URL")
-                    .ok()
-                    .filter(|url| !url.is_empty())
+                let Some(admin_url) = std::env::var("SKIFF_TEST_POSTGRES_URL").ok().filter(|url| !url.is_empty())
                 else {
                     eprintln!("skipped on Postgres: SKIFF_TEST_POSTGRES_URL is not set");
                     return None;
                 };
                 let mut admin = sqlx::PgConnection::connect(&admin_url)
                     .await
-                    .unwrap_or_else(|e| {
-                        panic!("SKIFF_TEST_POSTGRES_URL is set but Postgres is unreachable: {e}")
-                    });
+                    .unwrap_or_else(|e| panic!("SKIFF_TEST_POSTGRES_URL is set but Postgres is unreachable: {e}"));
                 let name = format!("skiff_test_{}", uuid::Uuid::new_v4().simple());
-                admin
-                    .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .await
-                    .unwrap();
-                let (base, _) = admin_url
-                    .rsplit_once('/')
-                    .expect("SKIFF_TEST_POSTGRES_URL names a database");
+                admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+                let (base, _) = admin_url.rsplit_once('/').expect("SKIFF_TEST_POSTGRES_URL names a database");
                 format!("{base}/{name}")
             }
         };
-        Some(Self {
-            url,
-            backend,
-            scratch,
-        })
+        Some(Self { url, backend, scratch })
     }
 }
 
@@ -123,10 +100,7 @@ pub struct AppOptions {
 impl Default for AppOptions {
     fn default() -> Self {
         Self {
-            runtime: RuntimeOptions {
-                max_instances: 16,
-                ..RuntimeOptions::default()
-            },
+            runtime: RuntimeOptions { max_instances: 16, ..RuntimeOptions::default() },
             limits: RequestLimits::default(),
         }
     }
@@ -158,12 +132,7 @@ impl TestApp {
         let task = tokio::spawn(host.serve(async {
             let _ = signal.await;
         }));
-        let app = Self {
-            addr,
-            client: reqwest::Client::new(),
-            shutdown: Some(shutdown),
-            task: Some(task),
-        };
+        let app = Self { addr, client: reqwest::Client::new(), shutdown: Some(shutdown), task: Some(task) };
         app.wait_ready().await;
         app
     }

@@ -12,40 +12,15 @@ async fn probes_and_metrics_answer() {
         let response = app.client.get(app.url(probe)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{probe}");
     }
-    let first = app
-        .client
-        .get(app.url("/users-ms/users"))
-        .send()
-        .await
-        .unwrap();
+    let first = app.client.get(app.url("/users-ms/users")).send().await.unwrap();
     let request_id = first.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert!(!request_id.is_empty());
-    let echoed = app
-        .client
-        .get(app.url("/livez"))
-        .header("x-request-id", "trace-me-42")
-        .send()
-        .await
-        .unwrap();
+    let echoed = app.client.get(app.url("/livez")).header("x-request-id", "trace-me-42").send().await.unwrap();
     assert_eq!(echoed.headers()["x-request-id"], "trace-me-42");
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains(r#"skiff_http_requests_total{route="users",method="GET",status="200"}"#),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("skiff_http_request_duration_seconds_bucket"),
-        "{metrics}"
-    );
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"skiff_http_requests_total{route="users",method="GET",status="200"}"#), "{metrics}");
+    assert!(metrics.contains("skiff_http_request_duration_seconds_bucket"), "{metrics}");
     assert!(metrics.contains("skiff_live_instances"), "{metrics}");
     app.stop().await;
 }
@@ -66,10 +41,7 @@ async fn readiness_waits_for_the_database() {
             version_label: None,
             database_url: db.url.clone(),
         }],
-        runtime: skiff::runtime::RuntimeOptions {
-            max_instances: 4,
-            ..Default::default()
-        },
+        runtime: skiff::runtime::RuntimeOptions { max_instances: 4, ..Default::default() },
         limits: Default::default(),
         database: skiff::capability::sql::DatabaseOptions {
             acquire_timeout: std::time::Duration::from_millis(300),
@@ -83,39 +55,17 @@ async fn readiness_waits_for_the_database() {
     let task = tokio::spawn(host.serve(std::future::pending()));
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let client = reqwest::Client::new();
+    assert_eq!(client.get(format!("http://{addr}/livez")).send().await.unwrap().status(), StatusCode::OK);
     assert_eq!(
-        client
-            .get(format!("http://{addr}/livez"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        client
-            .get(format!("http://{addr}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        client.get(format!("http://{addr}/readyz")).send().await.unwrap().status(),
         StatusCode::SERVICE_UNAVAILABLE
     );
     assert_eq!(
-        client
-            .get(format!("http://{addr}/startupz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        client.get(format!("http://{addr}/startupz")).send().await.unwrap().status(),
         StatusCode::SERVICE_UNAVAILABLE
     );
     // Requests that need the database fail fast and clearly instead of hanging.
-    let response = client
-        .get(format!("http://{addr}/users-ms/users"))
-        .send()
-        .await
-        .unwrap();
+    let response = client.get(format!("http://{addr}/users-ms/users")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key("retry-after"));
     task.abort();

@@ -6,11 +6,7 @@ use std::time::{Duration, Instant};
 use crate::helpers::{ScratchDir, component};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -18,13 +14,7 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
     let scratch = ScratchDir::new();
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--shutdown-grace-secs",
-            "10",
-        ])
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--shutdown-grace-secs", "10"])
         .arg("--component")
         .arg(component("testbed"))
         .arg("--data-dir")
@@ -53,28 +43,16 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
         tokio::spawn(async move { client.get(url).send().await.map(|r| r.status().as_u16()) })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // No new connections once draining…
-    let refused = reqwest::Client::new()
-        .get(format!("{base}/livez"))
-        .send()
-        .await;
-    assert!(
-        refused.is_err(),
-        "a new connection was accepted while draining"
-    );
+    let refused = reqwest::Client::new().get(format!("{base}/livez")).send().await;
+    assert!(refused.is_err(), "a new connection was accepted while draining");
     // …but the request already running finishes normally.
     assert_eq!(in_flight.await.unwrap().unwrap(), 200);
 
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
     assert!(exit.success(), "skiff exited with {exit}");
 }

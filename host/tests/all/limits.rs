@@ -11,13 +11,7 @@ use crate::helpers::{AppOptions, Backend, TestApp, TestDb};
 
 async fn testbed(limits: RequestLimits, max_instances: u32) -> (TestApp, TestDb) {
     let db = TestDb::new(Backend::Sqlite, "testbed").await.unwrap();
-    let options = AppOptions {
-        runtime: RuntimeOptions {
-            max_instances,
-            max_memory_bytes: 32 << 20,
-        },
-        limits,
-    };
+    let options = AppOptions { runtime: RuntimeOptions { max_instances, max_memory_bytes: 32 << 20 }, limits };
     (TestApp::spawn_with("testbed", &db, options).await, db)
 }
 
@@ -27,10 +21,7 @@ async fn get(app: &TestApp, path: &str) -> reqwest::Response {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_past_its_deadline_is_stopped_and_others_keep_flowing() {
-    let limits = RequestLimits {
-        timeout: Duration::from_millis(500),
-        ..RequestLimits::default()
-    };
+    let limits = RequestLimits { timeout: Duration::from_millis(500), ..RequestLimits::default() };
     let (app, _db) = testbed(limits, 8).await;
     let spinning = {
         let (client, url) = (app.client.clone(), app.url("/spin"));
@@ -45,18 +36,11 @@ async fn a_request_past_its_deadline_is_stopped_and_others_keep_flowing() {
     for _ in 0..5 {
         let started = Instant::now();
         assert_eq!(get(&app, "/hello").await.status(), StatusCode::OK);
-        assert!(
-            started.elapsed() < Duration::from_millis(250),
-            "hello took {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_millis(250), "hello took {:?}", started.elapsed());
     }
     let (status, elapsed) = spinning.await.unwrap();
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
-    assert!(
-        elapsed < Duration::from_secs(2),
-        "the deadline was not enforced: {elapsed:?}"
-    );
+    assert!(elapsed < Duration::from_secs(2), "the deadline was not enforced: {elapsed:?}");
     assert_eq!(get(&app, "/hello").await.status(), StatusCode::OK);
     app.stop().await;
 }
@@ -66,36 +50,18 @@ async fn traps_memory_bombs_and_stack_overflows_fail_only_their_request() {
     let (app, _db) = testbed(RequestLimits::default(), 8).await;
     for path in ["/trap", "/grow", "/recurse"] {
         let response = get(&app, path).await;
-        assert_eq!(
-            response.status(),
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "{path}"
-        );
-        assert_eq!(
-            response.headers()["content-type"],
-            "application/problem+json",
-            "{path}"
-        );
-        assert_eq!(
-            get(&app, "/hello").await.text().await.unwrap(),
-            "hello",
-            "after {path}"
-        );
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR, "{path}");
+        assert_eq!(response.headers()["content-type"], "application/problem+json", "{path}");
+        assert_eq!(get(&app, "/hello").await.text().await.unwrap(), "hello", "after {path}");
     }
     let metrics = get(&app, "/metrics").await.text().await.unwrap();
-    assert!(
-        metrics.contains("skiff_component_traps_total 3"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("skiff_component_traps_total 3"), "{metrics}");
     app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beyond_the_instance_bound_requests_are_shed_with_retry_after() {
-    let limits = RequestLimits {
-        queue_timeout: Duration::from_millis(100),
-        ..RequestLimits::default()
-    };
+    let limits = RequestLimits { queue_timeout: Duration::from_millis(100), ..RequestLimits::default() };
     let (app, _db) = testbed(limits, 2).await;
     let sleepers: Vec<_> = (0..2)
         .map(|_| {
@@ -118,24 +84,11 @@ async fn beyond_the_instance_bound_requests_are_shed_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_over_the_limit_are_refused() {
-    let limits = RequestLimits {
-        max_body_bytes: 1024,
-        ..RequestLimits::default()
-    };
+    let limits = RequestLimits { max_body_bytes: 1024, ..RequestLimits::default() };
     let (app, _db) = testbed(limits, 4).await;
-    let response = app
-        .client
-        .post(app.url("/hello"))
-        .body(vec![b'x'; 4096])
-        .send()
-        .await
-        .unwrap();
+    let response = app.client.post(app.url("/hello")).body(vec![b'x'; 4096]).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let big = get(&app, "/big?bytes=3000000").await;
-    assert_eq!(
-        big.bytes().await.unwrap().len(),
-        3_000_000,
-        "large responses stream through"
-    );
+    assert_eq!(big.bytes().await.unwrap().len(), 3_000_000, "large responses stream through");
     app.stop().await;
 }

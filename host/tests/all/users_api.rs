@@ -23,12 +23,7 @@ fn ada(email: &str) -> Value {
 }
 
 async fn create(app: &TestApp, body: &Value) -> reqwest::Response {
-    app.client
-        .post(app.url("/users-ms/users"))
-        .json(body)
-        .send()
-        .await
-        .unwrap()
+    app.client.post(app.url("/users-ms/users")).json(body).send().await.unwrap()
 }
 
 async fn create_ok(app: &TestApp, body: &Value) -> Value {
@@ -47,12 +42,7 @@ async fn create_then_read_back_without_password(backend: Backend) {
     assert_eq!(response.status(), StatusCode::CREATED);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     assert!(response.headers().contains_key("skiff-component-version"));
-    assert!(
-        response.headers()["skiff-component-digest"]
-            .to_str()
-            .unwrap()
-            .starts_with("sha256:")
-    );
+    assert!(response.headers()["skiff-component-digest"].to_str().unwrap().starts_with("sha256:"));
     let created: Value = response.json().await.unwrap();
     let id = created["id"].as_str().unwrap();
     assert_eq!(location, format!("/users-ms/users/{id}"));
@@ -60,26 +50,10 @@ async fn create_then_read_back_without_password(backend: Backend) {
     assert_eq!(created["phone"], "+44 20 7946 0958");
     assert!(created.get("password").is_none() && created.get("password_hash").is_none());
 
-    let fetched: Value = app
-        .client
-        .get(app.url(&location))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fetched: Value = app.client.get(app.url(&location)).send().await.unwrap().json().await.unwrap();
     assert_eq!(fetched, created);
     // The original contract's alias.
-    let aliased: Value = app
-        .client
-        .get(app.url(&format!("/users/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let aliased: Value = app.client.get(app.url(&format!("/users/{id}"))).send().await.unwrap().json().await.unwrap();
     assert_eq!(aliased, created);
     app.stop().await;
 }
@@ -92,10 +66,7 @@ async fn duplicate_email_is_a_conflict_whatever_the_case(backend: Backend) {
     create_ok(&app, &ada("ada@example.org")).await;
     let response = create(&app, &ada("  ADA@example.org")).await;
     assert_eq!(response.status(), StatusCode::CONFLICT);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["status"], 409);
     assert_eq!(problem["errors"][0]["field"], "email");
@@ -109,33 +80,11 @@ async fn racing_sign_ups_with_one_email_create_one_user(backend: Backend) {
     let app = TestApp::spawn("users", &db).await;
     let attempts = (0..8).map(|_| {
         let (client, url) = (app.client.clone(), app.url("/users-ms/users"));
-        async move {
-            client
-                .post(url)
-                .json(&ada("race@example.org"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
+        async move { client.post(url).json(&ada("race@example.org")).send().await.unwrap().status() }
     });
     let statuses: Vec<StatusCode> = join_all(attempts).await;
-    assert_eq!(
-        statuses
-            .iter()
-            .filter(|s| **s == StatusCode::CREATED)
-            .count(),
-        1,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses
-            .iter()
-            .filter(|s| **s == StatusCode::CONFLICT)
-            .count(),
-        7,
-        "{statuses:?}"
-    );
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CREATED).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count(), 7, "{statuses:?}");
     app.stop().await;
 }
 
@@ -145,19 +94,12 @@ async fn invalid_input_names_the_field(backend: Backend) {
     };
     let app = TestApp::spawn("users", &db).await;
 
-    let response = create(
-        &app,
-        &json!({"name": "", "surname": "L", "email": "nope", "password": "short", "role": "admin"}),
-    )
-    .await;
+    let response =
+        create(&app, &json!({"name": "", "surname": "L", "email": "nope", "password": "short", "role": "admin"})).await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let problem: Value = response.json().await.unwrap();
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields: Vec<&str> =
+        problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["name", "email", "password", "role"]);
 
     let malformed = app
@@ -169,10 +111,7 @@ async fn invalid_input_names_the_field(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(
-        malformed.headers()["content-type"],
-        "application/problem+json"
-    );
+    assert_eq!(malformed.headers()["content-type"], "application/problem+json");
 
     let not_json = app
         .client
@@ -184,28 +123,16 @@ async fn invalid_input_names_the_field(backend: Backend) {
         .unwrap();
     assert_eq!(not_json.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
-    let huge = json!({"name": "x".repeat(200_000), "surname": "L", "email": "big@example.org", "password": "long enough"});
-    assert_eq!(
-        create(&app, &huge).await.status(),
-        StatusCode::PAYLOAD_TOO_LARGE
-    );
+    let huge =
+        json!({"name": "x".repeat(200_000), "surname": "L", "email": "big@example.org", "password": "long enough"});
+    assert_eq!(create(&app, &huge).await.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
-    let bad_query = app
-        .client
-        .get(app.url("/users-ms/users?limit=1000"))
-        .send()
-        .await
-        .unwrap();
+    let bad_query = app.client.get(app.url("/users-ms/users?limit=1000")).send().await.unwrap();
     assert_eq!(bad_query.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let problem: Value = bad_query.json().await.unwrap();
     assert_eq!(problem["errors"][0]["field"], "limit");
 
-    let wrong_method = app
-        .client
-        .patch(app.url("/users-ms/users"))
-        .send()
-        .await
-        .unwrap();
+    let wrong_method = app.client.patch(app.url("/users-ms/users")).send().await.unwrap();
     assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(wrong_method.headers()["allow"], "GET, POST");
     app.stop().await;
@@ -216,23 +143,11 @@ async fn list_filters_and_paginates(backend: Backend) {
         return;
     };
     let app = TestApp::spawn("users", &db).await;
-    for (name, surname) in [
-        ("Ada", "Lovelace"),
-        ("Alan", "Turing"),
-        ("Grace", "Hopper"),
-        ("Ada", "Byron"),
-        ("Edsger", "Dijkstra"),
-    ] {
-        let email = format!(
-            "{}.{}@example.org",
-            name.to_lowercase(),
-            surname.to_lowercase()
-        );
-        create_ok(
-            &app,
-            &json!({"name": name, "surname": surname, "email": email, "password": "long enough"}),
-        )
-        .await;
+    for (name, surname) in
+        [("Ada", "Lovelace"), ("Alan", "Turing"), ("Grace", "Hopper"), ("Ada", "Byron"), ("Edsger", "Dijkstra")]
+    {
+        let email = format!("{}.{}@example.org", name.to_lowercase(), surname.to_lowercase());
+        create_ok(&app, &json!({"name": name, "surname": surname, "email": email, "password": "long enough"})).await;
     }
     let list = |query: &str| {
         let url = app.url(&format!("/users-ms/users{query}"));
@@ -249,12 +164,8 @@ async fn list_filters_and_paginates(backend: Backend) {
     assert_eq!(everyone["next_offset"], Value::Null);
 
     let adas = list("?name=Ada").await;
-    let surnames: Vec<&str> = adas["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["surname"].as_str().unwrap())
-        .collect();
+    let surnames: Vec<&str> =
+        adas["items"].as_array().unwrap().iter().map(|u| u["surname"].as_str().unwrap()).collect();
     assert_eq!(surnames, ["Lovelace", "Byron"]);
     let one = list("?name=Ada&surname=Byron").await;
     assert_eq!(one["items"].as_array().unwrap().len(), 1);
@@ -268,19 +179,9 @@ async fn list_filters_and_paginates(backend: Backend) {
     assert_eq!(third["next_offset"], Value::Null);
     let pages: Vec<&str> = [&first, &second, &third]
         .iter()
-        .flat_map(|page| {
-            page["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|u| u["surname"].as_str().unwrap())
-        })
+        .flat_map(|page| page["items"].as_array().unwrap().iter().map(|u| u["surname"].as_str().unwrap()))
         .collect();
-    assert_eq!(
-        pages,
-        ["Lovelace", "Turing", "Hopper", "Byron", "Dijkstra"],
-        "pages follow creation order"
-    );
+    assert_eq!(pages, ["Lovelace", "Turing", "Hopper", "Byron", "Dijkstra"], "pages follow creation order");
     app.stop().await;
 }
 
@@ -293,13 +194,8 @@ async fn update_changes_only_what_is_sent(backend: Backend) {
     let other = create_ok(&app, &ada("other@example.org")).await;
     let path = format!("/users-ms/users/{}", created["id"].as_str().unwrap());
 
-    let response = app
-        .client
-        .put(app.url(&path))
-        .json(&json!({"surname": "Byron", "phone": null}))
-        .send()
-        .await
-        .unwrap();
+    let response =
+        app.client.put(app.url(&path)).json(&json!({"surname": "Byron", "phone": null})).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let updated: Value = response.json().await.unwrap();
     assert_eq!(updated["surname"], "Byron");
@@ -308,21 +204,9 @@ async fn update_changes_only_what_is_sent(backend: Backend) {
     assert_eq!(updated["created_at"], created["created_at"]);
     assert_ne!(updated["updated_at"], created["updated_at"]);
 
-    let taken = app
-        .client
-        .put(app.url(&path))
-        .json(&json!({"email": other["email"]}))
-        .send()
-        .await
-        .unwrap();
+    let taken = app.client.put(app.url(&path)).json(&json!({"email": other["email"]})).send().await.unwrap();
     assert_eq!(taken.status(), StatusCode::CONFLICT);
-    let empty = app
-        .client
-        .put(app.url(&path))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let empty = app.client.put(app.url(&path)).json(&json!({})).send().await.unwrap();
     assert_eq!(empty.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let alias = app
         .client
@@ -350,44 +234,12 @@ async fn delete_removes_and_unknown_ids_are_404(backend: Backend) {
     let app = TestApp::spawn("users", &db).await;
     let created = create_ok(&app, &ada("ada@example.org")).await;
     let path = format!("/users/{}", created["id"].as_str().unwrap());
-    assert_eq!(
-        app.client
-            .delete(app.url(&path))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::NO_CONTENT
-    );
-    assert_eq!(
-        app.client
-            .get(app.url(&path))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        app.client
-            .delete(app.url(&path))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::NOT_FOUND
-    );
-    let garbage = app
-        .client
-        .get(app.url("/users-ms/users/not-a-uuid"))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(app.client.delete(app.url(&path)).send().await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.client.get(app.url(&path)).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(app.client.delete(app.url(&path)).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    let garbage = app.client.get(app.url("/users-ms/users/not-a-uuid")).send().await.unwrap();
     assert_eq!(garbage.status(), StatusCode::NOT_FOUND);
-    assert_eq!(
-        garbage.headers()["content-type"],
-        "application/problem+json"
-    );
+    assert_eq!(garbage.headers()["content-type"], "application/problem+json");
     // The email is free again.
     create_ok(&app, &ada("ada@example.org")).await;
     app.stop().await;
@@ -399,38 +251,23 @@ async fn passwords_are_stored_only_as_bcrypt_hashes(backend: Backend) {
     };
     let app = TestApp::spawn("users", &db).await;
     let secret = "correct horse battery staple";
-    let created = create_ok(
-        &app,
-        &json!({"name": "Ada", "surname": "L", "email": "ada@example.org", "password": secret}),
-    )
-    .await;
+    let created =
+        create_ok(&app, &json!({"name": "Ada", "surname": "L", "email": "ada@example.org", "password": secret})).await;
     let new_secret = "tr0ub4dor and three";
     let path = format!("/users-ms/users/{}", created["id"].as_str().unwrap());
-    let response = app
-        .client
-        .put(app.url(&path))
-        .json(&json!({"password": new_secret}))
-        .send()
-        .await
-        .unwrap();
+    let response = app.client.put(app.url(&path)).json(&json!({"password": new_secret})).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     app.stop().await;
 
     let hash = stored_hash(&db, "ada@example.org").await;
-    assert!(
-        hash.starts_with("$2b$04$"),
-        "bcrypt at the configured cost: {hash}"
-    );
+    assert!(hash.starts_with("$2b$04$"), "bcrypt at the configured cost: {hash}");
     assert!(bcrypt::verify(new_secret, &hash).unwrap());
     if db.backend == Backend::Sqlite {
         // Nothing in the database files (main, WAL) holds either clear text.
         for entry in std::fs::read_dir(&db.scratch.0).unwrap() {
             let bytes = std::fs::read(entry.unwrap().path()).unwrap();
             for clear in [secret, new_secret] {
-                assert!(
-                    !bytes.windows(clear.len()).any(|w| w == clear.as_bytes()),
-                    "clear text on disk"
-                );
+                assert!(!bytes.windows(clear.len()).any(|w| w == clear.as_bytes()), "clear text on disk");
             }
         }
     }
@@ -446,15 +283,7 @@ async fn data_survives_a_restart(backend: Backend) {
 
     let restarted = TestApp::spawn("users", &db).await;
     let path = format!("/users-ms/users/{}", created["id"].as_str().unwrap());
-    let fetched: Value = restarted
-        .client
-        .get(restarted.url(&path))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fetched: Value = restarted.client.get(restarted.url(&path)).send().await.unwrap().json().await.unwrap();
     assert_eq!(fetched, created);
     restarted.stop().await;
 }
@@ -465,21 +294,11 @@ async fn stored_hash(db: &TestDb, email: &str) -> String {
     match db.backend {
         Backend::Sqlite => {
             let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-            sqlx::query(STATEMENT)
-                .bind(email)
-                .fetch_one(&mut conn)
-                .await
-                .unwrap()
-                .get(0)
+            sqlx::query(STATEMENT).bind(email).fetch_one(&mut conn).await.unwrap().get(0)
         }
         Backend::Postgres => {
             let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-            sqlx::query(STATEMENT)
-                .bind(email)
-                .fetch_one(&mut conn)
-                .await
-                .unwrap()
-                .get(0)
+            sqlx::query(STATEMENT).bind(email).fetch_one(&mut conn).await.unwrap().get(0)
         }
     }
 }

@@ -42,10 +42,7 @@ mod tests {
 
     #[test]
     fn normalises_case_and_space() {
-        assert_eq!(
-            Email::parse("  Ada@Example.ORG ").unwrap().as_str(),
-            "ada@example.org"
-        );
+        assert_eq!(Email::parse("  Ada@Example.ORG ").unwrap().as_str(), "ada@example.org");
     }
 
     #[test]

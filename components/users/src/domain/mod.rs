@@ -1,19 +1,20 @@
 //! The rules of the users service, free of WIT and HTTP so they are unit-tested natively.
 
+mod credentials;
 mod email;
-mod fields;
 mod page;
 pub mod password;
 mod person_name;
 mod phone;
-pub mod time;
 mod user;
-pub mod uuid;
 
+pub use credentials::{Credentials, is_admin_email};
 pub use email::Email;
-pub use fields::{FieldError, JsonObject};
 pub use page::{ListQuery, Page};
 pub use password::Password;
 pub use person_name::PersonName;
 pub use phone::Phone;
+pub use service_kit::json::JsonObject;
+pub use service_kit::problem::FieldError;
+pub use service_kit::{time, uuid};
 pub use user::{NewUser, User, UserChanges};

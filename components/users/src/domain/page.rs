@@ -1,6 +1,7 @@
 //! The list endpoint's query string: filters and offset pagination with a bounded page size.
 
-use super::{Email, FieldError};
+use super::{Email, FieldError, User};
+use service_kit::query::percent_decode;
 
 /// Page size when the client does not ask for one.
 pub const DEFAULT_LIMIT: u32 = 20;
@@ -25,24 +26,13 @@ pub struct ListQuery {
 
 impl ListQuery {
     pub fn parse(query: &str) -> Result<Self, Vec<FieldError>> {
-        let mut parsed = ListQuery {
-            email: None,
-            name: None,
-            surname: None,
-            page: Page {
-                limit: DEFAULT_LIMIT,
-                offset: 0,
-            },
-        };
+        let mut parsed =
+            ListQuery { email: None, name: None, surname: None, page: Page { limit: DEFAULT_LIMIT, offset: 0 } };
         let mut errors = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-            let (Some(key), Some(value)) = (percent_decode(raw_key), percent_decode(raw_value))
-            else {
-                errors.push(FieldError::new(
-                    raw_key,
-                    "is not valid percent-encoded UTF-8",
-                ));
+            let (Some(key), Some(value)) = (percent_decode(raw_key), percent_decode(raw_value)) else {
+                errors.push(FieldError::new(raw_key, "is not valid percent-encoded UTF-8"));
                 continue;
             };
             match key.as_str() {
@@ -54,10 +44,7 @@ impl ListQuery {
                 "surname" => parsed.surname = Some(value.trim().to_owned()),
                 "limit" => match value.parse::<u32>() {
                     Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => parsed.page.limit = limit,
-                    _ => errors.push(FieldError::new(
-                        "limit",
-                        format!("must be an integer from 1 to {MAX_LIMIT}"),
-                    )),
+                    _ => errors.push(FieldError::new("limit", format!("must be an integer from 1 to {MAX_LIMIT}"))),
                 },
                 "offset" => match value.parse::<u64>() {
                     Ok(offset) if offset <= i64::MAX as u64 => parsed.page.offset = offset,
@@ -66,33 +53,15 @@ impl ListQuery {
                 other => errors.push(FieldError::new(other, "is not a known query parameter")),
             }
         }
-        if errors.is_empty() {
-            Ok(parsed)
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(parsed) } else { Err(errors) }
     }
-}
 
-/// Decodes `application/x-www-form-urlencoded` text: `+` is a space, `%XX` a byte.
-pub fn percent_decode(raw: &str) -> Option<String> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let text = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(text, 16).ok()?);
-                i += 2;
-            }
-            byte => out.push(byte),
-        }
-        i += 1;
+    /// Whether `user` passes the filters (used where the list is not filtered in SQL).
+    pub fn matches(&self, user: &User) -> bool {
+        self.email.as_ref().is_none_or(|email| email.as_str() == user.email)
+            && self.name.as_ref().is_none_or(|name| name == &user.name)
+            && self.surname.as_ref().is_none_or(|surname| surname == &user.surname)
     }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -102,32 +71,18 @@ mod tests {
     #[test]
     fn defaults_to_a_bounded_first_page() {
         let query = ListQuery::parse("").unwrap();
-        assert_eq!(
-            query.page,
-            Page {
-                limit: DEFAULT_LIMIT,
-                offset: 0
-            }
-        );
+        assert_eq!(query.page, Page { limit: DEFAULT_LIMIT, offset: 0 });
         assert_eq!(query.email, None);
     }
 
     #[test]
     fn reads_filters_and_decodes_them() {
-        let query = ListQuery::parse(
-            "email=Ada%40Example.org&name=Ada+Mary&surname=Lovelace&limit=5&offset=10",
-        )
-        .unwrap();
+        let query =
+            ListQuery::parse("email=Ada%40Example.org&name=Ada+Mary&surname=Lovelace&limit=5&offset=10").unwrap();
         assert_eq!(query.email.unwrap().as_str(), "ada@example.org");
         assert_eq!(query.name.as_deref(), Some("Ada Mary"));
         assert_eq!(query.surname.as_deref(), Some("Lovelace"));
-        assert_eq!(
-            query.page,
-            Page {
-                limit: 5,
-                offset: 10
-            }
-        );
+        assert_eq!(query.page, Page { limit: 5, offset: 10 });
     }
 
     #[test]
@@ -136,14 +91,5 @@ mod tests {
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["limit", "offset", "colour", "email"]);
         assert!(ListQuery::parse("limit=101").is_err());
-    }
-
-    #[test]
-    fn percent_decoding_refuses_broken_escapes() {
-        assert_eq!(percent_decode("a%20b").as_deref(), Some("a b"));
-        assert_eq!(percent_decode("%C3%A9").as_deref(), Some("é"));
-        assert_eq!(percent_decode("%zz"), None);
-        assert_eq!(percent_decode("%4"), None);
-        assert_eq!(percent_decode("%FF"), None);
     }
 }

@@ -8,13 +8,11 @@ impl Phone {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let phone = raw.trim();
         let digits = phone.chars().filter(char::is_ascii_digit).count();
-        let allowed = phone.char_indices().all(|(i, c)| {
-            c.is_ascii_digit() || matches!(c, ' ' | '-' | '(' | ')') || (c == '+' && i == 0)
-        });
+        let allowed = phone
+            .char_indices()
+            .all(|(i, c)| c.is_ascii_digit() || matches!(c, ' ' | '-' | '(' | ')') || (c == '+' && i == 0));
         if !allowed || !(5..=20).contains(&digits) {
-            return Err(
-                "must be a phone number: 5 to 20 digits, optionally starting with '+'".into(),
-            );
+            return Err("must be a phone number: 5 to 20 digits, optionally starting with '+'".into());
         }
         Ok(Self(phone.to_owned()))
     }

@@ -2,6 +2,7 @@
 
 use super::{Email, FieldError, JsonObject, Password, PersonName, Phone, time};
 use serde_json::{Value, json};
+use service_kit::token::Role;
 
 /// A stored profile as clients see it. The password hash is not part of it: it stays in the
 /// database and in the credentials check.
@@ -12,6 +13,7 @@ pub struct User {
     pub name: String,
     pub surname: String,
     pub phone: Option<String>,
+    pub role: Role,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -24,6 +26,7 @@ impl User {
             "name": self.name,
             "surname": self.surname,
             "phone": self.phone,
+            "role": self.role,
             "created_at": time::format_rfc3339(self.created_at),
             "updated_at": time::format_rfc3339(self.updated_at),
         })
@@ -50,13 +53,9 @@ impl NewUser {
         let phone = object.optional("phone", Phone::parse);
         object.finish()?;
         match (name, surname, email, password, phone) {
-            (Some(name), Some(surname), Some(email), Some(password), Some(phone)) => Ok(Self {
-                email,
-                name,
-                surname,
-                phone,
-                password,
-            }),
+            (Some(name), Some(surname), Some(email), Some(password), Some(phone)) => {
+                Ok(Self { email, name, surname, phone, password })
+            }
             // finish() reports every field that failed, so this arm is not reached.
             _ => Err(vec![FieldError::new("body", "is invalid")]),
         }
@@ -89,13 +88,7 @@ impl UserChanges {
         else {
             return Err(vec![FieldError::new("body", "is invalid")]);
         };
-        let changes = Self {
-            email,
-            name,
-            surname,
-            phone: clears_phone.then_some(phone),
-            password,
-        };
+        let changes = Self { email, name, surname, phone: clears_phone.then_some(phone), password };
         if changes.is_empty() {
             return Err(vec![FieldError::new(
                 "body",
@@ -166,11 +159,13 @@ mod tests {
             name: "A".into(),
             surname: "B".into(),
             phone: None,
+            role: Role::User,
             created_at: 0,
             updated_at: 0,
         };
         let view = user.to_json();
         assert!(view.get("password").is_none() && view.get("password_hash").is_none());
         assert_eq!(view["created_at"], "1970-01-01T00:00:00.000000Z");
+        assert_eq!(view["role"], "user");
     }
 }

@@ -29,9 +29,7 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
 /// Parses a `key=value` argument; the key is what the component asks `wasi:config` for.
 pub fn parse_pair(raw: &str) -> Result<(String, String), String> {
     match raw.split_once('=') {
-        Some((key, value)) if !key.trim().is_empty() => {
-            Ok((key.trim().to_owned(), value.to_owned()))
-        }
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.to_owned())),
         _ => Err(format!("expected KEY=VALUE, got {raw:?}")),
     }
 }
@@ -42,10 +40,7 @@ mod tests {
 
     #[test]
     fn pairs_split_at_the_first_equals_sign() {
-        assert_eq!(
-            parse_pair("bcrypt_cost=12"),
-            Ok(("bcrypt_cost".into(), "12".into()))
-        );
+        assert_eq!(parse_pair("bcrypt_cost=12"), Ok(("bcrypt_cost".into(), "12".into())));
         assert_eq!(parse_pair("url=a=b"), Ok(("url".into(), "a=b".into())));
         assert!(parse_pair("novalue").is_err());
         assert!(parse_pair("=x").is_err());

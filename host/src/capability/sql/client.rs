@@ -44,10 +44,7 @@ pub struct DatabaseOptions {
 
 impl Default for DatabaseOptions {
     fn default() -> Self {
-        Self {
-            max_connections: 10,
-            acquire_timeout: Duration::from_secs(5),
-        }
+        Self { max_connections: 10, acquire_timeout: Duration::from_secs(5) }
     }
 }
 
@@ -55,19 +52,13 @@ impl Default for DatabaseOptions {
 pub struct Database;
 
 impl Database {
-    pub async fn connect(
-        url: &str,
-        options: &DatabaseOptions,
-    ) -> anyhow::Result<Arc<dyn SqlClient>> {
+    pub async fn connect(url: &str, options: &DatabaseOptions) -> anyhow::Result<Arc<dyn SqlClient>> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Arc::new(postgres::PostgresClient::connect(url, options)?))
         } else if url.starts_with("sqlite:") {
             Ok(Arc::new(sqlite::SqliteClient::connect(url, options).await?))
         } else {
-            anyhow::bail!(
-                "unsupported database URL scheme (expected postgres:// or sqlite:): {}",
-                redact(url)
-            )
+            anyhow::bail!("unsupported database URL scheme (expected postgres:// or sqlite:): {}", redact(url))
         }
     }
 }
@@ -99,12 +90,8 @@ pub(super) fn classify(error: sqlx::Error) -> SqlError {
                 return SqlError::ConnectionFailed(db.message().to_owned());
             }
             match db.kind() {
-                ErrorKind::UniqueViolation => {
-                    SqlError::UniqueViolation(db.constraint().map(str::to_owned))
-                }
-                ErrorKind::ForeignKeyViolation
-                | ErrorKind::NotNullViolation
-                | ErrorKind::CheckViolation => {
+                ErrorKind::UniqueViolation => SqlError::UniqueViolation(db.constraint().map(str::to_owned)),
+                ErrorKind::ForeignKeyViolation | ErrorKind::NotNullViolation | ErrorKind::CheckViolation => {
                     SqlError::ConstraintViolation(db.message().to_owned())
                 }
                 _ => SqlError::BadQuery(db.message().to_owned()),
@@ -112,16 +99,12 @@ pub(super) fn classify(error: sqlx::Error) -> SqlError {
         }
         sqlx::Error::Io(e) => SqlError::ConnectionFailed(e.to_string()),
         sqlx::Error::Tls(e) => SqlError::ConnectionFailed(e.to_string()),
-        sqlx::Error::PoolTimedOut => {
-            SqlError::ConnectionFailed("timed out waiting for a database connection".into())
-        }
-        sqlx::Error::PoolClosed => {
-            SqlError::ConnectionFailed("the connection pool is closed".into())
-        }
+        sqlx::Error::PoolTimedOut => SqlError::ConnectionFailed("timed out waiting for a database connection".into()),
+        sqlx::Error::PoolClosed => SqlError::ConnectionFailed("the connection pool is closed".into()),
         sqlx::Error::Protocol(e) => SqlError::ConnectionFailed(e),
-        sqlx::Error::ColumnDecode { .. }
-        | sqlx::Error::Decode(_)
-        | sqlx::Error::TypeNotFound { .. } => SqlError::BadQuery(error.to_string()),
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::TypeNotFound { .. } => {
+            SqlError::BadQuery(error.to_string())
+        }
         other => SqlError::Other(other.to_string()),
     }
 }
@@ -132,14 +115,8 @@ mod tests {
 
     #[test]
     fn redacts_passwords_only() {
-        assert_eq!(
-            redact("postgres://app:s3cret@db:5432/users"),
-            "postgres://app:***@db:5432/users"
-        );
-        assert_eq!(
-            redact("postgres://postgres@127.0.0.1/users"),
-            "postgres://postgres@127.0.0.1/users"
-        );
+        assert_eq!(redact("postgres://app:s3cret@db:5432/users"), "postgres://app:***@db:5432/users");
+        assert_eq!(redact("postgres://postgres@127.0.0.1/users"), "postgres://postgres@127.0.0.1/users");
         assert_eq!(redact("sqlite://data/users.db"), "sqlite://data/users.db");
     }
 }

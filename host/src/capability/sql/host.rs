@@ -32,12 +32,7 @@ impl client::Host for SqlView<'_> {
 
 impl client::HostTransaction for SqlView<'_> {
     #[tracing::instrument(name = "skiff.sql.tx.query", skip_all)]
-    async fn query(
-        &mut self,
-        tx: Resource<TransactionSlot>,
-        statement: String,
-        params: Vec<Value>,
-    ) -> Outcome<Rows> {
+    async fn query(&mut self, tx: Resource<TransactionSlot>, statement: String, params: Vec<Value>) -> Outcome<Rows> {
         match &mut self.table.get_mut(&tx)?.0 {
             Some(open) => Ok(open.query(&statement, params).await),
             None => Ok(Err(SqlError::TransactionClosed)),
@@ -45,12 +40,7 @@ impl client::HostTransaction for SqlView<'_> {
     }
 
     #[tracing::instrument(name = "skiff.sql.tx.execute", skip_all)]
-    async fn execute(
-        &mut self,
-        tx: Resource<TransactionSlot>,
-        statement: String,
-        params: Vec<Value>,
-    ) -> Outcome<u64> {
+    async fn execute(&mut self, tx: Resource<TransactionSlot>, statement: String, params: Vec<Value>) -> Outcome<u64> {
         match &mut self.table.get_mut(&tx)?.0 {
             Some(open) => Ok(open.execute(&statement, params).await),
             None => Ok(Err(SqlError::TransactionClosed)),

@@ -9,20 +9,11 @@ const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS skiff_migrations (\
 
 /// Applies, in version order, each migration not yet recorded in `skiff_migrations`, each in
 /// its own transaction together with its ledger row. Returns how many were applied.
-pub async fn apply_migrations(
-    client: &Arc<dyn SqlClient>,
-    migrations: &[Migration],
-) -> Result<usize, SqlError> {
+pub async fn apply_migrations(client: &Arc<dyn SqlClient>, migrations: &[Migration]) -> Result<usize, SqlError> {
     let mut ordered: Vec<&Migration> = migrations.iter().collect();
     ordered.sort_by_key(|m| m.version);
-    if let Some(pair) = ordered
-        .windows(2)
-        .find(|pair| pair[0].version == pair[1].version)
-    {
-        return Err(SqlError::BadQuery(format!(
-            "migration version {} is declared twice",
-            pair[0].version
-        )));
+    if let Some(pair) = ordered.windows(2).find(|pair| pair[0].version == pair[1].version) {
+        return Err(SqlError::BadQuery(format!("migration version {} is declared twice", pair[0].version)));
     }
     client.execute(CREATE_LEDGER, Vec::new()).await?;
     let mut applied = 0;
@@ -30,12 +21,7 @@ pub async fn apply_migrations(
         let mut tx = client.begin().await?;
         client.lock_for_migrations(tx.as_mut()).await?;
         let version = Value::Int64(i64::from(migration.version));
-        let seen = tx
-            .query(
-                "SELECT version FROM skiff_migrations WHERE version = $1",
-                vec![version.clone()],
-            )
-            .await?;
+        let seen = tx.query("SELECT version FROM skiff_migrations WHERE version = $1", vec![version.clone()]).await?;
         if !seen.rows.is_empty() {
             tx.rollback().await?;
             continue;
@@ -43,11 +29,7 @@ pub async fn apply_migrations(
         tx.execute_script(&migration.sql).await?;
         tx.execute(
             "INSERT INTO skiff_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-            vec![
-                version,
-                Value::Text(migration.name.clone()),
-                Value::Timestamp(chrono::Utc::now().timestamp_micros()),
-            ],
+            vec![version, Value::Text(migration.name.clone()), Value::Timestamp(chrono::Utc::now().timestamp_micros())],
         )
         .await?;
         tx.commit().await?;

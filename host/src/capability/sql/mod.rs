@@ -53,8 +53,5 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
 }
 
 fn sql_view(state: &mut HostState) -> SqlView<'_> {
-    SqlView {
-        client: &state.sql,
-        table: &mut state.table,
-    }
+    SqlView { client: &state.sql, table: &mut state.table }
 }

@@ -51,8 +51,7 @@ fn bind(query: PgQuery<'static>, value: Value) -> Result<PgQuery<'static>, SqlEr
         Value::Bytes(v) => query.bind(v),
         Value::Timestamp(micros) => query.bind(timestamp_from_micros(micros)?),
         Value::Uuid(v) => query.bind(
-            uuid::Uuid::parse_str(&v)
-                .map_err(|e| SqlError::BadQuery(format!("invalid uuid parameter {v:?}: {e}")))?,
+            uuid::Uuid::parse_str(&v).map_err(|e| SqlError::BadQuery(format!("invalid uuid parameter {v:?}: {e}")))?,
         ),
         Value::Json(v) => query.bind(sqlx::types::Json(
             serde_json::from_str::<serde_json::Value>(&v)
@@ -67,10 +66,8 @@ fn timestamp_from_micros(micros: i64) -> Result<DateTime<Utc>, SqlError> {
 }
 
 fn to_rows(rows: Vec<PgRow>) -> Result<Rows, SqlError> {
-    let columns = rows
-        .first()
-        .map(|row| row.columns().iter().map(|c| c.name().to_owned()).collect())
-        .unwrap_or_default();
+    let columns =
+        rows.first().map(|row| row.columns().iter().map(|c| c.name().to_owned()).collect()).unwrap_or_default();
     let rows = rows.iter().map(decode_row).collect::<Result<_, _>>()?;
     Ok(Rows { columns, rows })
 }
@@ -93,31 +90,16 @@ fn decode(row: &PgRow, index: usize) -> Result<Value, SqlError> {
         "INT8" => Value::Int64(row.try_get(index).map_err(get_error)?),
         "FLOAT4" => Value::Float64(f64::from(row.try_get::<f32, _>(index).map_err(get_error)?)),
         "FLOAT8" => Value::Float64(row.try_get(index).map_err(get_error)?),
-        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CITEXT" => {
-            Value::Text(row.try_get(index).map_err(get_error)?)
-        }
+        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CITEXT" => Value::Text(row.try_get(index).map_err(get_error)?),
         "BYTEA" => Value::Bytes(row.try_get(index).map_err(get_error)?),
-        "TIMESTAMPTZ" => Value::Timestamp(
-            row.try_get::<DateTime<Utc>, _>(index)
-                .map_err(get_error)?
-                .timestamp_micros(),
-        ),
-        "TIMESTAMP" => Value::Timestamp(
-            row.try_get::<NaiveDateTime, _>(index)
-                .map_err(get_error)?
-                .and_utc()
-                .timestamp_micros(),
-        ),
-        "UUID" => Value::Uuid(
-            row.try_get::<uuid::Uuid, _>(index)
-                .map_err(get_error)?
-                .to_string(),
-        ),
-        "JSON" | "JSONB" => Value::Json(
-            row.try_get::<serde_json::Value, _>(index)
-                .map_err(get_error)?
-                .to_string(),
-        ),
+        "TIMESTAMPTZ" => {
+            Value::Timestamp(row.try_get::<DateTime<Utc>, _>(index).map_err(get_error)?.timestamp_micros())
+        }
+        "TIMESTAMP" => {
+            Value::Timestamp(row.try_get::<NaiveDateTime, _>(index).map_err(get_error)?.and_utc().timestamp_micros())
+        }
+        "UUID" => Value::Uuid(row.try_get::<uuid::Uuid, _>(index).map_err(get_error)?.to_string()),
+        "JSON" | "JSONB" => Value::Json(row.try_get::<serde_json::Value, _>(index).map_err(get_error)?.to_string()),
         other => {
             return Err(SqlError::BadQuery(format!(
                 "column {index} has type {other}, which skiff:sql does not carry; cast it to text, int8, float8 or timestamptz"
@@ -129,43 +111,23 @@ fn decode(row: &PgRow, index: usize) -> Result<Value, SqlError> {
 #[async_trait]
 impl SqlClient for PostgresClient {
     async fn query(&self, statement: &str, params: Vec<Value>) -> Result<Rows, SqlError> {
-        to_rows(
-            prepare(statement, params)?
-                .fetch_all(&self.pool)
-                .await
-                .map_err(classify)?,
-        )
+        to_rows(prepare(statement, params)?.fetch_all(&self.pool).await.map_err(classify)?)
     }
 
     async fn execute(&self, statement: &str, params: Vec<Value>) -> Result<u64, SqlError> {
-        Ok(prepare(statement, params)?
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?
-            .rows_affected())
+        Ok(prepare(statement, params)?.execute(&self.pool).await.map_err(classify)?.rows_affected())
     }
 
     async fn begin(&self) -> Result<Box<dyn SqlTransaction>, SqlError> {
-        Ok(Box::new(PostgresTransaction(
-            self.pool.begin().await.map_err(classify)?,
-        )))
+        Ok(Box::new(PostgresTransaction(self.pool.begin().await.map_err(classify)?)))
     }
 
     async fn ping(&self) -> Result<(), SqlError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(drop)
-            .map_err(classify)
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(classify)
     }
 
     async fn lock_for_migrations(&self, tx: &mut dyn SqlTransaction) -> Result<(), SqlError> {
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1)",
-            vec![Value::Int64(MIGRATION_LOCK_KEY)],
-        )
-        .await
-        .map(drop)
+        tx.execute("SELECT pg_advisory_xact_lock($1)", vec![Value::Int64(MIGRATION_LOCK_KEY)]).await.map(drop)
     }
 
     fn backend(&self) -> &'static str {
@@ -178,28 +140,15 @@ struct PostgresTransaction(sqlx::Transaction<'static, Postgres>);
 #[async_trait]
 impl SqlTransaction for PostgresTransaction {
     async fn query(&mut self, statement: &str, params: Vec<Value>) -> Result<Rows, SqlError> {
-        to_rows(
-            prepare(statement, params)?
-                .fetch_all(&mut *self.0)
-                .await
-                .map_err(classify)?,
-        )
+        to_rows(prepare(statement, params)?.fetch_all(&mut *self.0).await.map_err(classify)?)
     }
 
     async fn execute(&mut self, statement: &str, params: Vec<Value>) -> Result<u64, SqlError> {
-        Ok(prepare(statement, params)?
-            .execute(&mut *self.0)
-            .await
-            .map_err(classify)?
-            .rows_affected())
+        Ok(prepare(statement, params)?.execute(&mut *self.0).await.map_err(classify)?.rows_affected())
     }
 
     async fn execute_script(&mut self, script: &str) -> Result<(), SqlError> {
-        sqlx::raw_sql(AssertSqlSafe(script.to_owned()))
-            .execute(&mut *self.0)
-            .await
-            .map(drop)
-            .map_err(classify)
+        sqlx::raw_sql(AssertSqlSafe(script.to_owned())).execute(&mut *self.0).await.map(drop).map_err(classify)
     }
 
     async fn commit(self: Box<Self>) -> Result<(), SqlError> {

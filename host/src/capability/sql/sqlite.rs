@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::query::Query;
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Column, Row, Sqlite, TypeInfo, ValueRef};
 use std::str::FromStr;
@@ -56,9 +56,8 @@ fn prepare(statement: &str, params: Vec<Value>) -> Result<SqliteQuery<'static>, 
             Value::Bytes(v) => query.bind(v),
             Value::Timestamp(micros) => query.bind(timestamp_text(micros)?),
             Value::Uuid(v) => {
-                let parsed = uuid::Uuid::parse_str(&v).map_err(|e| {
-                    SqlError::BadQuery(format!("invalid uuid parameter {v:?}: {e}"))
-                })?;
+                let parsed = uuid::Uuid::parse_str(&v)
+                    .map_err(|e| SqlError::BadQuery(format!("invalid uuid parameter {v:?}: {e}")))?;
                 query.bind(parsed.hyphenated().to_string())
             }
         };
@@ -73,14 +72,9 @@ fn timestamp_text(micros: i64) -> Result<String, SqlError> {
 }
 
 fn to_rows(rows: Vec<SqliteRow>) -> Result<Rows, SqlError> {
-    let columns = rows
-        .first()
-        .map(|row| row.columns().iter().map(|c| c.name().to_owned()).collect())
-        .unwrap_or_default();
-    let rows = rows
-        .iter()
-        .map(|row| (0..row.len()).map(|i| decode(row, i)).collect())
-        .collect::<Result<_, _>>()?;
+    let columns =
+        rows.first().map(|row| row.columns().iter().map(|c| c.name().to_owned()).collect()).unwrap_or_default();
+    let rows = rows.iter().map(|row| (0..row.len()).map(|i| decode(row, i)).collect()).collect::<Result<_, _>>()?;
     Ok(Rows { columns, rows })
 }
 
@@ -102,39 +96,22 @@ fn decode(row: &SqliteRow, index: usize) -> Result<Value, SqlError> {
 #[async_trait]
 impl SqlClient for SqliteClient {
     async fn query(&self, statement: &str, params: Vec<Value>) -> Result<Rows, SqlError> {
-        to_rows(
-            prepare(statement, params)?
-                .fetch_all(&self.pool)
-                .await
-                .map_err(classify)?,
-        )
+        to_rows(prepare(statement, params)?.fetch_all(&self.pool).await.map_err(classify)?)
     }
 
     async fn execute(&self, statement: &str, params: Vec<Value>) -> Result<u64, SqlError> {
-        Ok(prepare(statement, params)?
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?
-            .rows_affected())
+        Ok(prepare(statement, params)?.execute(&self.pool).await.map_err(classify)?.rows_affected())
     }
 
     async fn begin(&self) -> Result<Box<dyn SqlTransaction>, SqlError> {
         // IMMEDIATE takes the write lock up front, so a transaction that reads then writes
         // waits (busy_timeout) instead of failing with SQLITE_BUSY on upgrade.
-        let tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(classify)?;
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
         Ok(Box::new(SqliteTransaction(tx)))
     }
 
     async fn ping(&self) -> Result<(), SqlError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(drop)
-            .map_err(classify)
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(classify)
     }
 
     async fn lock_for_migrations(&self, _tx: &mut dyn SqlTransaction) -> Result<(), SqlError> {
@@ -152,28 +129,15 @@ struct SqliteTransaction(sqlx::Transaction<'static, Sqlite>);
 #[async_trait]
 impl SqlTransaction for SqliteTransaction {
     async fn query(&mut self, statement: &str, params: Vec<Value>) -> Result<Rows, SqlError> {
-        to_rows(
-            prepare(statement, params)?
-                .fetch_all(&mut *self.0)
-                .await
-                .map_err(classify)?,
-        )
+        to_rows(prepare(statement, params)?.fetch_all(&mut *self.0).await.map_err(classify)?)
     }
 
     async fn execute(&mut self, statement: &str, params: Vec<Value>) -> Result<u64, SqlError> {
-        Ok(prepare(statement, params)?
-            .execute(&mut *self.0)
-            .await
-            .map_err(classify)?
-            .rows_affected())
+        Ok(prepare(statement, params)?.execute(&mut *self.0).await.map_err(classify)?.rows_affected())
     }
 
     async fn execute_script(&mut self, script: &str) -> Result<(), SqlError> {
-        sqlx::raw_sql(AssertSqlSafe(script.to_owned()))
-            .execute(&mut *self.0)
-            .await
-            .map(drop)
-            .map_err(classify)
+        sqlx::raw_sql(AssertSqlSafe(script.to_owned())).execute(&mut *self.0).await.map(drop).map_err(classify)
     }
 
     async fn commit(self: Box<Self>) -> Result<(), SqlError> {

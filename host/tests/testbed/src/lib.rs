@@ -19,27 +19,18 @@ mod bindings {
 
 use bindings::exports::wasi::http::incoming_handler::Guest;
 use bindings::wasi::clocks::monotonic_clock;
-use bindings::wasi::http::types::{
-    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
-};
+use bindings::wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
 
 struct Testbed;
 
 impl Guest for Testbed {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let path_with_query = request.path_with_query().unwrap_or_default();
-        let (path, query) = path_with_query
-            .split_once('?')
-            .unwrap_or((&path_with_query, ""));
+        let (path, query) = path_with_query.split_once('?').unwrap_or((&path_with_query, ""));
         let number = |name: &str| {
             query
                 .split('&')
-                .find_map(|pair| {
-                    pair.strip_prefix(name)?
-                        .strip_prefix('=')?
-                        .parse::<u64>()
-                        .ok()
-                })
+                .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('=')?.parse::<u64>().ok())
                 .unwrap_or(0)
         };
         match path {
@@ -60,11 +51,7 @@ impl Guest for Testbed {
                 let depth = recurse(u64::MAX);
                 respond(out, 200, depth.to_string().into_bytes());
             }
-            "/big" => respond(
-                out,
-                200,
-                vec![b'x'; usize::try_from(number("bytes")).unwrap_or(0)],
-            ),
+            "/big" => respond(out, 200, vec![b'x'; usize::try_from(number("bytes")).unwrap_or(0)]),
             _ => respond(out, 404, b"not found".to_vec()),
         }
     }
@@ -78,19 +65,12 @@ fn spin() -> ! {
 }
 
 fn recurse(n: u64) -> u64 {
-    if n == 0 {
-        0
-    } else {
-        std::hint::black_box(recurse(n - 1)) + 1
-    }
+    if n == 0 { 0 } else { std::hint::black_box(recurse(n - 1)) + 1 }
 }
 
 fn respond(out: ResponseOutparam, status: u16, body: Vec<u8>) {
-    let headers = Fields::from_list(&[(
-        "content-length".to_owned(),
-        body.len().to_string().into_bytes(),
-    )])
-    .unwrap_or_else(|_| Fields::new());
+    let headers = Fields::from_list(&[("content-length".to_owned(), body.len().to_string().into_bytes())])
+        .unwrap_or_else(|_| Fields::new());
     let response = OutgoingResponse::new(headers);
     let _ = response.set_status_code(status);
     let Ok(outgoing) = response.body() else {

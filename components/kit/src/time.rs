@@ -19,12 +19,7 @@ pub fn format_rfc3339(micros: i64) -> String {
 /// Parses the subset of RFC 3339 that [`format_rfc3339`] writes (and SQLite stores).
 pub fn parse_rfc3339(text: &str) -> Option<i64> {
     let bytes = text.as_bytes();
-    if bytes.len() < 20
-        || bytes[4] != b'-'
-        || bytes[7] != b'-'
-        || bytes[10] != b'T'
-        || !text.ends_with('Z')
-    {
+    if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[10] != b'T' || !text.ends_with('Z') {
         return None;
     }
     let number = |range: std::ops::Range<usize>| text.get(range)?.parse::<i64>().ok();
@@ -73,14 +68,8 @@ mod tests {
     #[test]
     fn formats_known_instants() {
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(
-            format_rfc3339(951_782_400_000_001),
-            "2000-02-29T00:00:00.000001Z"
-        );
-        assert_eq!(
-            format_rfc3339(1_795_780_800_123_456),
-            "2026-11-27T08:00:00.123456Z"
-        );
+        assert_eq!(format_rfc3339(951_782_400_000_001), "2000-02-29T00:00:00.000001Z");
+        assert_eq!(format_rfc3339(1_795_780_800_123_456), "2026-11-27T08:00:00.123456Z");
     }
 
     #[test]
@@ -88,14 +77,8 @@ mod tests {
         for micros in [0, 1, 951_782_400_000_001, 1_795_780_800_123_456, -1] {
             assert_eq!(parse_rfc3339(&format_rfc3339(micros)), Some(micros));
         }
-        assert_eq!(
-            parse_rfc3339("2026-11-27T08:00:00Z"),
-            Some(1_795_780_800_000_000)
-        );
-        assert_eq!(
-            parse_rfc3339("2026-11-27T08:00:00.5Z"),
-            Some(1_795_780_800_500_000)
-        );
+        assert_eq!(parse_rfc3339("2026-11-27T08:00:00Z"), Some(1_795_780_800_000_000));
+        assert_eq!(parse_rfc3339("2026-11-27T08:00:00.5Z"), Some(1_795_780_800_500_000));
         assert_eq!(parse_rfc3339("yesterday"), None);
     }
 }

@@ -2,21 +2,7 @@
 
 use serde_json::{Map, Value};
 
-/// One invalid or missing field, reported to the client as is.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: &str, message: impl Into<String>) -> Self {
-        Self {
-            field: field.to_owned(),
-            message: message.into(),
-        }
-    }
-}
+use crate::problem::FieldError;
 
 /// A JSON object being parsed into a domain type; errors accumulate instead of stopping at the
 /// first, so the client can fix all of them at once.
@@ -29,20 +15,13 @@ impl JsonObject {
     /// Takes a parsed JSON document; anything but an object is an error on the field `body`.
     pub fn new(value: Value) -> Result<Self, Vec<FieldError>> {
         match value {
-            Value::Object(map) => Ok(Self {
-                map,
-                errors: Vec::new(),
-            }),
+            Value::Object(map) => Ok(Self { map, errors: Vec::new() }),
             _ => Err(vec![FieldError::new("body", "must be a JSON object")]),
         }
     }
 
     /// A field that must be present, parsed by `parse`.
-    pub fn required<T>(
-        &mut self,
-        field: &str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Option<T> {
+    pub fn required<T>(&mut self, field: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
         match self.map.remove(field) {
             None | Some(Value::Null) => {
                 self.errors.push(FieldError::new(field, "is required"));
@@ -53,11 +32,7 @@ impl JsonObject {
     }
 
     /// A field that may be absent (`None`), or present and then must parse.
-    pub fn optional<T>(
-        &mut self,
-        field: &str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Option<Option<T>> {
+    pub fn optional<T>(&mut self, field: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<Option<T>> {
         match self.map.remove(field) {
             None => Some(None),
             Some(Value::Null) => Some(None),
@@ -94,14 +69,9 @@ impl JsonObject {
         let mut unknown: Vec<String> = self.map.keys().cloned().collect();
         unknown.sort();
         for field in unknown {
-            self.errors
-                .push(FieldError::new(&field, "is not a known field"));
+            self.errors.push(FieldError::new(&field, "is not a known field"));
         }
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(self.errors)
-        }
+        if self.errors.is_empty() { Ok(()) } else { Err(self.errors) }
     }
 }
 
@@ -111,11 +81,7 @@ mod tests {
     use serde_json::json;
 
     fn non_empty(text: &str) -> Result<String, String> {
-        if text.is_empty() {
-            Err("must not be empty".into())
-        } else {
-            Ok(text.to_owned())
-        }
+        if text.is_empty() { Err("must not be empty".into()) } else { Ok(text.to_owned()) }
     }
 
     #[test]

@@ -1,0 +1,44 @@
+//! The auth service as a WebAssembly component (`skiff:service/publishing-service`): login
+//! checks credentials with users, issues a token and publishes a `user_login_event`.
+
+mod api;
+pub mod domain;
+mod platform;
+
+// The generated canonical-ABI glue is the only unsafe code in the component.
+#[allow(unsafe_code)]
+mod bindings {
+    wit_bindgen::generate!({
+        world: "skiff:service/publishing-service",
+        path: "../../wit",
+        generate_all,
+    });
+
+    use super::Component;
+    export!(Component);
+}
+
+service_kit::wasi_http_glue!();
+
+use bindings::exports::skiff::sql::migrations::{Guest as Migrations, Migration};
+use bindings::exports::wasi::http::incoming_handler::Guest as IncomingHandler;
+use bindings::wasi::http::types::{IncomingRequest, ResponseOutparam};
+
+struct Component;
+
+impl IncomingHandler for Component {
+    fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+        let response = match read_request(request) {
+            Ok(request) => api::handle(&request),
+            Err(problem) => problem,
+        };
+        write_response(response_out, response);
+    }
+}
+
+impl Migrations for Component {
+    /// auth keeps no tables of its own; its database holds only the host's outbox.
+    fn all() -> Vec<Migration> {
+        Vec::new()
+    }
+}

@@ -1,0 +1,83 @@
+//! Handling one login event: store it once, deliver it through the webhook, say what to do
+//! with the message.
+
+use service_kit::http::Method;
+use service_kit::uuid;
+
+use crate::bindings::exports::skiff::messaging::consumer::{Delivery, Outcome};
+use crate::domain::{LoginEvent, Notification, split_url};
+use crate::platform::{now_micros, random_16, setting};
+use crate::send;
+use crate::store;
+
+/// How long the webhook may take before the attempt counts as failed.
+const WEBHOOK_TIMEOUT_MS: u64 = 5_000;
+
+pub fn handle(delivery: &Delivery) -> Outcome {
+    let message = &delivery.message;
+    let event = match LoginEvent::parse(&message.body) {
+        Ok(event) => event,
+        Err(error) => {
+            eprintln!("notify: rejecting message {}: {error}", message.id);
+            return Outcome::Reject;
+        }
+    };
+    let traceparent = message.headers.iter().find(|(name, _)| name == "traceparent").map(|(_, value)| value.clone());
+    match deliver_once(&event, traceparent) {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            eprintln!("notify: event {} attempt {} failed: {error}", event.event_id, delivery.attempt);
+            Outcome::Retry
+        }
+    }
+}
+
+/// Idempotent by event id: a redelivered event finds its notification and, if it was already
+/// delivered, is simply acknowledged.
+fn deliver_once(event: &LoginEvent, traceparent: Option<String>) -> Result<Outcome, String> {
+    let fresh = Notification {
+        id: uuid::from_random_bytes(random_16()),
+        event_id: event.event_id.clone(),
+        user_id: event.user_id.clone(),
+        kind: "login".into(),
+        message: event.message(),
+        created_at: now_micros(),
+        delivered_at: None,
+        attempts: 0,
+    };
+    store::insert_if_new(&fresh, &fresh_payload(event, &fresh.id)).map_err(|e| format!("{e:?}"))?;
+    let stored = store::by_event(&event.event_id).map_err(|e| format!("{e:?}"))?.ok_or("notification vanished")?;
+    if stored.delivered_at.is_some() {
+        return Ok(Outcome::Ack);
+    }
+    let Some(url) = setting("webhook_url")? else {
+        // No channel configured: the notification is kept and listed, nothing to send.
+        return Ok(Outcome::Ack);
+    };
+    let (scheme, authority, path) = split_url(&url)?;
+    let mut headers = vec![
+        ("content-type".to_owned(), "application/json".to_owned()),
+        ("idempotency-key".to_owned(), event.event_id.clone()),
+    ];
+    headers.extend(traceparent.map(|value| ("traceparent".to_owned(), value)));
+    let body = event.webhook_payload(&stored.id).to_string();
+    let sent = send(Method::Post, &scheme, &authority, &path, &headers, body.as_bytes(), WEBHOOK_TIMEOUT_MS);
+    match sent {
+        Ok(response) if (200..300).contains(&response.status) => {
+            store::record_attempt(&event.event_id, Some(now_micros())).map_err(|e| format!("{e:?}"))?;
+            Ok(Outcome::Ack)
+        }
+        Ok(response) => {
+            let _ = store::record_attempt(&event.event_id, None);
+            Err(format!("webhook answered {}", response.status))
+        }
+        Err(error) => {
+            let _ = store::record_attempt(&event.event_id, None);
+            Err(format!("webhook unreachable: {error}"))
+        }
+    }
+}
+
+fn fresh_payload(event: &LoginEvent, notification_id: &str) -> String {
+    event.webhook_payload(notification_id).to_string()
+}

@@ -1,0 +1,112 @@
+//! The notifications table, through the host's `skiff:sql` capability (bound parameters only).
+
+use crate::bindings::skiff::sql::client;
+use crate::bindings::skiff::sql::types::{Error as SqlError, Value};
+use crate::domain::Notification;
+use service_kit::time;
+
+const COLUMNS: &str = "id, event_id, user_id, kind, message, created_at, delivered_at, attempts";
+
+#[derive(Debug)]
+pub enum StoreError {
+    Unavailable(String),
+    Internal(String),
+}
+
+impl From<SqlError> for StoreError {
+    fn from(error: SqlError) -> Self {
+        match error {
+            SqlError::ConnectionFailed(cause) => Self::Unavailable(cause),
+            other => Self::Internal(format!("{other:?}")),
+        }
+    }
+}
+
+/// Stores the notification unless one for its event exists already (a redelivery).
+pub fn insert_if_new(notification: &Notification, payload: &str) -> Result<(), StoreError> {
+    client::execute(
+        "INSERT INTO notifications (id, event_id, user_id, kind, message, payload, created_at, delivered_at, attempts) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, 0) ON CONFLICT (event_id) DO NOTHING",
+        &[
+            Value::Uuid(notification.id.clone()),
+            Value::Text(notification.event_id.clone()),
+            Value::Text(notification.user_id.clone()),
+            Value::Text(notification.kind.clone()),
+            Value::Text(notification.message.clone()),
+            Value::Text(payload.to_owned()),
+            Value::Timestamp(notification.created_at),
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn by_event(event_id: &str) -> Result<Option<Notification>, StoreError> {
+    let rows = client::query(
+        &format!("SELECT {COLUMNS} FROM notifications WHERE event_id = $1"),
+        &[Value::Text(event_id.to_owned())],
+    )?;
+    rows.rows.first().map(|row| from_row(row)).transpose()
+}
+
+/// Counts a delivery attempt, and records the delivery when it succeeded.
+pub fn record_attempt(event_id: &str, delivered_at: Option<i64>) -> Result<(), StoreError> {
+    let event = Value::Text(event_id.to_owned());
+    match delivered_at {
+        Some(at) => client::execute(
+            "UPDATE notifications SET attempts = attempts + 1, delivered_at = $1 WHERE event_id = $2",
+            &[Value::Timestamp(at), event],
+        )?,
+        None => client::execute("UPDATE notifications SET attempts = attempts + 1 WHERE event_id = $1", &[event])?,
+    };
+    Ok(())
+}
+
+pub fn list(user_id: Option<&str>, limit: u32, offset: u64) -> Result<Vec<Notification>, StoreError> {
+    let mut params = Vec::new();
+    let filter = match user_id {
+        Some(user) => {
+            params.push(Value::Text(user.to_owned()));
+            "WHERE user_id = $1"
+        }
+        None => "",
+    };
+    params.push(Value::Int64(i64::from(limit)));
+    params.push(Value::Int64(i64::try_from(offset).unwrap_or(i64::MAX)));
+    let statement = format!(
+        "SELECT {COLUMNS} FROM notifications {filter} ORDER BY created_at, id LIMIT ${} OFFSET ${}",
+        params.len() - 1,
+        params.len()
+    );
+    let rows = client::query(&statement, &params)?;
+    rows.rows.iter().map(|row| from_row(row)).collect()
+}
+
+fn from_row(row: &[Value]) -> Result<Notification, StoreError> {
+    let bad_row = || StoreError::Internal(format!("unexpected row shape: {row:?}"));
+    let text = |index: usize| match row.get(index) {
+        Some(Value::Text(text) | Value::Uuid(text)) => Ok(text.clone()),
+        _ => Err(bad_row()),
+    };
+    // Postgres returns timestamptz as a timestamp; SQLite keeps the RFC 3339 text it was given.
+    let timestamp = |index: usize| match row.get(index) {
+        Some(Value::Timestamp(micros)) => Ok(Some(*micros)),
+        Some(Value::Text(text)) => time::parse_rfc3339(text).map(Some).ok_or_else(bad_row),
+        Some(Value::Null) => Ok(None),
+        _ => Err(bad_row()),
+    };
+    let attempts = match row.get(7) {
+        Some(Value::Int32(n)) => i64::from(*n),
+        Some(Value::Int64(n)) => *n,
+        _ => return Err(bad_row()),
+    };
+    Ok(Notification {
+        id: text(0)?,
+        event_id: text(1)?,
+        user_id: text(2)?,
+        kind: text(3)?,
+        message: text(4)?,
+        created_at: timestamp(5)?.ok_or_else(bad_row)?,
+        delivered_at: timestamp(6)?,
+        attempts,
+    })
+}

@@ -1,0 +1,82 @@
+//! Handing deliveries to the service's component, one fresh instance per message.
+
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::Service;
+use crate::capability::messaging::{
+    Broker, Delivery, InboundDelivery, Message, MessageHandler, Outcome, RetryPolicy, SubscriptionSpec,
+    run_subscription,
+};
+use crate::runtime::DeadlineExceeded;
+use crate::server::metrics::MessageLabels;
+
+impl Service {
+    /// Subscribes the component to every queue it asks for; no-op for services that consume
+    /// nothing. Returns once the subscriptions are set up to run in the background.
+    pub async fn start_consuming(self: &Arc<Self>, broker: Arc<dyn Broker>, policy: RetryPolicy) -> anyhow::Result<()> {
+        let Some(connected) = self.consuming.clone() else { return Ok(()) };
+        let version = self.current().await;
+        let subscriptions = version.subscriptions(self.new_state(), &self.ctx.runtime).await?;
+        for subscription in subscriptions {
+            let spec = SubscriptionSpec {
+                exchange: subscription.exchange,
+                queue: subscription.queue,
+                binding_key: subscription.binding_key,
+            };
+            // Subscribing here, before the relays start, binds the queue before the first event
+            // is published; if the broker is down the background loop keeps trying.
+            let initial = broker.subscribe(&spec).await.inspect_err(|error| {
+                tracing::warn!(queue = %spec.queue, error = %format!("{error:#}"), "cannot subscribe yet");
+            });
+            let handler: Arc<dyn MessageHandler> = self.clone();
+            tokio::spawn(run_subscription(broker.clone(), spec, initial.ok(), handler, policy, connected.clone()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl MessageHandler for Service {
+    async fn handle_message(&self, delivery: &dyn InboundDelivery) -> anyhow::Result<Outcome> {
+        let _permit = self.ctx.instances.clone().acquire_owned().await?;
+        let version = self.current().await;
+        let Some(pre) = version.consumer.clone() else { anyhow::bail!("this version does not consume messages") };
+        let deadline = Instant::now() + self.ctx.limits.timeout;
+        let mut store = self.ctx.runtime.store(self.new_state(), deadline);
+        let message = delivery.message();
+        let wit_delivery = Delivery {
+            message: Message {
+                id: message.id.clone(),
+                routing_key: message.routing_key.clone(),
+                content_type: message.content_type.clone(),
+                headers: message.headers.clone(),
+                body: message.body.clone(),
+            },
+            attempt: delivery.attempt(),
+        };
+        self.ctx.metrics.live_instances.inc();
+        let run = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance.skiff_messaging_consumer().call_handle_message(&mut store, &wit_delivery).await
+        };
+        let result = match tokio::time::timeout_at(deadline.into(), run).await {
+            Ok(result) => result,
+            Err(_) => Err(DeadlineExceeded.into()),
+        };
+        self.ctx.metrics.live_instances.dec();
+        let outcome = match &result {
+            Ok(Outcome::Ack) => "ack",
+            Ok(Outcome::Retry) => "retry",
+            Ok(Outcome::Reject) => "reject",
+            Err(_) => "failed",
+        };
+        self.ctx
+            .metrics
+            .messages
+            .get_or_create(&MessageLabels { route: self.name.clone(), outcome: outcome.into() })
+            .inc();
+        result.map_err(|error| anyhow::anyhow!("{error:?}"))
+    }
+}

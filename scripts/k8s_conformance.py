@@ -1,0 +1,635 @@
+#!/usr/bin/env python3
+"""Kubernetes conformance: run every rendered Deployment's container as the kubelet would.
+
+For each overlay (default: dev), render it with `kubectl kustomize`, and for every container of
+every Deployment start the real `skiff` binary with the container's command, args and env
+(literal values, ConfigMaps and Secrets from the rendered output, stand-ins for Secrets that
+are created outside the manifests, the downward API), then:
+
+  * the startupProbe, readinessProbe and livenessProbe must succeed within their budgets
+    (initialDelaySeconds + periodSeconds * failureThreshold), with kubelet semantics
+    (HTTP 200-399, named ports resolved against the container's ports);
+  * every declared containerPort must accept TCP connections;
+  * the log must be one JSON object per line when SKIFF_LOG_FORMAT=json;
+  * the pod's app.kubernetes.io/version label must be the image tag, and the component's
+    version header (skiff-component-version) must equal it;
+  * after the preStop hook, SIGTERM must make the process exit 0 within the rest of
+    terminationGracePeriodSeconds;
+  * nothing may be written outside the mounted volumes (readOnlyRootFilesystem).
+
+Local rewrites, consistently: the image's /usr/local/bin/skiff is $SKIFF_BIN, /app/components/X.wasm
+is $SKIFF_COMPONENTS_DIR/X.wasm, every containerPort and listen port is a free local port,
+Service DNS names (users-cluster-ip-service, ...svc.cluster.local) become 127.0.0.1 with the
+local port behind that Service, volume mount paths become temporary folders, the database
+URL is a fresh database on the local Postgres ($SKIFF_TEST_POSTGRES_URL, default
+postgres://postgres@127.0.0.1:5432/postgres; empty = SQLite in a temporary folder), and AMQP
+URLs are $SKIFF_TEST_AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/%2f).
+
+A Deployment whose component is not built is SKIPPED (loudly); everything else that is wrong
+fails. Needs PyYAML and kubectl (KUBECTL or PATH).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGE_BIN = "/usr/local/bin/skiff"
+IMAGE_COMPONENTS = "/app/components/"
+
+# Announced host settings that the binary may not know yet. Unknown to the binary, they are
+# reported and the ports they open are not required; once `skiff serve --help` lists them,
+# they are checked like every other. Any other SKIFF_* variable the binary does not know is a
+# mistake (a typo) and fails. SKIFF_CONFIG_<KEY> are component settings, never flags.
+PENDING_ENV = {
+    "SKIFF_INTERNAL_LISTEN",
+    "SKIFF_SERVICES",
+    "SKIFF_OUTBOUND_ALLOW",
+    "SKIFF_AMQP_URL",
+    "SKIFF_ADMIN_LISTEN",
+    "SKIFF_ADMIN_TOKEN",
+}
+# The setting that opens each extra listener, for the "every declared port listens" check.
+LISTEN_ENV = {"SKIFF_LISTEN", "SKIFF_INTERNAL_LISTEN", "SKIFF_ADMIN_LISTEN"}
+
+# Stand-ins for Secrets created outside the manifests, by key name.
+STANDIN_KEYS = {
+    # RFC 8032 test vector 1: a public test key, valid Ed25519.
+    "signing-key": "nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=",
+    "public-key": "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
+    "database-url": "postgres://standin:standin@postgres:5432/standin",
+    "amqp-url": "amqp://standin:standin@rabbitmq:5672/%2f",
+}
+
+RED, GREEN, YELLOW, BOLD, RESET = (
+    ("\033[31m", "\033[32m", "\033[33m", "\033[1m", "\033[0m") if sys.stdout.isatty() else ("",) * 5
+)
+
+
+class Failure(Exception):
+    pass
+
+
+@dataclass
+class Result:
+    name: str
+    status: str  # PASS | FAIL | SKIP
+    notes: list[str] = field(default_factory=list)
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def render(kubectl: str, overlay: Path) -> list[dict]:
+    out = subprocess.run([kubectl, "kustomize", str(overlay)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise Failure(f"kubectl kustomize {overlay} failed:\n{out.stderr}")
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def binary_env_vars(skiff: str) -> set[str]:
+    """The environment variables the binary reads, from its own help text."""
+    names: set[str] = set()
+    for args in ([], ["serve"]):
+        out = subprocess.run([skiff, *args, "--help"], capture_output=True, text=True)
+        names |= set(re.findall(r"\[env: ([A-Z0-9_]+)", out.stdout))
+    return names
+
+
+def entrypoint_of_dockerfile() -> list[str]:
+    """The image's ENTRYPOINT (used when a container sets no command)."""
+    text = (REPO / "Dockerfile").read_text()
+    found = re.findall(r"^ENTRYPOINT\s+(\[.*\])\s*$", text, re.M)
+    return json.loads(found[-1]) if found else [IMAGE_BIN]
+
+
+# ---------------------------------------------------------------- test databases
+
+
+class Databases:
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.url = os.environ.get("SKIFF_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+        self.created: list[str] = []
+        if self.url and not shutil.which("psql"):
+            raise Failure("SKIFF_TEST_POSTGRES_URL is set but psql is not installed")
+
+    def describe(self) -> str:
+        return f"Postgres at {re.sub(r'//[^@]*@', '//', self.url)}" if self.url else "SQLite (SKIFF_TEST_POSTGRES_URL is empty)"
+
+    def fresh(self, name: str) -> str:
+        if not self.url:
+            return f"sqlite://{self.tmp / (name + '.db')}"
+        db = f"skiff_k8s_{re.sub(r'[^a-z0-9]', '_', name.lower())}_{uuid.uuid4().hex[:8]}"
+        self._psql(f'CREATE DATABASE "{db}"')
+        self.created.append(db)
+        return re.sub(r"/[^/?]*(\?|$)", f"/{db}\\1", self.url, count=1) if "://" in self.url else self.url
+
+    def drop_all(self) -> None:
+        for db in self.created:
+            try:
+                self._psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+            except Failure as e:
+                log(f"  warning: {e}")
+
+    def _psql(self, sql: str) -> None:
+        out = subprocess.run(["psql", self.url, "-v", "ON_ERROR_STOP=1", "-qc", sql], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise Failure(f"psql {sql!r}: {out.stderr.strip()}")
+
+
+# ---------------------------------------------------------------- the cluster, locally
+
+
+class Cluster:
+    """The rendered objects, and one local port for every (Deployment, containerPort)."""
+
+    def __init__(self, docs: list[dict]):
+        self.docs = docs
+        self.namespace = next((d["metadata"].get("namespace") for d in docs if d["metadata"].get("namespace")), "default")
+        self.configmaps = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d["kind"] == "ConfigMap"}
+        self.secrets: dict[str, dict[str, str]] = {}
+        for d in docs:
+            if d["kind"] == "Secret":
+                data = {k: base64.b64decode(v).decode() for k, v in (d.get("data") or {}).items()}
+                data.update(d.get("stringData") or {})
+                self.secrets[d["metadata"]["name"]] = data
+        self.deployments = [d for d in docs if d["kind"] == "Deployment"]
+        self.ports: dict[tuple[str, int], int] = {}
+        for dep in self.deployments:
+            for c in containers(dep):
+                for p in c.get("ports") or []:
+                    self.ports[(dep["metadata"]["name"], p["containerPort"])] = free_port()
+        self.services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+
+    def service_port(self, service: str, port: int) -> int | None:
+        """The local port a connection to service:port reaches (its first matching pod)."""
+        svc = self.services.get(service)
+        if not svc:
+            return None
+        selector = svc["spec"].get("selector") or {}
+        sp = next((p for p in svc["spec"].get("ports", []) if p["port"] == port), None)
+        if sp is None:
+            return None
+        target = sp.get("targetPort", port)
+        for dep in self.deployments:
+            labels = dep["spec"]["template"]["metadata"].get("labels") or {}
+            if not selector or any(labels.get(k) != v for k, v in selector.items()):
+                continue
+            for c in containers(dep):
+                for p in c.get("ports") or []:
+                    if target in (p["containerPort"], p.get("name")):
+                        return self.ports[(dep["metadata"]["name"], p["containerPort"])]
+        return None
+
+    def service_host_re(self) -> re.Pattern:
+        names = "|".join(sorted((re.escape(n) for n in self.services), key=len, reverse=True)) or "$^"
+        ns = re.escape(self.namespace)
+        return re.compile(rf"\b({names})(?:\.{ns}(?:\.svc(?:\.cluster\.local)?)?)?:(\d+)\b")
+
+
+def containers(dep: dict) -> list[dict]:
+    return dep["spec"]["template"]["spec"].get("containers") or []
+
+
+# ---------------------------------------------------------------- one container
+
+
+@dataclass
+class Pod:
+    deployment: str
+    container: dict
+    spec: dict
+    labels: dict
+    argv: list[str]
+    env: dict[str, str]
+    ports: dict[int, int]  # containerPort -> local port
+    port_names: dict[str, int]  # name -> containerPort
+    rootfs: Path
+    notes: list[str]
+    unchecked_ports: set[int]
+
+
+def resolve_env(cluster: Cluster, dep: dict, c: dict, notes: list[str]) -> dict[str, str]:
+    name = dep["metadata"]["name"]
+    meta = dep["spec"]["template"]["metadata"]
+    env: dict[str, str] = {}
+
+    def secret_value(secret: str, key: str, optional: bool) -> str | None:
+        if secret in cluster.secrets:
+            if key in cluster.secrets[secret]:
+                return cluster.secrets[secret][key]
+            if optional:
+                return None
+            raise Failure(f"{name}: Secret {secret} has no key {key}")
+        value = STANDIN_KEYS.get(key, f"stand-in-{secret}-{key}")
+        notes.append(f"Secret {secret}/{key} is created outside the manifests: stand-in used")
+        return value
+
+    for src in c.get("envFrom") or []:
+        prefix = src.get("prefix", "")
+        if "configMapRef" in src:
+            ref = src["configMapRef"]
+            if ref["name"] not in cluster.configmaps:
+                if ref.get("optional"):
+                    continue
+                raise Failure(f"{name}: envFrom ConfigMap {ref['name']} is not in the rendered output")
+            env.update({prefix + k: str(v) for k, v in cluster.configmaps[ref["name"]].items()})
+        if "secretRef" in src:
+            ref = src["secretRef"]
+            if ref["name"] in cluster.secrets:
+                env.update({prefix + k: v for k, v in cluster.secrets[ref["name"]].items()})
+            elif not ref.get("optional"):
+                notes.append(f"envFrom Secret {ref['name']} is created outside the manifests: no variables from it")
+
+    for e in c.get("env") or []:
+        key = e["name"]
+        if "value" in e:
+            # $(VAR) expands to an earlier variable, $$ escapes, unknown references stay.
+            env[key] = re.sub(
+                r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+                lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)),
+                str(e["value"]),
+            )
+            continue
+        vf = e.get("valueFrom") or {}
+        value: str | None = None
+        if "configMapKeyRef" in vf:
+            ref = vf["configMapKeyRef"]
+            cm = cluster.configmaps.get(ref["name"])
+            if cm is None or ref["key"] not in cm:
+                if ref.get("optional"):
+                    continue
+                raise Failure(f"{name}: {key}: ConfigMap {ref['name']} key {ref['key']} is not in the rendered output")
+            value = str(cm[ref["key"]])
+        elif "secretKeyRef" in vf:
+            ref = vf["secretKeyRef"]
+            value = secret_value(ref["name"], ref["key"], bool(ref.get("optional")))
+            if value is None:
+                continue
+        elif "fieldRef" in vf:
+            path = vf["fieldRef"]["fieldPath"]
+            m = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path)
+            if m:
+                value = (meta.get(m.group(1)) or {}).get(m.group(2), "")
+            elif path == "metadata.name":
+                value = f"{name}-conformance-0"
+            elif path == "metadata.namespace":
+                value = cluster.namespace
+            elif path in ("status.podIP", "status.hostIP"):
+                value = "127.0.0.1"
+            elif path == "spec.serviceAccountName":
+                value = dep["spec"]["template"]["spec"].get("serviceAccountName", "default")
+            else:
+                raise Failure(f"{name}: {key}: fieldRef {path} is not emulated here")
+        elif "resourceFieldRef" in vf:
+            raise Failure(f"{name}: {key}: resourceFieldRef is not emulated here")
+        else:
+            raise Failure(f"{name}: {key}: neither value nor a known valueFrom")
+        env[key] = value
+    return env
+
+
+def prepare(cluster: Cluster, dep: dict, c: dict, skiff: str, components_dir: Path, dbs: Databases, tmp: Path) -> Pod | str:
+    """A Pod ready to start, or the reason to skip it."""
+    name = dep["metadata"]["name"]
+    spec = dep["spec"]["template"]["spec"]
+    notes: list[str] = []
+
+    argv = list(c.get("command") or entrypoint_of_dockerfile()) + list(c.get("args") or [])
+    if argv[0] != IMAGE_BIN:
+        raise Failure(f"{name}: command {argv[0]} is not the image's {IMAGE_BIN}")
+    env = resolve_env(cluster, dep, c, notes)
+
+    component = None
+    for i, a in enumerate(argv):
+        if a.startswith(IMAGE_COMPONENTS):
+            component = a
+    component = component or env.get("SKIFF_COMPONENT")
+    if not component or not component.startswith(IMAGE_COMPONENTS):
+        raise Failure(f"{name}: no component under {IMAGE_COMPONENTS} in args or SKIFF_COMPONENT")
+    local_component = components_dir / component[len(IMAGE_COMPONENTS):]
+
+    # Local paths for the image's binary, the component and each volume mount.
+    root = tmp / name
+    rootfs = root / "rootfs"
+    rootfs.mkdir(parents=True)
+    mounts = {}
+    for m in c.get("volumeMounts") or []:
+        local = root / "volumes" / m["name"]
+        local.mkdir(parents=True, exist_ok=True)
+        mounts[m["mountPath"].rstrip("/")] = str(local)
+
+    def local_path(value: str) -> str:
+        if value.startswith(IMAGE_COMPONENTS):
+            return str(components_dir / value[len(IMAGE_COMPONENTS):])
+        for path, local in sorted(mounts.items(), key=lambda kv: -len(kv[0])):
+            if value == path or value.startswith(path + "/"):
+                return local + value[len(path):]
+        return value
+
+    # Ports: declared containerPorts get the cluster-wide mapping; other listen ports get
+    # their own (so that two pods run locally never share, e.g., the admin port).
+    ports = {cp: lp for (dn, cp), lp in cluster.ports.items() if dn == name}
+    port_names = {p["name"]: p["containerPort"] for p in c.get("ports") or [] if p.get("name")}
+    extra: dict[int, int] = {}
+    service_re = cluster.service_host_re()
+
+    def local_port(port: int) -> int:
+        if port in ports:
+            return ports[port]
+        return extra.setdefault(port, free_port())
+
+    def rewrite(key: str, value: str) -> str:
+        if re.match(r"postgres(ql)?://", value):
+            return dbs.fresh(f"{cluster.namespace}_{name}")
+        if value.startswith(("amqp://", "amqps://")):
+            return os.environ.get("SKIFF_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+        m = re.fullmatch(r"(0\.0\.0\.0|\[::\]|::|127\.0\.0\.1|localhost):(\d+)", value)
+        if m:
+            return f"127.0.0.1:{local_port(int(m.group(2)))}"
+
+        def to_local(m: re.Match) -> str:
+            lp = cluster.service_port(m.group(1), int(m.group(2)))
+            if lp is None:
+                raise Failure(f"{name}: {key} names {m.group(0)}, but no Service port leads to a declared containerPort")
+            return f"127.0.0.1:{lp}"
+
+        value = service_re.sub(to_local, value)
+        return local_path(value)
+
+    env = {k: rewrite(k, v) for k, v in env.items()}
+    env.setdefault("TMPDIR", mounts.get("/tmp", str(rootfs)))
+    argv = [skiff] + [local_path(a) for a in argv[1:]]
+
+    # Settings the binary does not read.
+    known = binary_env_vars(skiff)
+    unchecked_ports: set[int] = set()
+    for key in sorted(env):
+        if not key.startswith("SKIFF_") or key in known or key.startswith("SKIFF_CONFIG_"):
+            continue
+        if key in PENDING_ENV:
+            notes.append(f"PENDING: the binary does not read {key} yet (ignored by it, not checked)")
+            if key in LISTEN_ENV:
+                m = re.search(r":(\d+)$", env[key])
+                for cp, lp in ports.items():
+                    if m and lp == int(m.group(1)):
+                        unchecked_ports.add(cp)
+        else:
+            raise Failure(f"{name}: sets {key}, which `skiff serve` does not know (a typo?)")
+
+    # The version the host reports comes from the pod label; it must be the image's tag.
+    version = (dep["spec"]["template"]["metadata"].get("labels") or {}).get("app.kubernetes.io/version")
+    tag = c.get("image", "").rpartition(":")[2] if ":" in c.get("image", "").rpartition("/")[2] else None
+    if version is not None and tag is not None and version != tag:
+        raise Failure(f"{name}: pod label app.kubernetes.io/version {version} is not the image tag {tag} ({c['image']})")
+
+    # Everything above is checked for every Deployment; only running needs the component.
+    if not local_component.is_file():
+        return f"component {local_component} is not built"
+    return Pod(name, c, spec, dep["spec"]["template"]["metadata"].get("labels") or {}, argv, env, ports, port_names, rootfs, notes, unchecked_ports)
+
+
+# ---------------------------------------------------------------- probes
+
+
+def probe_once(pod: Pod, probe: dict) -> tuple[bool, str, dict]:
+    timeout = probe.get("timeoutSeconds", 1)
+    if "httpGet" in probe:
+        h = probe["httpGet"]
+        port = h["port"]
+        cp = pod.port_names.get(port) if isinstance(port, str) else port
+        if cp is None:
+            raise Failure(f"{pod.deployment}: probe port {port!r} is not a declared port name")
+        lp = pod.ports.get(cp)
+        if lp is None:
+            raise Failure(f"{pod.deployment}: probe port {cp} is not a declared containerPort")
+        if h.get("scheme", "HTTP") != "HTTP":
+            raise Failure(f"{pod.deployment}: probe scheme {h['scheme']} is not emulated")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", lp, timeout=timeout)
+            headers = {x["name"]: x["value"] for x in h.get("httpHeaders") or []}
+            headers.setdefault("User-Agent", "kube-probe/1.37")
+            conn.request("GET", h.get("path", "/"), headers=headers)
+            r = conn.getresponse()
+            r.read()
+            conn.close()
+            return 200 <= r.status < 400, f"HTTP {r.status}", dict(r.getheaders())
+        except OSError as e:
+            return False, str(e), {}
+    if "tcpSocket" in probe:
+        port = probe["tcpSocket"]["port"]
+        cp = pod.port_names.get(port) if isinstance(port, str) else port
+        try:
+            socket.create_connection(("127.0.0.1", pod.ports[cp]), timeout=timeout).close()
+            return True, "connected", {}
+        except OSError as e:
+            return False, str(e), {}
+    raise Failure(f"{pod.deployment}: only httpGet and tcpSocket probes are emulated, not {sorted(probe)}")
+
+
+def await_probe(pod: Pod, kind: str, proc: subprocess.Popen, since: float) -> tuple[float, dict]:
+    """Succeed within the probe's budget, counted from `since`, as the kubelet would."""
+    probe = pod.container.get(kind)
+    if probe is None:
+        raise Failure(f"{pod.deployment}: no {kind}")
+    budget = probe.get("initialDelaySeconds", 0) + probe.get("periodSeconds", 10) * probe.get("failureThreshold", 3)
+    need = probe.get("successThreshold", 1)
+    deadline = since + budget
+    last, successes = "never answered", 0
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise Failure(f"{pod.deployment}: exited with {proc.returncode} before {kind} succeeded (last: {last})")
+        ok, last, headers = probe_once(pod, probe)
+        successes = successes + 1 if ok else 0
+        if successes >= need:
+            return time.monotonic() - since, headers
+        time.sleep(0.1)
+    raise Failure(f"{pod.deployment}: {kind} did not succeed within its {budget}s budget (last: {last})")
+
+
+def run_pod(pod: Pod, logfile: Path) -> None:
+    c, spec = pod.container, pod.spec
+    with open(logfile, "wb") as out:
+        started = time.monotonic()
+        proc = subprocess.Popen(pod.argv, env=pod.env, cwd=pod.rootfs, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        took, _ = await_probe(pod, "startupProbe", proc, started)
+        log(f"    startupProbe   ok after {took:.1f}s")
+        after = time.monotonic()
+        took, _ = await_probe(pod, "readinessProbe", proc, after)
+        log(f"    readinessProbe ok after {took:.1f}s")
+        took, headers = await_probe(pod, "livenessProbe", proc, after)
+        log(f"    livenessProbe  ok after {took:.1f}s")
+        # Liveness must hold: as many checks in a row as it takes to restart the pod.
+        live = c["livenessProbe"]
+        for _ in range(live.get("failureThreshold", 3)):
+            ok, last, _ = probe_once(pod, live)
+            if not ok:
+                raise Failure(f"{pod.deployment}: livenessProbe failed again after succeeding ({last})")
+            time.sleep(0.1)
+        version = pod.labels.get("app.kubernetes.io/version")
+        served = headers.get("skiff-component-version")
+        if version and served is not None and served != version:
+            raise Failure(f"{pod.deployment}: skiff-component-version is {served}, the pod label says {version}")
+        if served is not None:
+            log(f"    skiff-component-version {served} = the pod's app.kubernetes.io/version")
+
+        for cp, lp in sorted(pod.ports.items()):
+            if cp in pod.unchecked_ports:
+                log(f"    {YELLOW}port {cp} not checked: its listen setting is not in the binary yet{RESET}")
+                continue
+            try:
+                socket.create_connection(("127.0.0.1", lp), timeout=2).close()
+            except OSError as e:
+                raise Failure(f"{pod.deployment}: declared containerPort {cp} does not listen ({e})")
+            log(f"    containerPort {cp} listens")
+
+        # Termination: preStop, then SIGTERM; exit 0 within the rest of the grace period.
+        grace = spec.get("terminationGracePeriodSeconds", 30)
+        pre = ((c.get("lifecycle") or {}).get("preStop") or {})
+        if "exec" in pre or "httpGet" in pre:
+            raise Failure(f"{pod.deployment}: preStop {sorted(pre)} is not emulated (the image has no shell)")
+        sleep = (pre.get("sleep") or {}).get("seconds", 0)
+        ok, last, _ = probe_once(pod, c["readinessProbe"])
+        if not ok:
+            raise Failure(f"{pod.deployment}: not ready before termination ({last})")
+        budget = grace - sleep
+        if budget <= 0:
+            raise Failure(f"{pod.deployment}: preStop sleep {sleep}s leaves nothing of terminationGracePeriodSeconds {grace}")
+        drain = pod.env.get("SKIFF_SHUTDOWN_GRACE_SECS")
+        if drain is not None and int(drain) >= budget:
+            raise Failure(f"{pod.deployment}: SKIFF_SHUTDOWN_GRACE_SECS {drain} does not fit in {budget}s (grace {grace} - preStop {sleep})")
+        term = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=budget)
+        except subprocess.TimeoutExpired:
+            raise Failure(f"{pod.deployment}: still running {budget}s after SIGTERM (the kubelet would SIGKILL it)")
+        if code != 0:
+            raise Failure(f"{pod.deployment}: exited with {code} after SIGTERM, expected 0")
+        log(f"    SIGTERM -> exit 0 after {time.monotonic() - term:.1f}s (budget {budget}s = grace {grace} - preStop {sleep})")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    if (c.get("securityContext") or {}).get("readOnlyRootFilesystem"):
+        written = [str(p.relative_to(pod.rootfs)) for p in pod.rootfs.rglob("*")]
+        if written:
+            raise Failure(f"{pod.deployment}: wrote outside its volumes (readOnlyRootFilesystem): {written[:5]}")
+        log("    wrote nothing outside its volumes")
+    if pod.env.get("SKIFF_LOG_FORMAT") == "json":
+        for line in logfile.read_text(errors="replace").splitlines():
+            if line.strip():
+                try:
+                    json.loads(line)
+                except ValueError:
+                    raise Failure(f"{pod.deployment}: SKIFF_LOG_FORMAT=json but a log line is not JSON: {line[:200]}")
+        log("    every log line is JSON")
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("overlays", nargs="*", default=["k8s/overlays/dev"], help="kustomize directories (default: k8s/overlays/dev)")
+    ap.add_argument("--kubectl", default=os.environ.get("KUBECTL", "kubectl"))
+    ap.add_argument("--counts", help="write 'passed failed skipped' to this file")
+    args = ap.parse_args()
+
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    skiff = os.environ.get("SKIFF_BIN", str(target / "release" / "skiff"))
+    components_dir = Path(os.environ.get("SKIFF_COMPONENTS_DIR", target / "wasm32-wasip2" / "release"))
+    if not os.access(skiff, os.X_OK):
+        log(f"{RED}FAIL{RESET} the skiff binary {skiff} is not built (cargo build --release -p skiff, or set SKIFF_BIN)")
+        if args.counts:
+            Path(args.counts).write_text("0 1 0\n")
+        return 1
+
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="skiff-k8s-") as tmpdir:
+        tmp = Path(tmpdir)
+        dbs = Databases(tmp)
+        log(f"binary {skiff}\ncomponents {components_dir}\ndatabase {dbs.describe()}")
+        try:
+            for overlay in args.overlays:
+                overlay_path = Path(overlay) if Path(overlay).is_absolute() else REPO / overlay
+                log(f"\n{BOLD}== {overlay}{RESET}")
+                try:
+                    cluster = Cluster(render(args.kubectl, overlay_path))
+                except Failure as e:
+                    results.append(Result(f"{overlay}: render", "FAIL", [str(e)]))
+                    log(f"{RED}FAIL{RESET} {e}")
+                    continue
+                if not cluster.deployments:
+                    results.append(Result(f"{overlay}", "FAIL", ["no Deployment rendered"]))
+                    continue
+                for dep in cluster.deployments:
+                    for c in containers(dep):
+                        label = f"{overlay_path.name}/{dep['metadata']['name']}/{c['name']}"
+                        log(f"-- {label}")
+                        try:
+                            pod = prepare(cluster, dep, c, skiff, components_dir, dbs, tmp / overlay_path.name)
+                            if isinstance(pod, str):
+                                log(f"{YELLOW}{BOLD}SKIPPED {label}: {pod}. Build it to test this Deployment.{RESET}")
+                                results.append(Result(label, "SKIP", [pod]))
+                                continue
+                            for note in pod.notes:
+                                log(f"    note: {note}")
+                            logfile = tmp / f"{overlay_path.name}-{dep['metadata']['name']}.log"
+                            try:
+                                run_pod(pod, logfile)
+                            except Failure:
+                                log("    --- last log lines ---")
+                                for line in logfile.read_text(errors="replace").splitlines()[-20:]:
+                                    log(f"    {line}")
+                                raise
+                            results.append(Result(label, "PASS"))
+                            log(f"{GREEN}PASS{RESET} {label}")
+                        except Failure as e:
+                            results.append(Result(label, "FAIL", [str(e)]))
+                            log(f"{RED}FAIL{RESET} {label}: {e}")
+        finally:
+            dbs.drop_all()
+
+    passed = sum(r.status == "PASS" for r in results)
+    failed = sum(r.status == "FAIL" for r in results)
+    skipped = sum(r.status == "SKIP" for r in results)
+    log("")
+    for r in results:
+        if r.status == "SKIP":
+            log(f"{YELLOW}{BOLD}SKIPPED{RESET} {r.name}: {'; '.join(r.notes)}")
+    if args.counts:
+        Path(args.counts).write_text(f"{passed} {failed} {skipped}\n")
+    log(f"conformance: {passed} passed, {failed} failed, {skipped} skipped")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
