@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use service_kit::token::{Claims, Issuer, Role, public_key_of};
+use skiff::capability::messaging::RetryPolicy;
 use skiff::launch::{Host, HostSpec, ServiceSpec, sqlite_url};
 use skiff::runtime::RuntimeOptions;
 use skiff::service::RequestLimits;
@@ -83,9 +85,22 @@ impl TestDb {
     }
 }
 
+/// The tests' token signing key (base64 Ed25519 seed); hosts get its public half.
+pub const TOKEN_SEED: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+/// Signing up with this address gives the admin role.
+pub const ADMIN_EMAIL: &str = "admin@example.org";
+
+/// A bearer token for `user_id`, valid for an hour.
+pub fn token_for(user_id: &str, role: Role) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let claims = Claims { sub: user_id.into(), role, iat: now, exp: now + 3600, jti: uuid::Uuid::new_v4().to_string() };
+    Issuer::from_base64(TOKEN_SEED).unwrap().sign(&claims)
+}
+
 /// A running host on a free loopback port.
 pub struct TestApp {
     pub addr: SocketAddr,
+    pub internal_addr: Option<SocketAddr>,
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -95,6 +110,14 @@ pub struct TestApp {
 pub struct AppOptions {
     pub runtime: RuntimeOptions,
     pub limits: RequestLimits,
+    pub config: Vec<(String, String)>,
+    pub amqp_url: Option<String>,
+    pub service_routes: Vec<(String, String)>,
+    pub outbound_allow: Vec<String>,
+    pub internal_listener: bool,
+    pub retry: RetryPolicy,
+    /// Wait for /readyz before returning.
+    pub wait_ready: bool,
 }
 
 impl Default for AppOptions {
@@ -102,6 +125,22 @@ impl Default for AppOptions {
         Self {
             runtime: RuntimeOptions { max_instances: 16, ..RuntimeOptions::default() },
             limits: RequestLimits::default(),
+            config: vec![
+                ("bcrypt_cost".into(), "4".into()),
+                ("token_signing_key".into(), TOKEN_SEED.into()),
+                ("token_public_key".into(), public_key_of(TOKEN_SEED).unwrap()),
+                ("admin_emails".into(), ADMIN_EMAIL.into()),
+            ],
+            amqp_url: None,
+            service_routes: Vec::new(),
+            outbound_allow: Vec::new(),
+            internal_listener: false,
+            retry: RetryPolicy {
+                max_attempts: 5,
+                base_delay: Duration::from_millis(50),
+                max_delay: Duration::from_millis(400),
+            },
+            wait_ready: true,
         }
     }
 }
@@ -112,28 +151,43 @@ impl TestApp {
     }
 
     pub async fn spawn_with(service: &str, db: &TestDb, options: AppOptions) -> Self {
-        let spec = HostSpec {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            services: vec![ServiceSpec {
-                name: service.to_owned(),
-                component: component(service),
+        Self::spawn_many(&[(service, db)], options).await
+    }
+
+    /// Several services in one host (as `skiff dev` runs them); the embedded queue, if used,
+    /// lives beside the first service's database.
+    pub async fn spawn_many(services: &[(&str, &TestDb)], options: AppOptions) -> Self {
+        let specs = services
+            .iter()
+            .map(|(name, db)| ServiceSpec {
+                name: (*name).to_owned(),
+                component: component(name),
                 version_label: None,
                 database_url: db.url.clone(),
-            }],
-            runtime: options.runtime,
-            limits: options.limits,
-            database: Default::default(),
-            config: vec![("bcrypt_cost".into(), "4".into())],
-            shutdown_grace: Duration::from_secs(5),
-        };
+            })
+            .collect();
+        let mut spec = HostSpec::with_services("127.0.0.1:0".parse().unwrap(), specs, services[0].1.scratch.0.clone());
+        spec.internal_listen = options.internal_listener.then(|| "127.0.0.1:0".parse().unwrap());
+        spec.runtime = options.runtime;
+        spec.limits = options.limits;
+        spec.config = options.config;
+        spec.amqp_url = options.amqp_url;
+        spec.service_routes = options.service_routes;
+        spec.outbound_allow = options.outbound_allow;
+        spec.retry = options.retry;
+        spec.shutdown_grace = Duration::from_secs(5);
         let host = Host::build(spec).await.expect("host starts");
         let addr = host.local_addr().unwrap();
+        let internal_addr = host.internal_addr();
         let (shutdown, signal) = oneshot::channel::<()>();
         let task = tokio::spawn(host.serve(async {
             let _ = signal.await;
         }));
-        let app = Self { addr, client: reqwest::Client::new(), shutdown: Some(shutdown), task: Some(task) };
-        app.wait_ready().await;
+        let app =
+            Self { addr, internal_addr, client: reqwest::Client::new(), shutdown: Some(shutdown), task: Some(task) };
+        if options.wait_ready {
+            app.wait_ready().await;
+        }
         app
     }
 
@@ -142,7 +196,7 @@ impl TestApp {
     }
 
     pub async fn wait_ready(&self) {
-        for _ in 0..200 {
+        for _ in 0..300 {
             if let Ok(response) = self.client.get(self.url("/readyz")).send().await
                 && response.status() == 200
             {
@@ -150,7 +204,7 @@ impl TestApp {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("the host did not become ready within 10 s");
+        panic!("the host did not become ready within 15 s");
     }
 
     /// Stops the host the way SIGTERM does and waits for it to finish draining.

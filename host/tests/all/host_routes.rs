@@ -12,7 +12,7 @@ async fn probes_and_metrics_answer() {
         let response = app.client.get(app.url(probe)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{probe}");
     }
-    let first = app.client.get(app.url("/users-ms/users")).send().await.unwrap();
+    let first = app.client.get(app.url("/users-ms/healthcheck")).send().await.unwrap();
     let request_id = first.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert!(!request_id.is_empty());
     let echoed = app.client.get(app.url("/livez")).header("x-request-id", "trace-me-42").send().await.unwrap();
@@ -20,6 +20,7 @@ async fn probes_and_metrics_answer() {
 
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"skiff_http_requests_total{route="users",method="GET",status="200"}"#), "{metrics}");
+    assert!(metrics.contains("skiff_outbox_depth") || !metrics.contains("route=\"auth\""), "{metrics}");
     assert!(metrics.contains("skiff_http_request_duration_seconds_bucket"), "{metrics}");
     assert!(metrics.contains("skiff_live_instances"), "{metrics}");
     app.stop().await;
@@ -33,23 +34,19 @@ async fn readiness_waits_for_the_database() {
         backend: Backend::Postgres,
         scratch: crate::helpers::ScratchDir::new(),
     };
-    let spec = skiff::launch::HostSpec {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        services: vec![skiff::launch::ServiceSpec {
+    let mut spec = skiff::launch::HostSpec::with_services(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![skiff::launch::ServiceSpec {
             name: "users".into(),
             component: crate::helpers::component("users"),
             version_label: None,
             database_url: db.url.clone(),
         }],
-        runtime: skiff::runtime::RuntimeOptions { max_instances: 4, ..Default::default() },
-        limits: Default::default(),
-        database: skiff::capability::sql::DatabaseOptions {
-            acquire_timeout: std::time::Duration::from_millis(300),
-            ..Default::default()
-        },
-        config: vec![],
-        shutdown_grace: std::time::Duration::from_secs(1),
-    };
+        db.scratch.0.clone(),
+    );
+    spec.runtime.max_instances = 4;
+    spec.database.acquire_timeout = std::time::Duration::from_millis(300);
+    spec.shutdown_grace = std::time::Duration::from_secs(1);
     let host = skiff::launch::Host::build(spec).await.unwrap();
     let addr = host.local_addr().unwrap();
     let task = tokio::spawn(host.serve(std::future::pending()));
@@ -65,7 +62,12 @@ async fn readiness_waits_for_the_database() {
         StatusCode::SERVICE_UNAVAILABLE
     );
     // Requests that need the database fail fast and clearly instead of hanging.
-    let response = client.get(format!("http://{addr}/users-ms/users")).send().await.unwrap();
+    let response = client
+        .post(format!("http://{addr}/users-ms/users"))
+        .json(&serde_json::json!({"name": "A", "surname": "B", "email": "a@example.org", "password": "long enough"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key("retry-after"));
     task.abort();

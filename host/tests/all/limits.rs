@@ -11,7 +11,11 @@ use crate::helpers::{AppOptions, Backend, TestApp, TestDb};
 
 async fn testbed(limits: RequestLimits, max_instances: u32) -> (TestApp, TestDb) {
     let db = TestDb::new(Backend::Sqlite, "testbed").await.unwrap();
-    let options = AppOptions { runtime: RuntimeOptions { max_instances, max_memory_bytes: 32 << 20 }, limits };
+    let options = AppOptions {
+        runtime: RuntimeOptions { max_instances, max_memory_bytes: 32 << 20 },
+        limits,
+        ..AppOptions::default()
+    };
     (TestApp::spawn_with("testbed", &db, options).await, db)
 }
 

@@ -7,8 +7,11 @@
 // A failed unwrap is a failed test, with its location: exactly what a test should do.
 #![allow(clippy::unwrap_used)]
 
+mod fixtures;
 mod helpers;
 mod host_routes;
 mod lifecycle;
 mod limits;
+mod messaging;
+mod rabbitmq;
 mod users_api;

@@ -4,7 +4,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, TestDb};
+use service_kit::token::Role;
+
+use crate::helpers::{ADMIN_EMAIL, Backend, TestApp, TestDb, token_for};
 
 both_backends!(
     create_then_read_back_without_password,
@@ -16,6 +18,7 @@ both_backends!(
     delete_removes_and_unknown_ids_are_404,
     passwords_are_stored_only_as_bcrypt_hashes,
     data_survives_a_restart,
+    tokens_decide_who_may_act_on_whom,
 );
 
 fn ada(email: &str) -> Value {
@@ -30,6 +33,13 @@ async fn create_ok(app: &TestApp, body: &Value) -> Value {
     let response = create(app, body).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     response.json().await.unwrap()
+}
+
+/// The id of a created user and a token for acting as them.
+fn as_user(created: &Value) -> (String, String) {
+    let id = created["id"].as_str().unwrap().to_owned();
+    let token = token_for(&id, Role::User);
+    (id, token)
 }
 
 async fn create_then_read_back_without_password(backend: Backend) {
@@ -50,10 +60,22 @@ async fn create_then_read_back_without_password(backend: Backend) {
     assert_eq!(created["phone"], "+44 20 7946 0958");
     assert!(created.get("password").is_none() && created.get("password_hash").is_none());
 
-    let fetched: Value = app.client.get(app.url(&location)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(created["role"], "user");
+    let token = token_for(id, Role::User);
+    let fetched: Value =
+        app.client.get(app.url(&location)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     assert_eq!(fetched, created);
     // The original contract's alias.
-    let aliased: Value = app.client.get(app.url(&format!("/users/{id}"))).send().await.unwrap().json().await.unwrap();
+    let aliased: Value = app
+        .client
+        .get(app.url(&format!("/users/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(aliased, created);
     app.stop().await;
 }
@@ -127,7 +149,8 @@ async fn invalid_input_names_the_field(backend: Backend) {
         json!({"name": "x".repeat(200_000), "surname": "L", "email": "big@example.org", "password": "long enough"});
     assert_eq!(create(&app, &huge).await.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
-    let bad_query = app.client.get(app.url("/users-ms/users?limit=1000")).send().await.unwrap();
+    let admin = token_for("00000000-0000-4000-8000-00000000a11d", Role::Admin);
+    let bad_query = app.client.get(app.url("/users-ms/users?limit=1000")).bearer_auth(&admin).send().await.unwrap();
     assert_eq!(bad_query.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let problem: Value = bad_query.json().await.unwrap();
     assert_eq!(problem["errors"][0]["field"], "limit");
@@ -149,11 +172,13 @@ async fn list_filters_and_paginates(backend: Backend) {
         let email = format!("{}.{}@example.org", name.to_lowercase(), surname.to_lowercase());
         create_ok(&app, &json!({"name": name, "surname": surname, "email": email, "password": "long enough"})).await;
     }
+    let admin = token_for("00000000-0000-4000-8000-00000000a11d", Role::Admin);
     let list = |query: &str| {
         let url = app.url(&format!("/users-ms/users{query}"));
         let client = app.client.clone();
+        let admin = admin.clone();
         async move {
-            let response = client.get(url).send().await.unwrap();
+            let response = client.get(url).bearer_auth(admin).send().await.unwrap();
             assert_eq!(response.status(), StatusCode::OK);
             response.json::<Value>().await.unwrap()
         }
@@ -192,10 +217,17 @@ async fn update_changes_only_what_is_sent(backend: Backend) {
     let app = TestApp::spawn("users", &db).await;
     let created = create_ok(&app, &json!({"name": "Ada", "surname": "Lovelace", "email": "ada@example.org", "password": "long enough", "phone": "12345"})).await;
     let other = create_ok(&app, &ada("other@example.org")).await;
-    let path = format!("/users-ms/users/{}", created["id"].as_str().unwrap());
+    let (id, token) = as_user(&created);
+    let path = format!("/users-ms/users/{id}");
 
-    let response =
-        app.client.put(app.url(&path)).json(&json!({"surname": "Byron", "phone": null})).send().await.unwrap();
+    let response = app
+        .client
+        .put(app.url(&path))
+        .bearer_auth(&token)
+        .json(&json!({"surname": "Byron", "phone": null}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let updated: Value = response.json().await.unwrap();
     assert_eq!(updated["surname"], "Byron");
@@ -204,26 +236,16 @@ async fn update_changes_only_what_is_sent(backend: Backend) {
     assert_eq!(updated["created_at"], created["created_at"]);
     assert_ne!(updated["updated_at"], created["updated_at"]);
 
-    let taken = app.client.put(app.url(&path)).json(&json!({"email": other["email"]})).send().await.unwrap();
-    assert_eq!(taken.status(), StatusCode::CONFLICT);
-    let empty = app.client.put(app.url(&path)).json(&json!({})).send().await.unwrap();
-    assert_eq!(empty.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let alias = app
-        .client
-        .put(app.url(&format!("/users/{}", created["id"].as_str().unwrap())))
-        .json(&json!({"name": "Augusta"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(alias.status(), StatusCode::OK);
-    let missing = app
-        .client
-        .put(app.url("/users-ms/users/00000000-0000-4000-8000-000000000000"))
-        .json(&json!({"name": "X"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let put = |path: String, body: Value, token: String| {
+        let request = app.client.put(app.url(&path)).bearer_auth(token).json(&body);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(put(path.clone(), json!({"email": other["email"]}), token.clone()).await, StatusCode::CONFLICT);
+    assert_eq!(put(path.clone(), json!({}), token.clone()).await, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(put(format!("/users/{id}"), json!({"name": "Augusta"}), token.clone()).await, StatusCode::OK);
+    let admin = token_for("00000000-0000-4000-8000-00000000a11d", Role::Admin);
+    let missing = "/users-ms/users/00000000-0000-4000-8000-000000000000".to_owned();
+    assert_eq!(put(missing, json!({"name": "X"}), admin).await, StatusCode::NOT_FOUND);
     app.stop().await;
 }
 
@@ -233,11 +255,16 @@ async fn delete_removes_and_unknown_ids_are_404(backend: Backend) {
     };
     let app = TestApp::spawn("users", &db).await;
     let created = create_ok(&app, &ada("ada@example.org")).await;
-    let path = format!("/users/{}", created["id"].as_str().unwrap());
-    assert_eq!(app.client.delete(app.url(&path)).send().await.unwrap().status(), StatusCode::NO_CONTENT);
-    assert_eq!(app.client.get(app.url(&path)).send().await.unwrap().status(), StatusCode::NOT_FOUND);
-    assert_eq!(app.client.delete(app.url(&path)).send().await.unwrap().status(), StatusCode::NOT_FOUND);
-    let garbage = app.client.get(app.url("/users-ms/users/not-a-uuid")).send().await.unwrap();
+    let (id, token) = as_user(&created);
+    let path = format!("/users/{id}");
+    let delete = || app.client.delete(app.url(&path)).bearer_auth(&token).send();
+    assert_eq!(delete().await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.client.get(app.url(&path)).bearer_auth(&token).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(delete().await.unwrap().status(), StatusCode::NOT_FOUND);
+    let garbage = app.client.get(app.url("/users-ms/users/not-a-uuid")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(garbage.status(), StatusCode::NOT_FOUND);
     assert_eq!(garbage.headers()["content-type"], "application/problem+json");
     // The email is free again.
@@ -254,8 +281,10 @@ async fn passwords_are_stored_only_as_bcrypt_hashes(backend: Backend) {
     let created =
         create_ok(&app, &json!({"name": "Ada", "surname": "L", "email": "ada@example.org", "password": secret})).await;
     let new_secret = "tr0ub4dor and three";
-    let path = format!("/users-ms/users/{}", created["id"].as_str().unwrap());
-    let response = app.client.put(app.url(&path)).json(&json!({"password": new_secret})).send().await.unwrap();
+    let (id, token) = as_user(&created);
+    let path = format!("/users-ms/users/{id}");
+    let response =
+        app.client.put(app.url(&path)).bearer_auth(&token).json(&json!({"password": new_secret})).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     app.stop().await;
 
@@ -282,10 +311,87 @@ async fn data_survives_a_restart(backend: Backend) {
     app.stop().await;
 
     let restarted = TestApp::spawn("users", &db).await;
-    let path = format!("/users-ms/users/{}", created["id"].as_str().unwrap());
-    let fetched: Value = restarted.client.get(restarted.url(&path)).send().await.unwrap().json().await.unwrap();
+    let (id, token) = as_user(&created);
+    let path = format!("/users-ms/users/{id}");
+    let fetched: Value =
+        restarted.client.get(restarted.url(&path)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     assert_eq!(fetched, created);
     restarted.stop().await;
+}
+
+async fn tokens_decide_who_may_act_on_whom(backend: Backend) {
+    let Some(db) = TestDb::new(backend, "users").await else { return };
+    let app = TestApp::spawn("users", &db).await;
+    let ada_user = create_ok(&app, &ada("ada@example.org")).await;
+    let grace = create_ok(
+        &app,
+        &json!({"name": "Grace", "surname": "Hopper", "email": "grace@example.org", "password": "long enough"}),
+    )
+    .await;
+    let root =
+        create_ok(&app, &json!({"name": "Root", "surname": "Admin", "email": ADMIN_EMAIL, "password": "long enough"}))
+            .await;
+    assert_eq!(root["role"], "admin", "the configured bootstrap admin");
+    let (ada_id, ada_token) = as_user(&ada_user);
+    let (grace_id, _) = as_user(&grace);
+    let get = |id: &str, token: Option<String>| {
+        let mut request = app.client.get(app.url(&format!("/users-ms/users/{id}")));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap() }
+    };
+    let missing = get(&ada_id, None).await;
+    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(missing.headers()["www-authenticate"], "Bearer");
+    assert_eq!(get(&ada_id, Some("garbage".into())).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(get(&ada_id, Some(ada_token.clone())).await.status(), StatusCode::OK);
+    assert_eq!(get(&grace_id, Some(ada_token.clone())).await.status(), StatusCode::FORBIDDEN);
+    let delete_grace =
+        app.client.delete(app.url(&format!("/users-ms/users/{grace_id}"))).bearer_auth(&ada_token).send();
+    assert_eq!(delete_grace.await.unwrap().status(), StatusCode::FORBIDDEN);
+    let admin = token_for(root["id"].as_str().unwrap(), Role::Admin);
+    assert_eq!(get(&grace_id, Some(admin.clone())).await.status(), StatusCode::OK);
+
+    // Forged: Ada's token with its claims changed to admin keeps Ada's signature.
+    let parts: Vec<&str> = ada_token.split('.').collect();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut claims: Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    claims["role"] = json!("admin");
+    let forged = format!("{}.{}.{}", parts[0], b64.encode(claims.to_string()), parts[2]);
+    assert_eq!(get(&grace_id, Some(forged)).await.status(), StatusCode::UNAUTHORIZED);
+    // Expired.
+    let now = chrono::Utc::now().timestamp();
+    let expired = service_kit::token::Issuer::from_base64(crate::helpers::TOKEN_SEED).unwrap().sign(
+        &service_kit::token::Claims {
+            sub: ada_id.clone(),
+            role: Role::User,
+            iat: now - 7200,
+            exp: now - 3600,
+            jti: "old".into(),
+        },
+    );
+    assert_eq!(get(&ada_id, Some(expired)).await.status(), StatusCode::UNAUTHORIZED);
+
+    // A user's list is themself; an admin's is everyone.
+    let listed: Value =
+        app.client.get(app.url("/users-ms/users")).bearer_auth(&ada_token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    let everyone: Value =
+        app.client.get(app.url("/users-ms/users")).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
+    assert_eq!(everyone["items"].as_array().unwrap().len(), 3);
+    // The credentials check is not reachable from outside, even with the marker header.
+    let spoofed = app
+        .client
+        .post(app.url("/users-ms/internal/credentials"))
+        .header("skiff-internal", "1")
+        .json(&json!({"email": "ada@example.org", "password": "analytical engine"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spoofed.status(), StatusCode::NOT_FOUND);
+    app.stop().await;
 }
 
 async fn stored_hash(db: &TestDb, email: &str) -> String {

@@ -1,0 +1,213 @@
+//! Things the messaging tests stand up beside the host: a webhook receiver, a TCP proxy that
+//! can cut the broker off, a RabbitMQ vhost of the test's own, and a `skiff` process.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// One request the webhook receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub at: Instant,
+    pub headers: http::HeaderMap,
+    pub body: serde_json::Value,
+}
+
+/// An HTTP server that records what it is sent and answers 500 to the first `failures` requests.
+pub struct Webhook {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    attempts: Arc<AtomicUsize>,
+}
+
+impl Webhook {
+    pub async fn start(failures: usize) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let (log, count) = (received.clone(), attempts.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let (log, count) = (log.clone(), count.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                        let (log, count) = (log.clone(), count.clone());
+                        async move {
+                            let (parts, body) = request.into_parts();
+                            let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let status = if count.fetch_add(1, Ordering::SeqCst) < failures {
+                                500
+                            } else {
+                                let body = serde_json::from_slice(&bytes).unwrap_or_default();
+                                log.lock().unwrap().push(Received { at: Instant::now(), headers: parts.headers, body });
+                                200
+                            };
+                            let mut response = http::Response::new(Full::new(Bytes::new()));
+                            *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    });
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        Self { addr, received, attempts }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hooks/notify", self.addr)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    pub fn attempts(&self) -> usize {
+        self.attempts.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `count` deliveries arrived, or panics after `timeout`.
+    pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let received = self.received();
+            if received.len() >= count {
+                return received;
+            }
+            assert!(Instant::now() < deadline, "only {} of {count} webhook deliveries arrived", received.len());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// A TCP proxy in front of a server that the test can take down (cutting open connections and
+/// refusing new ones) and bring back.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::new(Mutex::new(Vec::new()));
+        let (is_up, open) = (up.clone(), connections.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { return };
+                if !is_up.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                open.lock().unwrap().push(task);
+            }
+        });
+        Self { addr, up, connections }
+    }
+
+    pub fn take_down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+
+    pub fn bring_up(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// `SKIFF_TEST_AMQP_URL` pointed at a fresh vhost of this test's own, or `None` when the
+/// variable is not set (local runs). When it is set, an unreachable broker fails the test.
+pub fn amqp_vhost() -> Option<(String, SocketAddr)> {
+    let Some(base) = std::env::var("SKIFF_TEST_AMQP_URL").ok().filter(|url| !url.is_empty()) else {
+        eprintln!("skipped on RabbitMQ: SKIFF_TEST_AMQP_URL is not set");
+        return None;
+    };
+    let vhost = format!("skiff_test_{}", uuid::Uuid::new_v4().simple());
+    for args in [vec!["add_vhost", &vhost], vec!["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]] {
+        let output = Command::new("rabbitmqctl").args(&args).output().expect("rabbitmqctl runs");
+        assert!(output.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let (without_vhost, _) = base.rsplit_once('/').expect("SKIFF_TEST_AMQP_URL ends with /VHOST");
+    let authority = without_vhost.rsplit_once('@').map_or(without_vhost, |(_, host)| host);
+    let authority = authority.trim_start_matches("amqp://");
+    let addr: SocketAddr = authority.parse().expect("SKIFF_TEST_AMQP_URL has HOST:PORT as an IP address");
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+        .unwrap_or_else(|e| panic!("SKIFF_TEST_AMQP_URL is set but RabbitMQ is unreachable: {e}"));
+    Some((format!("{without_vhost}/{vhost}"), addr))
+}
+
+/// Replaces the host:port of an AMQP URL (to go through a [`Proxy`]).
+pub fn via(url: &str, proxy: SocketAddr) -> String {
+    let (scheme_and_user, rest) = url.rsplit_once('@').expect("URL with credentials");
+    let (_, vhost) = rest.split_once('/').expect("URL with a vhost");
+    format!("{scheme_and_user}@{proxy}/{vhost}")
+}
+
+/// A `skiff serve` process, killed with SIGKILL when dropped.
+pub struct SkiffProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl SkiffProcess {
+    pub fn serve(args: &[String]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .arg("serve")
+            .arg("--listen")
+            .arg(addr.to_string())
+            .args(args)
+            .env("SKIFF_LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self { child, addr }
+    }
+
+    pub async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Ok(response) = client.get(format!("http://{}/readyz", self.addr)).send().await
+                && response.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("skiff serve did not become ready within 15 s");
+    }
+
+    /// SIGKILL: no drain, no goodbye, as a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for SkiffProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

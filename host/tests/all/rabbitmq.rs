@@ -1,0 +1,188 @@
+//! auth and notify against the real RabbitMQ (`SKIFF_TEST_AMQP_URL`, one vhost per test) and
+//! Postgres when configured: broker outages, a consumer killed mid-stream, and the latency from
+//! login to notification.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use crate::fixtures::{Proxy, SkiffProcess, Webhook, amqp_vhost, via};
+use crate::helpers::{AppOptions, Backend, TestApp, TestDb, component};
+use crate::messaging::{PASSWORD, all_notifications, login, sign_up, wait_for_notifications};
+
+/// users + auth in one host, publishing to `amqp_url`.
+async fn front(amqp_url: String, backend: Backend) -> (TestApp, TestDb, TestDb) {
+    let users = TestDb::new(backend, "users").await.unwrap();
+    let auth = TestDb::new(backend, "auth").await.unwrap();
+    let options = AppOptions { amqp_url: Some(amqp_url), ..AppOptions::default() };
+    (TestApp::spawn_many(&[("users", &users), ("auth", &auth)], options).await, users, auth)
+}
+
+/// notify alone, consuming from `amqp_url`.
+async fn notify(amqp_url: String, db: &TestDb, webhook: Option<&Webhook>) -> TestApp {
+    let mut options = AppOptions { amqp_url: Some(amqp_url), ..AppOptions::default() };
+    if let Some(webhook) = webhook {
+        options.config.push(("webhook_url".into(), webhook.url()));
+        options.outbound_allow.push(webhook.addr.to_string());
+    }
+    TestApp::spawn_with("notify", db, options).await
+}
+
+fn postgres_or_sqlite() -> Backend {
+    if std::env::var("SKIFF_TEST_POSTGRES_URL").is_ok_and(|url| !url.is_empty()) {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    }
+}
+
+fn distinct_events(items: &[Value]) -> usize {
+    items.iter().map(|item| item["event_id"].as_str().unwrap().to_owned()).collect::<HashSet<_>>().len()
+}
+
+async fn outbox_depth(app: &TestApp) -> i64 {
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    metrics
+        .lines()
+        .find(|line| line.starts_with("skiff_outbox_depth{route=\"auth\"}"))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_delays_events_and_loses_none() {
+    let Some((amqp, broker)) = amqp_vhost() else { return };
+    let backend = postgres_or_sqlite();
+    let proxy = Proxy::start(broker).await;
+    let notify_db = TestDb::new(backend, "notify").await.unwrap();
+    let consumer = notify(amqp.clone(), &notify_db, None).await;
+    let (app, _users, _auth) = front(via(&amqp, proxy.addr), backend).await;
+    sign_up(&app, "ada@example.org").await;
+    // One login while the broker is there, so the relay holds a live connection to lose.
+    assert_eq!(login(&app, "ada@example.org", PASSWORD).await.status(), StatusCode::OK);
+    wait_for_notifications(&consumer, 1, Duration::from_secs(10)).await;
+
+    proxy.take_down();
+    const LOGINS: usize = 30;
+    for _ in 0..LOGINS {
+        assert_eq!(
+            login(&app, "ada@example.org", PASSWORD).await.status(),
+            StatusCode::OK,
+            "login must not depend on the broker"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(all_notifications(&consumer).await.len(), 1, "nothing got through while the broker was away");
+    assert_eq!(outbox_depth(&app).await, LOGINS as i64, "the events wait in the outbox");
+
+    proxy.bring_up();
+    let items = wait_for_notifications(&consumer, LOGINS + 1, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let items_after = all_notifications(&consumer).await;
+    assert_eq!(items_after.len(), LOGINS + 1, "exactly one notification per login");
+    assert_eq!(distinct_events(&items), LOGINS + 1);
+    assert_eq!(outbox_depth(&app).await, 0);
+    app.stop().await;
+    consumer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_killed_mid_stream_loses_nothing_and_duplicates_nothing() {
+    let Some((amqp, _)) = amqp_vhost() else { return };
+    let backend = postgres_or_sqlite();
+    let notify_db = TestDb::new(backend, "notify").await.unwrap();
+    let notify_args = |db: &TestDb| {
+        vec![
+            "--component".to_owned(),
+            component("notify").display().to_string(),
+            "--database-url".to_owned(),
+            db.url.clone(),
+            "--amqp-url".to_owned(),
+            amqp.clone(),
+            "--data-dir".to_owned(),
+            db.scratch.0.display().to_string(),
+            "--config".to_owned(),
+            format!("token_public_key={}", service_kit::token::public_key_of(crate::helpers::TOKEN_SEED).unwrap()),
+        ]
+    };
+    let mut first = SkiffProcess::serve(&notify_args(&notify_db));
+    first.wait_ready().await;
+    let (app, _users, _auth) = front(amqp.clone(), backend).await;
+    sign_up(&app, "ada@example.org").await;
+
+    const LOGINS: usize = 40;
+    let logins = {
+        let (client, url) = (app.client.clone(), app.url("/auth-ms/auth/login"));
+        tokio::spawn(async move {
+            for _ in 0..LOGINS {
+                let body = serde_json::json!({"email": "ada@example.org", "password": PASSWORD});
+                let status = client.post(&url).json(&body).send().await.unwrap().status();
+                assert_eq!(status, StatusCode::OK);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    // SIGKILL notify while events are flowing, then start a new one on the same database.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    first.kill();
+    logins.await.unwrap();
+    let second = SkiffProcess::serve(&notify_args(&notify_db));
+    second.wait_ready().await;
+
+    let admin = crate::helpers::token_for("00000000-0000-4000-8000-00000000a11d", service_kit::token::Role::Admin);
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let items = loop {
+        let page: Value = client
+            .get(format!("http://{}/notify-ms/notifications?limit=100", second.addr))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let items = page["items"].as_array().unwrap().clone();
+        if items.len() >= LOGINS || Instant::now() > deadline {
+            break items;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(items.len(), LOGINS, "one notification per login, none lost");
+    assert_eq!(distinct_events(&items), LOGINS, "none duplicated");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_to_notification_latency_with_rabbitmq() {
+    let Some((amqp, _)) = amqp_vhost() else { return };
+    let backend = postgres_or_sqlite();
+    let webhook = Webhook::start(0).await;
+    let notify_db = TestDb::new(backend, "notify").await.unwrap();
+    let consumer = notify(amqp.clone(), &notify_db, Some(&webhook)).await;
+    let (app, _users, _auth) = front(amqp, backend).await;
+    sign_up(&app, "ada@example.org").await;
+
+    const LOGINS: usize = 200;
+    let mut latencies = Vec::with_capacity(LOGINS);
+    for n in 0..LOGINS {
+        let started = Instant::now();
+        assert_eq!(login(&app, "ada@example.org", PASSWORD).await.status(), StatusCode::OK);
+        let received = webhook.wait_for(n + 1, Duration::from_secs(10)).await;
+        latencies.push(received[n].at.duration_since(started));
+    }
+    latencies.sort();
+    let percentile = |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1)];
+    let (p50, p99) = (percentile(0.50), percentile(0.99));
+    println!(
+        "FIGURE login_to_notification_ms backend={backend:?} broker=rabbitmq logins={LOGINS} p50={:.2} p99={:.2} max={:.2}",
+        p50.as_secs_f64() * 1000.0,
+        p99.as_secs_f64() * 1000.0,
+        latencies[LOGINS - 1].as_secs_f64() * 1000.0
+    );
+    assert!(p99 < Duration::from_secs(1), "p99 {p99:?}");
+    app.stop().await;
+    consumer.stop().await;
+}
