@@ -83,6 +83,8 @@ impl Response {
 /// - `read_request(IncomingRequest) -> Result<Request, Response>` (a 413/400 problem on failure),
 /// - `write_response(ResponseOutparam, Response)`,
 /// - `send(Request-like parts) -> Result<Response, String>` through `wasi:http/outgoing-handler`.
+// `crate::bindings` is meant: the bindings are generated in the component that expands this.
+#[allow(clippy::crate_in_macro_def)]
 #[macro_export]
 macro_rules! wasi_http_glue {
     () => {
