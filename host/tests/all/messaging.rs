@@ -232,3 +232,31 @@ async fn the_credentials_check_answers_only_on_the_internal_listener() {
     assert_eq!(check(app.url(""), PASSWORD).await.status(), StatusCode::NOT_FOUND);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_keeps_failing_is_dead_lettered_after_its_retries() {
+    let webhook = Webhook::start(usize::MAX).await;
+    let dbs = [
+        TestDb::new(Backend::Sqlite, "users").await.unwrap(),
+        TestDb::new(Backend::Sqlite, "auth").await.unwrap(),
+        TestDb::new(Backend::Sqlite, "notify").await.unwrap(),
+    ];
+    let mut options = AppOptions::default();
+    options.config.push(("webhook_url".into(), webhook.url()));
+    options.outbound_allow.push(webhook.addr.to_string());
+    options.retry.max_attempts = 3;
+    let app = TestApp::spawn_many(&[("users", &dbs[0]), ("auth", &dbs[1]), ("notify", &dbs[2])], options).await;
+    sign_up(&app, "ada@example.org").await;
+    assert_eq!(login(&app, "ada@example.org", PASSWORD).await.status(), StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while webhook.attempts() < 3 {
+        assert!(Instant::now() < deadline, "only {} attempts", webhook.attempts());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The back-off would have allowed several more attempts by now: the message was parked.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(webhook.attempts(), 3, "retried up to the budget, then dead-lettered");
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"skiff_messages_handled_total{route="notify",outcome="retry"} 3"#), "{metrics}");
+    app.stop().await;
+}
