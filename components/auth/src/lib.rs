@@ -18,23 +18,11 @@ mod bindings {
     export!(Component);
 }
 
-service_kit::wasi_http_glue!();
+service_kit::wasi_http_glue!(Component, api::handle);
 
 use bindings::exports::skiff::sql::migrations::{Guest as Migrations, Migration};
-use bindings::exports::wasi::http::incoming_handler::Guest as IncomingHandler;
-use bindings::wasi::http::types::{IncomingRequest, ResponseOutparam};
 
 struct Component;
-
-impl IncomingHandler for Component {
-    fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
-        let response = match read_request(request) {
-            Ok(request) => api::handle(&request),
-            Err(problem) => problem,
-        };
-        write_response(response_out, response);
-    }
-}
 
 impl Migrations for Component {
     /// auth keeps no tables of its own; its database holds only the host's outbox.

@@ -79,15 +79,28 @@ impl Response {
     }
 }
 
-/// Expands, in a component crate whose bindings live in `crate::bindings`, to:
-/// - `read_request(IncomingRequest) -> Result<Request, Response>` (a 413/400 problem on failure),
-/// - `write_response(ResponseOutparam, Response)`,
-/// - `send(Request-like parts) -> Result<Response, String>` through `wasi:http/outgoing-handler`.
+/// Expands, in a component crate whose bindings live in `crate::bindings`, to the
+/// `wasi:http/incoming-handler` export of `$component`, which reads each request in full, hands
+/// it to `$handler: fn(&Request) -> Response` and writes the response; and to
+/// `send(…) -> Result<Response, String>` for outbound calls through `wasi:http/outgoing-handler`.
 // `crate::bindings` is meant: the bindings are generated in the component that expands this.
 #[allow(clippy::crate_in_macro_def)]
 #[macro_export]
 macro_rules! wasi_http_glue {
-    () => {
+    ($component:ident, $handler:path) => {
+        impl crate::bindings::exports::wasi::http::incoming_handler::Guest for $component {
+            fn handle(
+                request: crate::bindings::wasi::http::types::IncomingRequest,
+                response_out: crate::bindings::wasi::http::types::ResponseOutparam,
+            ) {
+                let response = match wasi_http_glue::read_request(request) {
+                    Ok(request) => $handler(&request),
+                    Err(problem) => problem,
+                };
+                wasi_http_glue::write_response(response_out, response);
+            }
+        }
+
         #[allow(dead_code)]
         mod wasi_http_glue {
             use crate::bindings::wasi::http::outgoing_handler;
@@ -244,7 +257,8 @@ macro_rules! wasi_http_glue {
                 Ok(Response { status, headers, body })
             }
         }
-        pub use wasi_http_glue::{read_request, send, write_response};
+        #[allow(unused_imports)]
+        pub use wasi_http_glue::send;
     };
 }
 
