@@ -17,7 +17,7 @@ use crate::cli::CommonArgs;
 use crate::runtime::{Capabilities, Runtime, RuntimeOptions};
 use crate::server::metrics::Metrics;
 use crate::server::{self, App, Health};
-use crate::service::{RequestLimits, Service, ServiceContext};
+use crate::service::{RequestLimits, Service, ServiceContext, SwapOptions};
 
 /// One service to mount.
 #[derive(Debug, Clone)]
@@ -56,6 +56,7 @@ pub struct HostSpec {
     pub outbound_allow: Vec<String>,
     pub retry: RetryPolicy,
     pub shutdown_grace: Duration,
+    pub swap: SwapOptions,
 }
 
 impl HostSpec {
@@ -85,6 +86,7 @@ impl HostSpec {
                 ..RetryPolicy::default()
             },
             shutdown_grace: Duration::from_secs(common.shutdown_grace_secs),
+            swap: SwapOptions::default(),
         }
     }
 
@@ -104,6 +106,7 @@ impl HostSpec {
             outbound_allow: Vec::new(),
             retry: RetryPolicy::default(),
             shutdown_grace: Duration::from_secs(25),
+            swap: SwapOptions::default(),
         }
     }
 }
@@ -141,6 +144,7 @@ impl Host {
                 limits: spec.limits.clone(),
                 instances: instances.clone(),
                 metrics: metrics.clone(),
+                swap: spec.swap.clone(),
             };
             let loaded = Service::load(&service.name, bytes, service.version_label.clone(), ctx)
                 .await
