@@ -212,6 +212,11 @@ impl Service {
         self.slot.set_canary_percent(percent)
     }
 
+    /// The running canary's label.
+    pub fn canary(&self) -> Option<String> {
+        self.slot.canary_label()
+    }
+
     /// Every loaded version, the active one first.
     pub fn versions(&self) -> Vec<VersionInfo> {
         self.slot.list()
