@@ -30,6 +30,61 @@ pub enum Command {
     Serve(ServeArgs),
     /// Serve every built component in one process on one port, on embedded storage.
     Dev(DevArgs),
+    #[command(flatten)]
+    Admin(AdminCommand),
+}
+
+/// Commands that talk to a running host's admin listener.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Roll out a new version of a service's component (health-gated; optionally as a canary).
+    Swap(SwapArgs),
+    /// Go back to the previous version (or drop the running canary).
+    Rollback(AdminTarget),
+    /// Give the running canary every request.
+    Promote(AdminTarget),
+    /// Change the share of requests the running canary gets.
+    Canary(CanaryArgs),
+    /// List a service's loaded versions.
+    Versions(AdminTarget),
+}
+
+/// Which host and service an admin command is for.
+#[derive(Debug, Clone, Args)]
+pub struct AdminTarget {
+    /// The service (its name, e.g. `users`).
+    #[arg(long)]
+    pub service: String,
+    /// The host's admin listener.
+    #[arg(long, env = "SKIFF_ADMIN_URL", default_value = "http://127.0.0.1:4090")]
+    pub admin_url: String,
+    /// The host's admin token.
+    #[arg(long, env = "SKIFF_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SwapArgs {
+    #[command(flatten)]
+    pub target: AdminTarget,
+    /// The new version (a `.wasm` file), uploaded to the host.
+    #[arg(long)]
+    pub component: PathBuf,
+    /// Its label, shown in the `skiff-component-version` header; defaults to the digest.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Send this percentage of requests (1-99) to it as a canary instead of switching at once.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=99))]
+    pub canary: Option<u8>,
+}
+
+#[derive(Debug, Args)]
+pub struct CanaryArgs {
+    #[command(flatten)]
+    pub target: AdminTarget,
+    /// The canary's new share of requests, 1-99.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=99))]
+    pub percent: u8,
 }
 
 #[derive(Debug, Args)]
@@ -50,6 +105,12 @@ pub struct ServeArgs {
     /// served only there). Never expose it through a public Service.
     #[arg(long, env = "SKIFF_INTERNAL_LISTEN")]
     pub internal_listen: Option<SocketAddr>,
+    /// Roll out whatever component lands at this path (e.g. a mounted volume), health-gated.
+    #[arg(long, env = "SKIFF_WATCH")]
+    pub watch: Option<PathBuf>,
+    /// How often the watched path is checked, in milliseconds.
+    #[arg(long, env = "SKIFF_WATCH_INTERVAL_MS", default_value_t = 1_000)]
+    pub watch_interval_ms: u64,
     /// `postgres://user:pass@host/db` or `sqlite://path`; defaults to SQLite under --data-dir.
     #[arg(long, env = "SKIFF_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
@@ -130,6 +191,33 @@ pub struct CommonArgs {
     /// After SIGTERM, how long in-flight requests may take to finish, in seconds.
     #[arg(long, env = "SKIFF_SHUTDOWN_GRACE_SECS", default_value_t = 25)]
     pub shutdown_grace_secs: u64,
+    /// The admin listener (hot swap). Never expose it publicly.
+    #[arg(long, env = "SKIFF_ADMIN_LISTEN", default_value = "127.0.0.1:4090")]
+    pub admin_listen: SocketAddr,
+    /// Bearer token for the admin listener; without one the admin listener does not start.
+    #[arg(long, env = "SKIFF_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// The folder the admin API may load components from by path (besides uploads).
+    #[arg(long, env = "SKIFF_ADMIN_COMPONENTS_DIR")]
+    pub admin_components_dir: Option<PathBuf>,
+    /// Versions of each component kept loaded (the active one included) for instant rollback.
+    #[arg(long, env = "SKIFF_KEEP_VERSIONS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_versions: u64,
+    /// A canary is judged on its last this many requests.
+    #[arg(long, env = "SKIFF_CANARY_WINDOW", default_value_t = 100)]
+    pub canary_window: usize,
+    /// The canary's error rate is never computed over fewer requests than this.
+    #[arg(long, env = "SKIFF_CANARY_MIN_REQUESTS", default_value_t = 20)]
+    pub canary_min_requests: usize,
+    /// A canary failing more than this percentage of its requests (5xx) is rolled back.
+    #[arg(long, env = "SKIFF_CANARY_MAX_ERROR_PERCENT", default_value_t = 5.0)]
+    pub canary_max_error_percent: f64,
+    /// Promote a canary after this many requests within its error budget; 0 = on command only.
+    #[arg(long, env = "SKIFF_CANARY_PROMOTE_AFTER", default_value_t = 0)]
+    pub canary_promote_after: u64,
+    /// How long a new version's health route may take in the smoke test, in milliseconds.
+    #[arg(long, env = "SKIFF_SMOKE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub smoke_timeout_ms: u64,
 }
 
 #[cfg(test)]

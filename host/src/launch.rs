@@ -9,6 +9,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
+use crate::admin::watch::{WatchSpec, watch};
+use crate::admin::{self, Admin, AdminSpec};
 use crate::capability::config::ComponentConfig;
 use crate::capability::messaging::{Broker, RetryPolicy, connect_broker};
 use crate::capability::outbound_http::OutboundPolicy;
@@ -17,7 +19,7 @@ use crate::cli::CommonArgs;
 use crate::runtime::{Capabilities, Runtime, RuntimeOptions};
 use crate::server::metrics::Metrics;
 use crate::server::{self, App, Health};
-use crate::service::{RequestLimits, Service, ServiceContext};
+use crate::service::{CanaryPolicy, RequestLimits, Service, ServiceContext, SwapOptions};
 
 /// One service to mount.
 #[derive(Debug, Clone)]
@@ -56,6 +58,11 @@ pub struct HostSpec {
     pub outbound_allow: Vec<String>,
     pub retry: RetryPolicy,
     pub shutdown_grace: Duration,
+    pub swap: SwapOptions,
+    /// The admin listener; `None` without a token.
+    pub admin: Option<AdminSpec>,
+    /// A component path to watch (for the first service).
+    pub watch: Option<WatchSpec>,
 }
 
 impl HostSpec {
@@ -85,6 +92,22 @@ impl HostSpec {
                 ..RetryPolicy::default()
             },
             shutdown_grace: Duration::from_secs(common.shutdown_grace_secs),
+            swap: SwapOptions {
+                keep_versions: usize::try_from(common.keep_versions).unwrap_or(usize::MAX),
+                canary: CanaryPolicy {
+                    window: common.canary_window,
+                    min_requests: common.canary_min_requests,
+                    max_error_rate: common.canary_max_error_percent / 100.0,
+                    promote_after: common.canary_promote_after,
+                },
+                smoke_timeout: Duration::from_millis(common.smoke_timeout_ms),
+            },
+            admin: common.admin_token.clone().filter(|token| !token.is_empty()).map(|token| AdminSpec {
+                listen: common.admin_listen,
+                token,
+                components_dir: common.admin_components_dir.clone(),
+            }),
+            watch: None,
         }
     }
 
@@ -104,6 +127,9 @@ impl HostSpec {
             outbound_allow: Vec::new(),
             retry: RetryPolicy::default(),
             shutdown_grace: Duration::from_secs(25),
+            swap: SwapOptions::default(),
+            admin: None,
+            watch: None,
         }
     }
 }
@@ -112,6 +138,8 @@ impl HostSpec {
 pub struct Host {
     listener: TcpListener,
     internal_listener: Option<TcpListener>,
+    admin: Option<(TcpListener, Arc<Admin>)>,
+    watch: Option<WatchSpec>,
     app: Arc<App>,
     broker: Arc<dyn Broker>,
     retry: RetryPolicy,
@@ -141,6 +169,7 @@ impl Host {
                 limits: spec.limits.clone(),
                 instances: instances.clone(),
                 metrics: metrics.clone(),
+                swap: spec.swap.clone(),
             };
             let loaded = Service::load(&service.name, bytes, service.version_label.clone(), ctx)
                 .await
@@ -154,8 +183,29 @@ impl Host {
             Some(address) => Some(TcpListener::bind(address).await.with_context(|| format!("binding {address}"))?),
             None => None,
         };
+        let admin = match &spec.admin {
+            Some(admin) => {
+                let listener = TcpListener::bind(admin.listen)
+                    .await
+                    .with_context(|| format!("binding the admin listener {}", admin.listen))?;
+                Some((listener, Arc::new(Admin::new(services.clone(), admin))))
+            }
+            None => {
+                tracing::info!("admin listener off: set SKIFF_ADMIN_TOKEN to enable hot swap over HTTP");
+                None
+            }
+        };
         let app = Arc::new(App::new(services, Arc::new(Health::default()), metrics));
-        Ok(Self { listener, internal_listener, app, broker, retry: spec.retry, grace: spec.shutdown_grace })
+        Ok(Self {
+            listener,
+            internal_listener,
+            admin,
+            watch: spec.watch,
+            app,
+            broker,
+            retry: spec.retry,
+            grace: spec.shutdown_grace,
+        })
     }
 
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
@@ -164,6 +214,10 @@ impl Host {
 
     pub fn internal_addr(&self) -> Option<SocketAddr> {
         self.internal_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// Serves until `shutdown` resolves. In the background it migrates every database, starts
@@ -198,6 +252,14 @@ impl Host {
             tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "internal listener");
             tokio::spawn(server::serve(listener, self.app.clone(), true, wait(stopped.clone()), self.grace))
         });
+        let admin = self.admin.map(|(listener, api)| {
+            tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin listener");
+            tokio::spawn(admin::serve(listener, api, wait(stopped.clone())))
+        });
+        let watcher = match (self.watch, self.app.services().next()) {
+            (Some(spec), Some(service)) => Some(tokio::spawn(watch(service.clone(), spec))),
+            _ => None,
+        };
         let public = server::serve(self.listener, self.app, false, wait(stopped), self.grace);
         tokio::pin!(public);
         tokio::select! {
@@ -209,6 +271,12 @@ impl Host {
         }
         if let Some(internal) = internal {
             let _ = internal.await;
+        }
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
+        if let Some(watcher) = watcher {
+            watcher.abort();
         }
     }
 }

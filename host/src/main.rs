@@ -1,14 +1,26 @@
 use anyhow::Context;
 use clap::Parser;
 
+use skiff::admin::watch::WatchSpec;
 use skiff::cli::{Cli, Command, CommonArgs, config_from_env};
 use skiff::launch::{Host, HostSpec, ServiceSpec, components_in, generate_token_keys, service_name, sqlite_url};
-use skiff::{server, telemetry};
+use skiff::{admin, server, telemetry};
+use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
+    if let Command::Admin(command) = cli.command {
+        // A shell command: its refusal is the output, not a log line.
+        return match admin::commands::run(command).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("skiff: {error:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     match run(cli.command).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
@@ -33,6 +45,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 ServiceSpec { name, component: args.component, version_label: args.component_version, database_url };
             let mut spec = HostSpec::new(args.listen, vec![service], &args.common);
             spec.internal_listen = args.internal_listen;
+            spec.watch = args
+                .watch
+                .map(|path| WatchSpec { path, interval: Duration::from_millis(args.watch_interval_ms.max(50)) });
             spec
         }
         Command::Dev(mut args) => {
@@ -46,6 +61,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             HostSpec::new(args.listen, services, &args.common)
         }
+        Command::Admin(command) => return admin::commands::run(command).await,
     };
     for service in &spec.services {
         tracing::info!(service = %service.name, component = %service.component.display(), "mounting");

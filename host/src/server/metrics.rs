@@ -20,6 +20,29 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SwapLabels {
+    pub route: String,
+    /// `switched`, `canary`, `promoted`, or why the candidate was refused.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RollbackLabels {
+    pub route: String,
+    /// `command` or `canary-errors`.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabels {
+    pub route: String,
+    /// The version's label.
+    pub version: String,
+    /// `ok` or `error` (5xx, traps, deadlines).
+    pub result: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -29,6 +52,9 @@ pub struct Metrics {
     pub traps: Counter,
     pub outbox_depth: Family<RouteLabels, Gauge>,
     pub messages: Family<MessageLabels, Counter>,
+    pub swaps: Family<SwapLabels, Counter>,
+    pub rollbacks: Family<RollbackLabels, Counter>,
+    pub version_requests: Family<VersionLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -72,7 +98,29 @@ impl Default for Metrics {
             "Deliveries handled by a consumer component, by outcome",
             messages.clone(),
         );
-        Self { registry, requests, latency, live_instances, shed_requests, traps, outbox_depth, messages }
+        let swaps = Family::<SwapLabels, Counter>::default();
+        registry.register("swaps", "Component rollouts, by result", swaps.clone());
+        let rollbacks = Family::<RollbackLabels, Counter>::default();
+        registry.register("rollbacks", "Rollbacks to an earlier version, by reason", rollbacks.clone());
+        let version_requests = Family::<VersionLabels, Counter>::default();
+        registry.register(
+            "version_requests",
+            "Requests served by a service's components, by version label and result",
+            version_requests.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            live_instances,
+            shed_requests,
+            traps,
+            outbox_depth,
+            messages,
+            swaps,
+            rollbacks,
+            version_requests,
+        }
     }
 }
 

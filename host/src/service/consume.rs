@@ -17,7 +17,7 @@ impl Service {
     /// nothing. Returns once the subscriptions are set up to run in the background.
     pub async fn start_consuming(self: &Arc<Self>, broker: Arc<dyn Broker>, policy: RetryPolicy) -> anyhow::Result<()> {
         let Some(connected) = self.consuming.clone() else { return Ok(()) };
-        let version = self.current().await;
+        let version = self.current();
         let subscriptions = version.subscriptions(self.new_state(), &self.ctx.runtime).await?;
         for subscription in subscriptions {
             let spec = SubscriptionSpec {
@@ -41,7 +41,7 @@ impl Service {
 impl MessageHandler for Service {
     async fn handle_message(&self, delivery: &dyn InboundDelivery) -> anyhow::Result<Outcome> {
         let _permit = self.ctx.instances.clone().acquire_owned().await?;
-        let version = self.current().await;
+        let version = self.current();
         let Some(pre) = version.consumer.clone() else { anyhow::bail!("this version does not consume messages") };
         let deadline = Instant::now() + self.ctx.limits.timeout;
         let mut store = self.ctx.runtime.store(self.new_state(), deadline);

@@ -6,11 +6,12 @@ use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::OwnedSemaphorePermit;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use super::Service;
+use super::{ComponentVersion, Service};
 use crate::runtime::DeadlineExceeded;
 use crate::server::problem;
 
@@ -58,7 +59,43 @@ impl Service {
                 return problem::overloaded();
             }
         };
-        let version = self.current().await;
+        let picked = self.slot.pick();
+        let response = self.run(picked.version(), permit, request).await;
+        self.record(&picked, response.status());
+        response
+    }
+
+    /// Sends the component's own health route to `version` (not yet serving): the gate a new
+    /// version passes before it gets traffic.
+    pub(super) async fn smoke_test(&self, version: &Arc<ComponentVersion>, timeout: Duration) -> Result<(), String> {
+        let path = format!("/{}-ms/healthcheck", self.name);
+        let request = Request::get(format!("http://localhost{path}"))
+            .header(http::header::HOST, "localhost")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .map_err(|e| format!("cannot build the request for {path}: {e}"))?;
+        let run = async {
+            let permit = self.ctx.instances.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(self.run(version, permit, request).await)
+        };
+        let response = tokio::time::timeout(timeout, run)
+            .await
+            .map_err(|_| format!("GET {path} did not answer within {} ms", timeout.as_millis()))??;
+        let status = response.status();
+        if status.is_success() { Ok(()) } else { Err(format!("GET {path} answered {status}, expected 2xx")) }
+    }
+
+    /// Runs one request on `version` to its response headers.
+    async fn run<B>(
+        &self,
+        version: &Arc<ComponentVersion>,
+        permit: OwnedSemaphorePermit,
+        request: Request<B>,
+    ) -> Response<HyperOutgoingBody>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let limits = &self.ctx.limits;
         let deadline = Instant::now() + limits.timeout;
         let mut store = self.ctx.runtime.store(self.new_state(), deadline);
         let max_body = limits.max_body_bytes;

@@ -1,22 +1,29 @@
 //! A service: one component (its current version), its capabilities, and the per-request and
 //! per-message paths into a fresh instance.
 
+mod canary;
 mod consume;
 mod invoke;
+mod rollout;
+mod slot;
 mod version;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::sync::{RwLock, Semaphore};
+use tokio::sync::{Mutex, Semaphore};
 
+pub use canary::CanaryPolicy;
 pub use invoke::{DIGEST_HEADER, RequestLimits, VERSION_HEADER, full_body};
+pub use rollout::{Candidate, DeployError, Deployment, SwapOptions};
+pub use slot::{RolledBack, SlotError, VersionInfo, VersionState};
 pub use version::{ComponentVersion, short_digest};
 
 use crate::capability::messaging::Outbox;
 use crate::capability::sql::apply_migrations;
 use crate::runtime::{Capabilities, HostState, Runtime};
 use crate::server::metrics::{Metrics, RouteLabels};
+use slot::Slot;
 
 /// Everything a service needs besides its component bytes.
 pub struct ServiceContext {
@@ -26,12 +33,16 @@ pub struct ServiceContext {
     /// Shared by every service of the process: the bound on concurrent instances.
     pub instances: Arc<Semaphore>,
     pub metrics: Arc<Metrics>,
+    pub swap: SwapOptions,
 }
 
 pub struct Service {
     name: String,
     ctx: ServiceContext,
-    current: RwLock<Arc<ComponentVersion>>,
+    /// The loaded versions and which one serves; see [`slot`].
+    slot: Slot,
+    /// One rollout at a time per service.
+    deploying: Mutex<()>,
     migrated: AtomicBool,
     /// `None` for services that consume nothing; else whether every subscription is live.
     consuming: Option<Arc<AtomicBool>>,
@@ -51,10 +62,11 @@ impl Service {
         }
         Ok(Self {
             name: name.to_owned(),
-            ctx,
-            current: RwLock::new(Arc::new(version)),
+            slot: Slot::new(version, ctx.swap.keep_versions, ctx.swap.canary.clone()),
+            deploying: Mutex::new(()),
             migrated: AtomicBool::new(false),
             consuming,
+            ctx,
         })
     }
 
@@ -67,8 +79,9 @@ impl Service {
         self.ctx.capabilities.outbox.clone()
     }
 
-    pub async fn current(&self) -> Arc<ComponentVersion> {
-        self.current.read().await.clone()
+    /// The active version (the one messages and non-canary requests run on).
+    pub fn current(&self) -> Arc<ComponentVersion> {
+        self.slot.active()
     }
 
     fn new_state(&self) -> HostState {
@@ -78,7 +91,7 @@ impl Service {
     /// Applies the current version's migrations (and creates the outbox); until this succeeds
     /// the service is not ready.
     pub async fn migrate(&self) -> anyhow::Result<usize> {
-        let version = self.current().await;
+        let version = self.current();
         let migrations = version.migrations(self.new_state(), &self.ctx.runtime).await?;
         let sql = &self.ctx.capabilities.sql;
         let applied = apply_migrations(sql, &migrations)

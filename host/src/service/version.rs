@@ -23,29 +23,47 @@ pub struct ComponentVersion {
     pub publishes: bool,
 }
 
+/// Why bytes are not a version skiff can serve.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("not a valid WebAssembly component: {0}")]
+    Invalid(String),
+    #[error("the component imports something skiff does not provide: {0}")]
+    UnknownImport(String),
+    #[error("the component does not export wasi:http/incoming-handler: {0}")]
+    NotHttp(String),
+}
+
 impl ComponentVersion {
     /// Compiles and links `bytes`; refuses anything that is not a `wasi:http` component whose
     /// imports skiff provides. Compilation is CPU-heavy: call it off the request path.
-    pub fn compile(runtime: &Runtime, bytes: &[u8], label: Option<String>) -> anyhow::Result<Self> {
+    pub fn compile(runtime: &Runtime, bytes: &[u8], label: Option<String>) -> Result<Self, CompileError> {
         let digest = format!("sha256:{:x}", Sha256::digest(bytes));
-        let component = Component::new(runtime.engine(), bytes)
-            .map_err(|e| anyhow::anyhow!("not a valid WebAssembly component: {e:#}"))?;
-        let instance_pre: InstancePre<HostState> = runtime
-            .linker()?
-            .instantiate_pre(&component)
-            .map_err(|e| anyhow::anyhow!("the component imports something skiff does not provide: {e:#}"))?;
+        let component = Component::new(runtime.engine(), bytes).map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
+        let linker = runtime.linker().map_err(|e| CompileError::UnknownImport(format!("{e:#}")))?;
+        let instance_pre: InstancePre<HostState> =
+            linker.instantiate_pre(&component).map_err(|e| CompileError::UnknownImport(format!("{e:#}")))?;
         let publishes = component
             .component_type()
             .imports(runtime.engine())
             .any(|(name, _)| name.starts_with("skiff:messaging/producer@"));
-        let proxy = ProxyPre::new(instance_pre.clone())
-            .map_err(|e| anyhow::anyhow!("the component does not export wasi:http/incoming-handler: {e:#}"))?;
+        let proxy = ProxyPre::new(instance_pre.clone()).map_err(|e| CompileError::NotHttp(format!("{e:#}")))?;
         // A component without a database of its own exports no migrations.
         let migrations = MigrationsPre::new(instance_pre.clone()).ok();
         // Only components that handle messages export the consumer interface.
         let consumer = ConsumerPre::new(instance_pre).ok();
         let label = label.unwrap_or_else(|| short_digest(&digest));
         Ok(Self { label, digest, loaded_at: SystemTime::now(), proxy, migrations, consumer, publishes })
+    }
+
+    /// Whether the component exports `skiff:sql/migrations`.
+    pub fn has_migrations(&self) -> bool {
+        self.migrations.is_some()
+    }
+
+    /// Whether the component exports `skiff:messaging/consumer`.
+    pub fn consumes(&self) -> bool {
+        self.consumer.is_some()
     }
 
     /// Reads the component's migrations by instantiating it once.

@@ -5,18 +5,22 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use service_kit::token::{Claims, Issuer, Role, public_key_of};
+use skiff::admin::AdminSpec;
 use skiff::capability::messaging::RetryPolicy;
 use skiff::launch::{Host, HostSpec, ServiceSpec, sqlite_url};
 use skiff::runtime::RuntimeOptions;
-use skiff::service::RequestLimits;
+use skiff::service::{RequestLimits, SwapOptions};
 use sqlx::{Connection, Executor};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// Where the built components are: `SKIFF_COMPONENTS_DIR` or the workspace's target folder.
 pub fn component(name: &str) -> PathBuf {
-    let (profile, variable) =
-        if name == "testbed" { ("testbed", "SKIFF_TESTBED_DIR") } else { ("release", "SKIFF_COMPONENTS_DIR") };
+    let (profile, variable) = if name == "testbed" || name == "faulty" {
+        ("testbed", "SKIFF_TESTBED_DIR")
+    } else {
+        ("release", "SKIFF_COMPONENTS_DIR")
+    };
     let dir = std::env::var_os(variable).map(PathBuf::from).unwrap_or_else(|| {
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
@@ -101,6 +105,7 @@ pub fn token_for(user_id: &str, role: Role) -> String {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub internal_addr: Option<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -118,6 +123,9 @@ pub struct AppOptions {
     pub retry: RetryPolicy,
     /// Wait for /readyz before returning.
     pub wait_ready: bool,
+    /// Start the admin listener with this token.
+    pub admin_token: Option<String>,
+    pub swap: SwapOptions,
 }
 
 impl Default for AppOptions {
@@ -141,6 +149,8 @@ impl Default for AppOptions {
                 max_delay: Duration::from_millis(400),
             },
             wait_ready: true,
+            admin_token: None,
+            swap: SwapOptions::default(),
         }
     }
 }
@@ -176,15 +186,28 @@ impl TestApp {
         spec.outbound_allow = options.outbound_allow;
         spec.retry = options.retry;
         spec.shutdown_grace = Duration::from_secs(5);
+        spec.swap = options.swap;
+        spec.admin = options.admin_token.map(|token| AdminSpec {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            token,
+            components_dir: None,
+        });
         let host = Host::build(spec).await.expect("host starts");
         let addr = host.local_addr().unwrap();
         let internal_addr = host.internal_addr();
+        let admin_addr = host.admin_addr();
         let (shutdown, signal) = oneshot::channel::<()>();
         let task = tokio::spawn(host.serve(async {
             let _ = signal.await;
         }));
-        let app =
-            Self { addr, internal_addr, client: reqwest::Client::new(), shutdown: Some(shutdown), task: Some(task) };
+        let app = Self {
+            addr,
+            internal_addr,
+            admin_addr,
+            client: reqwest::Client::new(),
+            shutdown: Some(shutdown),
+            task: Some(task),
+        };
         if options.wait_ready {
             app.wait_ready().await;
         }

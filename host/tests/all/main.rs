@@ -14,4 +14,5 @@ mod lifecycle;
 mod limits;
 mod messaging;
 mod rabbitmq;
+mod swap;
 mod users_api;

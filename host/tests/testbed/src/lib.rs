@@ -2,6 +2,7 @@
 //! use it to show that one bad request fails alone.
 //!
 //! - `/hello` answers at once; `/sleep?ms=N` waits N ms without using CPU.
+//! - `/healthcheck` (also under `/testbed-ms/`) answers 200: the hot-swap smoke test calls it.
 //! - `/spin` never returns; `/trap` panics; `/grow` allocates until memory runs out;
 //!   `/recurse` overflows the stack; `/big?bytes=N` answers with N bytes.
 
@@ -35,6 +36,7 @@ impl Guest for Testbed {
         };
         match path {
             "/hello" | "/testbed/hello" => respond(out, 200, b"hello".to_vec()),
+            "/healthcheck" | "/testbed-ms/healthcheck" => respond(out, 200, b"ok".to_vec()),
             "/sleep" => {
                 monotonic_clock::subscribe_duration(number("ms") * 1_000_000).block();
                 respond(out, 200, b"slept".to_vec());

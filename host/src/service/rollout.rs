@@ -1,0 +1,256 @@
+//! Rolling out a new version: the gate every candidate passes (compile, world check,
+//! migrations, smoke test) before an atomic switch or a canary; then rollback, promotion, and
+//! the per-request bookkeeping that judges a canary.
+
+use http::StatusCode;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::canary::CanaryPolicy;
+use super::slot::{CanaryEnd, Picked, RolledBack, SlotError, VersionInfo, VersionState};
+use super::version::CompileError;
+use super::{ComponentVersion, Service};
+use crate::capability::sql::apply_migrations;
+use crate::server::metrics::{RollbackLabels, SwapLabels, VersionLabels};
+
+/// How a service's versions are rolled out.
+#[derive(Debug, Clone)]
+pub struct SwapOptions {
+    /// Versions kept loaded (the active one included) for instant rollback.
+    pub keep_versions: usize,
+    pub canary: CanaryPolicy,
+    /// How long a candidate's health route may take in the smoke test.
+    pub smoke_timeout: Duration,
+}
+
+impl Default for SwapOptions {
+    fn default() -> Self {
+        Self { keep_versions: 3, canary: CanaryPolicy::default(), smoke_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// A version offered for rollout.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub bytes: Vec<u8>,
+    /// Defaults to the short digest.
+    pub label: Option<String>,
+    /// Route this share of requests to it (1–99) instead of switching everything at once.
+    pub canary_percent: Option<u8>,
+}
+
+/// A rollout that passed the gate.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployment {
+    /// `switched` or `canary`.
+    pub result: &'static str,
+    pub deployed: VersionInfo,
+    /// The label of the version that was active before.
+    pub previous: String,
+    /// The atomic switch itself: how long the slot's write lock was held.
+    pub switch_micros: u64,
+    /// The whole gate: compile, checks, migrations, smoke test and switch.
+    pub rollout_millis: u64,
+}
+
+/// Why a candidate was refused; the running version stays in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("this component is already the active version ({0})")]
+    Unchanged(String),
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    #[error("the candidate does not fit this service: {0}")]
+    WrongWorld(String),
+    #[error("applying the candidate's migrations failed: {0}")]
+    Migrations(String),
+    #[error("the smoke test failed: {0}")]
+    SmokeTest(String),
+    #[error(transparent)]
+    Slot(#[from] SlotError),
+}
+
+impl DeployError {
+    /// A short name for metrics and problem types.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unchanged(_) => "unchanged",
+            Self::Compile(CompileError::Invalid(_)) => "invalid",
+            Self::Compile(_) | Self::WrongWorld(_) => "wrong-world",
+            Self::Migrations(_) => "migrations-failed",
+            Self::SmokeTest(_) => "smoke-test-failed",
+            Self::Slot(_) => "conflict",
+        }
+    }
+}
+
+impl Service {
+    /// Takes `candidate` through the gate and, if it passes, switches to it (or starts it as a
+    /// canary). Requests already running finish on the version they started on.
+    pub async fn deploy(&self, candidate: Candidate) -> Result<Deployment, DeployError> {
+        let started = Instant::now();
+        let result = self.deploy_gated(candidate, started).await;
+        let outcome = match &result {
+            Ok(deployment) => {
+                tracing::info!(service = %self.name, version = %deployment.deployed.label, digest = %deployment.deployed.digest,
+                    previous = %deployment.previous, result = deployment.result, rollout_ms = deployment.rollout_millis,
+                    switch_us = deployment.switch_micros, "rolled out");
+                deployment.result
+            }
+            Err(error) => {
+                tracing::warn!(service = %self.name, error = %error, "candidate refused; the running version stays");
+                error.kind()
+            }
+        };
+        self.ctx.metrics.swaps.get_or_create(&SwapLabels { route: self.name.clone(), result: outcome.into() }).inc();
+        result
+    }
+
+    async fn deploy_gated(&self, candidate: Candidate, started: Instant) -> Result<Deployment, DeployError> {
+        let _one_at_a_time = self.deploying.lock().await;
+        if let Some(canary) = self.slot.canary_label() {
+            return Err(SlotError::CanaryRunning(canary).into());
+        }
+        let active = self.current();
+        let runtime = self.ctx.runtime.clone();
+        let Candidate { bytes, label, canary_percent } = candidate;
+        // Compiling takes whole seconds of CPU: never on a request thread.
+        let version =
+            tokio::task::spawn_blocking(move || ComponentVersion::compile(&runtime, &bytes, label))
+                .await
+                .map_err(|e| DeployError::Compile(CompileError::Invalid(format!("the compiler failed: {e}"))))??;
+        if version.digest == active.digest {
+            return Err(DeployError::Unchanged(active.label.clone()));
+        }
+        self.check_world(&active, &version).await.map_err(DeployError::WrongWorld)?;
+        // Migrations run before the switch while the old version still serves, so they must be
+        // forward-compatible (expand, then contract in a later release).
+        let migrations = version
+            .migrations(self.new_state(), &self.ctx.runtime)
+            .await
+            .map_err(|e| DeployError::Migrations(format!("reading them: {e:#}")))?;
+        apply_migrations(&self.ctx.capabilities.sql, &migrations)
+            .await
+            .map_err(|e| DeployError::Migrations(format!("{e:?}")))?;
+        let version = Arc::new(version);
+        self.smoke_test(&version, self.ctx.swap.smoke_timeout).await.map_err(DeployError::SmokeTest)?;
+        let switching = Instant::now();
+        let (deployed, result) = match canary_percent {
+            Some(percent) => (self.slot.start_canary(version, percent)?, "canary"),
+            None => (self.slot.activate(version)?, "switched"),
+        };
+        let switch_micros = u64::try_from(switching.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let state = if canary_percent.is_some() { VersionState::Canary } else { VersionState::Active };
+        Ok(Deployment {
+            result,
+            deployed: deployed.info(state, canary_percent),
+            previous: active.label.clone(),
+            switch_micros,
+            rollout_millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+
+    /// The candidate must serve everything the slot serves: HTTP always, and migrations and
+    /// the message consumer (on the same queues) where the running version has them.
+    async fn check_world(&self, active: &ComponentVersion, candidate: &ComponentVersion) -> Result<(), String> {
+        if active.has_migrations() && !candidate.has_migrations() {
+            return Err("the running version exports skiff:sql/migrations and the candidate does not".into());
+        }
+        if candidate.publishes && self.ctx.capabilities.outbox.is_none() {
+            return Err("the candidate publishes messages but this service started without an outbox; \
+                        restart the host to add messaging"
+                .into());
+        }
+        if active.consumes() != candidate.consumes() {
+            return Err(if active.consumes() {
+                "the running version consumes messages (skiff:messaging/consumer) and the candidate does not".into()
+            } else {
+                "the candidate consumes messages but the running version does not; restart the host to subscribe".into()
+            });
+        }
+        if active.consumes() {
+            // Queues are subscribed once at start; a version wanting others needs a restart.
+            let queues = |subscriptions: Vec<crate::capability::messaging::Subscription>| {
+                let mut queues: Vec<_> =
+                    subscriptions.into_iter().map(|s| (s.exchange, s.queue, s.binding_key)).collect();
+                queues.sort();
+                queues
+            };
+            let runtime = &self.ctx.runtime;
+            let running = active.subscriptions(self.new_state(), runtime).await;
+            let running = queues(running.map_err(|e| format!("reading the running subscriptions: {e:#}"))?);
+            let offered = candidate.subscriptions(self.new_state(), runtime).await;
+            let offered = queues(offered.map_err(|e| format!("reading the candidate's subscriptions: {e:#}"))?);
+            if running != offered {
+                return Err(format!("the candidate subscribes to {offered:?}, the running version to {running:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Back to the previous version: drops a running canary, else reactivates the most recently
+    /// active standby version.
+    pub async fn rollback(&self) -> Result<RolledBack, SlotError> {
+        let _one_at_a_time = self.deploying.lock().await;
+        let rolled_back = self.slot.rollback()?;
+        tracing::warn!(service = %self.name, from = %rolled_back.from, to = %rolled_back.to, "rolled back on command");
+        self.count_rollback("command");
+        Ok(rolled_back)
+    }
+
+    /// The canary takes all the traffic.
+    pub async fn promote(&self) -> Result<String, SlotError> {
+        let _one_at_a_time = self.deploying.lock().await;
+        let label = self.slot.promote()?;
+        tracing::info!(service = %self.name, version = %label, "canary promoted on command");
+        self.count_swap("promoted");
+        Ok(label)
+    }
+
+    pub fn set_canary_percent(&self, percent: u8) -> Result<(), SlotError> {
+        self.slot.set_canary_percent(percent)
+    }
+
+    /// The running canary's label.
+    pub fn canary(&self) -> Option<String> {
+        self.slot.canary_label()
+    }
+
+    /// Every loaded version, the active one first.
+    pub fn versions(&self) -> Vec<VersionInfo> {
+        self.slot.list()
+    }
+
+    /// Counts a served request against its version and judges a canary by it.
+    pub(super) fn record(&self, picked: &Picked, status: StatusCode) {
+        let failed = status.is_server_error();
+        let labels = VersionLabels {
+            route: self.name.clone(),
+            version: picked.version().label.clone(),
+            result: if failed { "error" } else { "ok" }.into(),
+        };
+        self.ctx.metrics.version_requests.get_or_create(&labels).inc();
+        match self.slot.record(picked, failed) {
+            None => {}
+            Some(CanaryEnd::RolledBack { label, errors, seen, served }) => {
+                tracing::warn!(service = %self.name, version = %label, errors, seen, served,
+                    "canary rolled back: too many failed requests");
+                self.count_rollback("canary-errors");
+            }
+            Some(CanaryEnd::Promoted { label }) => {
+                tracing::info!(service = %self.name, version = %label, "canary promoted after a clean window");
+                self.count_swap("promoted");
+            }
+        }
+    }
+
+    fn count_rollback(&self, reason: &str) {
+        let labels = RollbackLabels { route: self.name.clone(), reason: reason.into() };
+        self.ctx.metrics.rollbacks.get_or_create(&labels).inc();
+    }
+
+    fn count_swap(&self, result: &str) {
+        self.ctx.metrics.swaps.get_or_create(&SwapLabels { route: self.name.clone(), result: result.into() }).inc();
+    }
+}
