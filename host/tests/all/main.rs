@@ -14,5 +14,6 @@ mod lifecycle;
 mod limits;
 mod messaging;
 mod rabbitmq;
+mod reliability;
 mod swap;
 mod users_api;
