@@ -56,3 +56,51 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
     let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
     assert!(exit.success(), "skiff exited with {exit}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_and_tokens_never_reach_the_logs() {
+    use crate::helpers::{ScratchDir, TOKEN_SEED};
+    let scratch = ScratchDir::new();
+    let port = free_port();
+    let log_path = scratch.0.join("skiff.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let components = component("users").parent().unwrap().to_owned();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["dev", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--components-dir")
+        .arg(&components)
+        .arg("--data-dir")
+        .arg(&scratch.0)
+        .args(["--config", "bcrypt_cost=4", "--config", &format!("token_signing_key={TOKEN_SEED}")])
+        .env("SKIFF_LOG_FORMAT", "json")
+        .env("RUST_LOG", "debug,sqlx=debug")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while client.get(format!("{base}/readyz")).send().await.map(|r| r.status() != 200).unwrap_or(true) {
+        assert!(Instant::now() < deadline, "skiff dev did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let secret = "Zebra-Quartz-7731-secret";
+    let body = serde_json::json!({"name": "Ada", "surname": "L", "email": "ada@example.org", "password": secret});
+    assert_eq!(client.post(format!("{base}/users-ms/users")).json(&body).send().await.unwrap().status(), 201);
+    let login = serde_json::json!({"email": "ada@example.org", "password": secret});
+    let granted: serde_json::Value =
+        client.post(format!("{base}/auth-ms/auth/login")).json(&login).send().await.unwrap().json().await.unwrap();
+    let token = granted["access_token"].as_str().unwrap().to_owned();
+    let wrong = serde_json::json!({"email": "ada@example.org", "password": format!("{secret}-wrong")});
+    assert_eq!(client.post(format!("{base}/auth-ms/auth/login")).json(&wrong).send().await.unwrap().status(), 401);
+    let _ = client.get(format!("{base}/users-ms/users")).bearer_auth(&token).send().await.unwrap();
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(logs.contains("served"), "the log was written at debug level");
+    assert!(!logs.contains(secret), "a password reached the log");
+    assert!(!logs.contains(&token), "a token reached the log");
+    assert!(!logs.contains(TOKEN_SEED), "the signing key reached the log");
+    assert!(!logs.contains("$2b$"), "a password hash reached the log");
+}
