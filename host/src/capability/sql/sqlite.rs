@@ -34,7 +34,9 @@ impl SqliteClient {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections.clamp(1, 8))
-            .acquire_timeout(options.acquire_timeout)
+            // A local file is never unreachable, only slow when the machine is busy: wait for it
+            // rather than fail start-up or a request.
+            .acquire_timeout(options.acquire_timeout.max(Duration::from_secs(30)))
             .connect_with(connect)
             .await?;
         Ok(Self { pool })
