@@ -6,9 +6,13 @@ use service_kit::problem::{invalid_fields, problem};
 use service_kit::token::{Claims, Issuer, Role};
 use service_kit::{trace, uuid};
 
-use crate::domain::{LOGIN_EXCHANGE, LoginEvent, LoginRequest, source_address, token_ttl};
+use crate::domain::{
+    LOGIN_EXCHANGE, LoginEvent, LoginRequest, Throttle, Verdict, account_key, decide, source_address, source_key,
+    stricter, token_ttl,
+};
 use crate::platform::{now_micros, publish, random_bytes, setting};
 use crate::send;
+use crate::store::{self, StoreError};
 
 /// How long the credentials check may take before login answers 503.
 const USERS_TIMEOUT_MS: u64 = 5_000;
@@ -23,6 +27,10 @@ enum ApiError {
     MethodNotAllowed(&'static str),
     /// users could not be asked.
     UsersUnavailable(String),
+    /// Too many failed logins for the account or the source address; seconds to wait.
+    TooManyAttempts(i64),
+    /// The failure counts could not be read: login is refused rather than left unthrottled.
+    ThrottleUnavailable(String),
     Internal(String),
 }
 
@@ -51,10 +59,36 @@ impl ApiError {
                 )
                 .header("retry-after", "1")
             }
+            Self::TooManyAttempts(seconds) => problem(
+                429,
+                "too-many-attempts",
+                "Too many requests",
+                "too many failed logins for this account or from this address, retry later",
+            )
+            .header("retry-after", seconds.to_string()),
+            Self::ThrottleUnavailable(cause) => {
+                eprintln!("auth: login throttle unavailable: {cause}");
+                problem(
+                    503,
+                    "throttle-unavailable",
+                    "Service unavailable",
+                    "login attempts cannot be counted right now, retry later",
+                )
+                .header("retry-after", "1")
+            }
             Self::Internal(cause) => {
                 eprintln!("auth: internal error: {cause}");
                 problem(500, "internal", "Internal error", "the request could not be completed")
             }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(cause) => Self::ThrottleUnavailable(cause),
+            StoreError::Internal(cause) => Self::Internal(cause),
         }
     }
 }
@@ -88,7 +122,34 @@ fn login(request: &Request) -> Result<Response, ApiError> {
     let login = LoginRequest::parse(body).map_err(ApiError::InvalidFields)?;
     let traceparent = trace::child_traceparent(request.header("traceparent"), &random_bytes::<24>());
 
-    let (user_id, role) = check_with_users(&login, &traceparent)?;
+    let source = source_address(request.header("x-forwarded-for"), request.header("skiff-peer-address"));
+    let throttle = Throttle::parse(
+        setting("login_max_failures_per_account")?.as_deref(),
+        setting("login_max_failures_per_source")?.as_deref(),
+        setting("login_failure_window_secs")?.as_deref(),
+    )?;
+    let account = account_key(&login.email);
+    let source_subject = source.as_deref().map(source_key);
+    let now = now_micros();
+    check_throttle(&throttle, &account, source_subject.as_deref(), now)?;
+
+    let (user_id, role) = match check_with_users(&login, &traceparent) {
+        Ok(found) => found,
+        Err(ApiError::BadCredentials) => {
+            let subjects: Vec<&str> = std::iter::once(account.as_str()).chain(source_subject.as_deref()).collect();
+            let at = now_micros();
+            // The answer is 401 either way; a failure not recorded is logged (and if the
+            // database is down, the next attempt's check answers 503).
+            if let Err(error) = store::record_failure(&subjects, at, at - throttle.window_micros()) {
+                eprintln!("auth: failed login not recorded: {error:?}");
+            }
+            return Err(ApiError::BadCredentials);
+        }
+        Err(other) => return Err(other),
+    };
+    if let Err(error) = store::clear(&account) {
+        eprintln!("auth: failed logins of an account not cleared: {error:?}");
+    }
 
     let issuer = Issuer::from_base64(
         &setting("token_signing_key")?
@@ -110,7 +171,7 @@ fn login(request: &Request) -> Result<Response, ApiError> {
         event_id: uuid::from_random_bytes(random_bytes::<16>()),
         user_id,
         occurred_at_micros: now,
-        source_address: source_address(request.header("x-forwarded-for"), request.header("skiff-peer-address")),
+        source_address: source,
         user_agent: request.header("user-agent").map(str::to_owned),
     };
     // The outbox write is local; if even that fails the login still succeeds, and says so in
@@ -123,6 +184,32 @@ fn login(request: &Request) -> Result<Response, ApiError> {
     }
 
     Ok(Response::json(200, &json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl})))
+}
+
+/// Refuses the attempt (429) while the account or the source address has too many recent
+/// failures. Runs before users is asked, so a throttled guess is never checked, and counts by
+/// normalised email whether or not the account exists, so the answer reveals nothing.
+fn check_throttle(throttle: &Throttle, account: &str, source: Option<&str>, now: i64) -> Result<(), ApiError> {
+    let since = now - throttle.window_micros();
+    let by_account = decide(
+        &store::recent_failures(account, since, throttle.max_per_account)?,
+        throttle.max_per_account,
+        now,
+        throttle.window_micros(),
+    );
+    let by_source = match source {
+        Some(subject) => decide(
+            &store::recent_failures(subject, since, throttle.max_per_source)?,
+            throttle.max_per_source,
+            now,
+            throttle.window_micros(),
+        ),
+        None => Verdict::Allowed,
+    };
+    match stricter(by_account, by_source) {
+        Verdict::Allowed => Ok(()),
+        Verdict::RetryAfter(seconds) => Err(ApiError::TooManyAttempts(seconds)),
+    }
 }
 
 /// Asks users (through the host, by service name) whether the credentials are right.

@@ -84,6 +84,99 @@ pub fn token_ttl(raw: Option<&str>) -> Result<i64, String> {
     }
 }
 
+/// Login throttling limits, from the `login_max_failures_per_account`,
+/// `login_max_failures_per_source` and `login_failure_window_secs` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttle {
+    pub max_per_account: u32,
+    pub max_per_source: u32,
+    pub window_secs: i64,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self { max_per_account: 5, max_per_source: 20, window_secs: 300 }
+    }
+}
+
+impl Throttle {
+    pub fn parse(account: Option<&str>, source: Option<&str>, window: Option<&str>) -> Result<Self, String> {
+        let defaults = Self::default();
+        Ok(Self {
+            max_per_account: bounded("login_max_failures_per_account", account, defaults.max_per_account, 1, 10_000)?,
+            max_per_source: bounded("login_max_failures_per_source", source, defaults.max_per_source, 1, 100_000)?,
+            window_secs: i64::from(bounded(
+                "login_failure_window_secs",
+                window,
+                u32::try_from(defaults.window_secs).unwrap_or(u32::MAX),
+                1,
+                86_400,
+            )?),
+        })
+    }
+
+    pub fn window_micros(&self) -> i64 {
+        self.window_secs * 1_000_000
+    }
+}
+
+fn bounded(key: &str, raw: Option<&str>, default: u32, min: u32, max: u32) -> Result<u32, String> {
+    match raw {
+        None => Ok(default),
+        Some(text) => match text.trim().parse::<u32>() {
+            Ok(value) if (min..=max).contains(&value) => Ok(value),
+            _ => Err(format!("{key} must be {min} to {max}, got {text:?}")),
+        },
+    }
+}
+
+/// The key failures are counted under for an account: the email as users normalises it
+/// (trimmed, lower-cased), whether or not such a user exists.
+pub fn account_key(email: &str) -> String {
+    format!("account:{}", email.trim().to_lowercase())
+}
+
+/// The key failures are counted under for a client address.
+pub fn source_key(address: &str) -> String {
+    format!("source:{address}")
+}
+
+/// Whether another login attempt may be checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    /// Refused; whole seconds until enough failures have left the window (at least 1).
+    RetryAfter(i64),
+}
+
+/// Decides from the times of recorded failures (micros, any order, possibly older than the
+/// window): refused while `limit` or more fall within the window ending at `now`, until the
+/// failure that keeps the count at `limit` leaves it.
+pub fn decide(failures: &[i64], limit: u32, now: i64, window_micros: i64) -> Verdict {
+    let since = now - window_micros;
+    let mut recent: Vec<i64> = failures.iter().copied().filter(|&at| at > since).collect();
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    if limit == 0 || recent.len() < limit {
+        return Verdict::Allowed;
+    }
+    // Newest first: once the limit-th newest leaves the window, fewer than `limit` remain.
+    recent.sort_unstable_by(|a, b| b.cmp(a));
+    let blocking = recent[limit - 1];
+    let wait_micros = blocking + window_micros - now;
+    Verdict::RetryAfter(((wait_micros + 999_999) / 1_000_000).max(1))
+}
+
+/// The stricter of two verdicts.
+pub fn stricter(a: Verdict, b: Verdict) -> Verdict {
+    match (a, b) {
+        (Verdict::RetryAfter(x), Verdict::RetryAfter(y)) => Verdict::RetryAfter(x.max(y)),
+        (Verdict::RetryAfter(x), Verdict::Allowed) | (Verdict::Allowed, Verdict::RetryAfter(x)) => {
+            Verdict::RetryAfter(x)
+        }
+        (Verdict::Allowed, Verdict::Allowed) => Verdict::Allowed,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +215,69 @@ mod tests {
         assert_eq!(token_ttl(None), Ok(DEFAULT_TOKEN_TTL_SECS));
         assert_eq!(token_ttl(Some("600")), Ok(600));
         assert!(token_ttl(Some("5")).is_err());
+    }
+
+    const S: i64 = 1_000_000;
+
+    #[test]
+    fn throttle_settings_default_and_bounds() {
+        assert_eq!(Throttle::parse(None, None, None), Ok(Throttle::default()));
+        assert_eq!(
+            Throttle::parse(Some("3"), Some(" 7 "), Some("2")),
+            Ok(Throttle { max_per_account: 3, max_per_source: 7, window_secs: 2 })
+        );
+        assert!(Throttle::parse(Some("0"), None, None).is_err());
+        assert!(Throttle::parse(None, Some("-1"), None).is_err());
+        assert!(Throttle::parse(None, None, Some("0")).is_err());
+        assert!(Throttle::parse(None, None, Some("86401")).is_err());
+        assert!(Throttle::parse(Some("five"), None, None).is_err());
+        assert_eq!(Throttle::default().window_micros(), 300 * S);
+    }
+
+    #[test]
+    fn keys_normalise_the_email() {
+        assert_eq!(account_key("  Ada@Example.ORG "), "account:ada@example.org");
+        assert_eq!(source_key("203.0.113.7"), "source:203.0.113.7");
+    }
+
+    #[test]
+    fn below_the_limit_is_allowed() {
+        let now = 1_000 * S;
+        assert_eq!(decide(&[], 3, now, 60 * S), Verdict::Allowed);
+        assert_eq!(decide(&[now - S, now - 2 * S], 3, now, 60 * S), Verdict::Allowed);
+    }
+
+    #[test]
+    fn failures_outside_the_window_do_not_count() {
+        let now = 1_000 * S;
+        // Exactly on the window's edge has left it.
+        assert_eq!(decide(&[now - 60 * S, now - 61 * S, now - S], 2, now, 60 * S), Verdict::Allowed);
+    }
+
+    #[test]
+    fn at_the_limit_waits_for_the_oldest_counted_failure() {
+        let now = 1_000 * S;
+        let failures = [now - 10 * S, now - 5 * S, now - S];
+        // The oldest leaves the window 50 s from now.
+        assert_eq!(decide(&failures, 3, now, 60 * S), Verdict::RetryAfter(50));
+        // Partial seconds round up, never below 1.
+        assert_eq!(decide(&[now - 10 * S - 1], 1, now, 60 * S), Verdict::RetryAfter(50));
+        assert_eq!(decide(&[now - 60 * S + 1], 1, now, 60 * S), Verdict::RetryAfter(1));
+    }
+
+    #[test]
+    fn above_the_limit_waits_until_fewer_than_the_limit_remain() {
+        let now = 1_000 * S;
+        // Five failures against a limit of 3 (concurrent attempts overshoot): the 3rd newest
+        // (30 s old) must leave, not just the oldest.
+        let failures = [now - 40 * S, now - 50 * S, now - 30 * S, now - 20 * S, now - 10 * S];
+        assert_eq!(decide(&failures, 3, now, 60 * S), Verdict::RetryAfter(30));
+    }
+
+    #[test]
+    fn the_stricter_verdict_wins() {
+        assert_eq!(stricter(Verdict::Allowed, Verdict::Allowed), Verdict::Allowed);
+        assert_eq!(stricter(Verdict::Allowed, Verdict::RetryAfter(3)), Verdict::RetryAfter(3));
+        assert_eq!(stricter(Verdict::RetryAfter(9), Verdict::RetryAfter(3)), Verdict::RetryAfter(9));
     }
 }

@@ -1,9 +1,11 @@
 //! The auth service as a WebAssembly component (`skiff:service/publishing-service`): login
-//! checks credentials with users, issues a token and publishes a `user_login_event`.
+//! checks credentials with users (throttled per account and per source
+//! address), issues a token and publishes a `user_login_event`.
 
 mod api;
 pub mod domain;
 mod platform;
+mod store;
 
 // The generated canonical-ABI glue is the only unsafe code in the component.
 #[allow(unsafe_code)]
@@ -25,8 +27,13 @@ use bindings::exports::skiff::sql::migrations::{Guest as Migrations, Migration};
 struct Component;
 
 impl Migrations for Component {
-    /// auth keeps no tables of its own; its database holds only the host's outbox.
+    /// auth's one table counts failed logins for throttling; the same database holds the
+    /// host's outbox.
     fn all() -> Vec<Migration> {
-        Vec::new()
+        vec![Migration {
+            version: 1,
+            name: "create_login_failures".into(),
+            sql: include_str!("../migrations/0001_create_login_failures.sql").into(),
+        }]
     }
 }

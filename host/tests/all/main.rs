@@ -14,6 +14,7 @@ mod lifecycle;
 mod limits;
 mod messaging;
 mod rabbitmq;
+mod rate_limit;
 mod reliability;
 mod swap;
 mod users_api;

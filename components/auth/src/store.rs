@@ -1,0 +1,60 @@
+//! Failed logins, through the host's `skiff:sql` capability (bound parameters only). Instances
+//! are fresh per request, so the throttle's memory is this table.
+
+use crate::bindings::skiff::sql::client;
+use crate::bindings::skiff::sql::types::{Error as SqlError, Value};
+use service_kit::time;
+
+#[derive(Debug)]
+pub enum StoreError {
+    Unavailable(String),
+    Internal(String),
+}
+
+impl From<SqlError> for StoreError {
+    fn from(error: SqlError) -> Self {
+        match error {
+            SqlError::ConnectionFailed(cause) => Self::Unavailable(cause),
+            other => Self::Internal(format!("{other:?}")),
+        }
+    }
+}
+
+/// The newest `limit` failures under `subject` after `since` (micros), newest first: enough
+/// for [`crate::domain::decide`], and bounded however many there are.
+pub fn recent_failures(subject: &str, since: i64, limit: u32) -> Result<Vec<i64>, StoreError> {
+    let rows = client::query(
+        "SELECT at FROM login_failures WHERE subject = $1 AND at > $2 ORDER BY at DESC LIMIT $3",
+        &[Value::Text(subject.to_owned()), Value::Timestamp(since), Value::Int64(i64::from(limit))],
+    )?;
+    rows.rows
+        .iter()
+        .map(|row| match row.first() {
+            // Postgres returns timestamptz as a timestamp; SQLite keeps the RFC 3339 text it was given.
+            Some(Value::Timestamp(micros)) => Ok(*micros),
+            Some(Value::Text(text)) => {
+                time::parse_rfc3339(text).ok_or_else(|| StoreError::Internal(format!("unexpected timestamp {text:?}")))
+            }
+            other => Err(StoreError::Internal(format!("unexpected row shape: {other:?}"))),
+        })
+        .collect()
+}
+
+/// Records one failure under each subject, and deletes failures that have left the window
+/// (with the index on `at` this touches only expired rows, so it stays cheap).
+pub fn record_failure(subjects: &[&str], at: i64, expired_before: i64) -> Result<(), StoreError> {
+    for subject in subjects {
+        client::execute(
+            "INSERT INTO login_failures (subject, at) VALUES ($1, $2)",
+            &[Value::Text((*subject).to_owned()), Value::Timestamp(at)],
+        )?;
+    }
+    client::execute("DELETE FROM login_failures WHERE at <= $1", &[Value::Timestamp(expired_before)])?;
+    Ok(())
+}
+
+/// Forgets the failures under `subject` (an account after a successful login).
+pub fn clear(subject: &str) -> Result<(), StoreError> {
+    client::execute("DELETE FROM login_failures WHERE subject = $1", &[Value::Text(subject.to_owned())])?;
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! Login throttling in auth, with users beside it in one host: per account and per source
+//! address, 429 with `Retry-After`, state in auth's own database (SQLite and Postgres).
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::{AppOptions, Backend, TestApp, TestDb};
+use crate::messaging::{PASSWORD, login, sign_up};
+
+const PER_ACCOUNT: u32 = 3;
+const PER_SOURCE: u32 = 5;
+
+/// users and auth on `backend`, with small limits and a window of `window_secs`; `None` when
+/// Postgres is asked for and not configured.
+async fn spawn(backend: Backend, window_secs: u32) -> Option<(TestApp, TestDb, TestDb)> {
+    let users = TestDb::new(backend, "users").await?;
+    let auth = TestDb::new(backend, "auth").await?;
+    let mut options = AppOptions::default();
+    options.config.extend([
+        ("login_max_failures_per_account".to_owned(), PER_ACCOUNT.to_string()),
+        ("login_max_failures_per_source".to_owned(), PER_SOURCE.to_string()),
+        ("login_failure_window_secs".to_owned(), window_secs.to_string()),
+    ]);
+    let app = TestApp::spawn_many(&[("users", &users), ("auth", &auth)], options).await;
+    Some((app, users, auth))
+}
+
+async fn login_from(app: &TestApp, address: &str, email: &str, password: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/auth-ms/auth/login"))
+        .header("x-forwarded-for", format!("{address}, 10.0.0.1"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Asserts a 429 problem and returns its `Retry-After` in seconds.
+async fn assert_throttled(response: reqwest::Response, window_secs: u64) -> u64 {
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=window_secs).contains(&retry_after), "Retry-After {retry_after} outside 1..={window_secs}");
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["type"], "urn:skiff:problem:too-many-attempts");
+    assert_eq!(body["status"], 429);
+    retry_after
+}
+
+async fn account_limit_refuses_even_the_right_password(backend: Backend) {
+    let Some((app, _users, _auth)) = spawn(backend, 60).await else { return };
+    sign_up(&app, "ada@example.org").await;
+    sign_up(&app, "grace@example.org").await;
+
+    for _ in 0..PER_ACCOUNT {
+        assert_eq!(login(&app, "ada@example.org", "wrong password").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    // The email is normalised before counting; the right password is not even checked.
+    assert_throttled(login(&app, " ADA@example.org", PASSWORD).await, 60).await;
+    assert_throttled(login(&app, "ada@example.org", "wrong password").await, 60).await;
+
+    // Another account from the same address (below the source limit) is unaffected.
+    assert_eq!(login(&app, "grace@example.org", PASSWORD).await.status(), StatusCode::OK);
+
+    // An email with no account is counted the same way, so 429 does not reveal existence.
+    for _ in 0..PER_ACCOUNT {
+        let response = login_from(&app, "192.0.2.50", "nobody@example.org", "wrong password").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_throttled(login_from(&app, "192.0.2.50", "nobody@example.org", PASSWORD).await, 60).await;
+}
+
+async fn source_limit_spans_accounts(backend: Backend) {
+    let Some((app, _users, _auth)) = spawn(backend, 60).await else { return };
+    sign_up(&app, "ada@example.org").await;
+    let attacker = "203.0.113.9";
+
+    // One failure each on many emails: no account reaches its limit, the address does.
+    for n in 0..PER_SOURCE {
+        let response = login_from(&app, attacker, &format!("guess{n}@example.org"), "wrong password").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_throttled(login_from(&app, attacker, "ada@example.org", PASSWORD).await, 60).await;
+    assert_throttled(login_from(&app, attacker, "fresh@example.org", "wrong password").await, 60).await;
+
+    // Another address is not throttled by it, and the accounts' own counts are low.
+    let other = "198.51.100.2";
+    assert_eq!(
+        login_from(&app, other, "guess0@example.org", "wrong password").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(login_from(&app, other, "ada@example.org", PASSWORD).await.status(), StatusCode::OK);
+}
+
+async fn throttle_lifts_after_the_window(backend: Backend) {
+    let window: u64 = 2;
+    let Some((app, _users, _auth)) = spawn(backend, 2).await else { return };
+    sign_up(&app, "ada@example.org").await;
+
+    for _ in 0..PER_ACCOUNT {
+        assert_eq!(login(&app, "ada@example.org", "wrong password").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    let throttled_at = Instant::now();
+    let retry_after = assert_throttled(login(&app, "ada@example.org", PASSWORD).await, window).await;
+
+    // Waiting what Retry-After says is enough.
+    tokio::time::sleep(Duration::from_secs(retry_after)).await;
+    let response = login(&app, "ada@example.org", PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    println!(
+        "rate limit ({backend:?}): {PER_ACCOUNT} failures -> 429 with Retry-After {retry_after} s \
+         (window {window} s); login accepted again after {:.1} s",
+        throttled_at.elapsed().as_secs_f64()
+    );
+}
+
+async fn success_clears_the_account_count(backend: Backend) {
+    let Some((app, _users, _auth)) = spawn(backend, 60).await else { return };
+    sign_up(&app, "ada@example.org").await;
+    let address = "192.0.2.77";
+
+    for _ in 0..PER_ACCOUNT - 1 {
+        let response = login_from(&app, address, "ada@example.org", "wrong password").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(login_from(&app, address, "ada@example.org", PASSWORD).await.status(), StatusCode::OK);
+    // Without the reset this would make PER_ACCOUNT + 1 failures and end in 429.
+    for _ in 0..PER_ACCOUNT - 1 {
+        let response = login_from(&app, address, "ada@example.org", "wrong password").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(login_from(&app, address, "ada@example.org", PASSWORD).await.status(), StatusCode::OK);
+    // The source's count is not cleared by a success: 4 failures so far, the 5th reaches it.
+    let response = login_from(&app, address, "ada@example.org", "wrong password").await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_throttled(login_from(&app, address, "someone@example.org", PASSWORD).await, 60).await;
+}
+
+both_backends!(
+    account_limit_refuses_even_the_right_password,
+    source_limit_spans_accounts,
+    throttle_lifts_after_the_window,
+    success_clears_the_account_count,
+);
