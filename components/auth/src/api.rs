@@ -107,6 +107,7 @@ fn route(request: &Request) -> Result<Response, ApiError> {
     let path = request.path.strip_prefix("/auth-ms").unwrap_or(&request.path);
     match (request.method, path.trim_matches('/')) {
         (Method::Get, "healthcheck") => Ok(Response::json(200, &json!({"status": "ok"}))),
+        (_, "healthcheck") => Err(ApiError::MethodNotAllowed("GET")),
         (Method::Post, "auth/login") => login(request),
         (_, "auth/login") => Err(ApiError::MethodNotAllowed("POST")),
         _ => Err(ApiError::NotFound),

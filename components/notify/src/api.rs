@@ -65,6 +65,7 @@ fn route(request: &Request) -> Result<Response, ApiError> {
     let path = request.path.strip_prefix("/notify-ms").unwrap_or(&request.path);
     match (request.method, path.trim_matches('/')) {
         (Method::Get, "healthcheck") => Ok(Response::json(200, &json!({"status": "ok"}))),
+        (_, "healthcheck") => Err(ApiError::MethodNotAllowed("GET")),
         (Method::Get, "notifications") => list(request),
         (_, "notifications") => Err(ApiError::MethodNotAllowed("GET")),
         _ => Err(ApiError::NotFound),

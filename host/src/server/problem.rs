@@ -47,6 +47,13 @@ pub fn not_found() -> Response<HyperOutgoingBody> {
     problem(StatusCode::NOT_FOUND, "not-found", "no service is mounted at this path")
 }
 
+/// A host route asked with a method it does not serve.
+pub fn method_not_allowed(allow: &'static str) -> Response<HyperOutgoingBody> {
+    let mut response = problem(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", &format!("allowed: {allow}"));
+    response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    response
+}
+
 pub fn draining() -> Response<HyperOutgoingBody> {
     let mut response = problem(StatusCode::SERVICE_UNAVAILABLE, "shutting-down", "the host is shutting down");
     response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));

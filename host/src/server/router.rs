@@ -14,6 +14,8 @@ use crate::capability::outbound_http::INTERNAL_HEADER;
 use crate::service::{Service, full_body};
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
+/// The OpenAPI document of every public route, served at `/openapi.yaml`.
+const OPENAPI_YAML: &str = include_str!("../../../openapi/skiff.yaml");
 /// The client's IP address as the host saw it, for components (auth's login events).
 const PEER_ADDRESS_HEADER: &str = "skiff-peer-address";
 
@@ -104,6 +106,14 @@ impl App {
                     HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
                 );
                 return host(response);
+            }
+            "/openapi.yaml" if is_get => {
+                let mut response = text(StatusCode::OK, OPENAPI_YAML);
+                response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"));
+                return host(response);
+            }
+            "/livez" | "/readyz" | "/startupz" | "/metrics" | "/openapi.yaml" => {
+                return host(problem::method_not_allowed("GET, HEAD"));
             }
             _ => {}
         }

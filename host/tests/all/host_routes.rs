@@ -1,4 +1,4 @@
-//! The host's own routes: probes and metrics.
+//! The host's own routes: probes, metrics and the OpenAPI document.
 
 use reqwest::StatusCode;
 
@@ -12,6 +12,14 @@ async fn probes_and_metrics_answer() {
         let response = app.client.get(app.url(probe)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{probe}");
     }
+    let openapi = app.client.get(app.url("/openapi.yaml")).send().await.unwrap();
+    assert_eq!(openapi.headers()["content-type"], "application/yaml");
+    assert!(openapi.text().await.unwrap().starts_with("openapi: 3.1"));
+    let post = app.client.post(app.url("/livez")).send().await.unwrap();
+    assert_eq!(
+        (post.status(), post.headers()["allow"].to_str().unwrap()),
+        (StatusCode::METHOD_NOT_ALLOWED, "GET, HEAD")
+    );
     let first = app.client.get(app.url("/users-ms/healthcheck")).send().await.unwrap();
     let request_id = first.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert!(!request_id.is_empty());
