@@ -14,6 +14,8 @@ use crate::capability::outbound_http::INTERNAL_HEADER;
 use crate::service::{Service, full_body};
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Largest header section a request may have.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 /// The OpenAPI document of every public route, served at `/openapi.yaml`.
 const OPENAPI_YAML: &str = include_str!("../../../openapi/skiff.yaml");
 /// The client's IP address as the host saw it, for components (auth's login events).
@@ -56,6 +58,16 @@ impl App {
         internal: bool,
     ) -> Response<HyperOutgoingBody> {
         let started = Instant::now();
+        // hyper bounds its read buffer, not the header section: refuse large ones here.
+        let header_bytes: usize =
+            request.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+        if header_bytes > MAX_HEADER_BYTES {
+            return problem::problem(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers-too-large",
+                &format!("the request headers must be at most {MAX_HEADER_BYTES} bytes"),
+            );
+        }
         let request_id = request_id(&request);
         let headers = request.headers_mut();
         if let Ok(value) = HeaderValue::from_str(&request_id) {

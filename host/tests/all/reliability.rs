@@ -175,6 +175,31 @@ async fn a_postgres_outage_turns_readiness_off_gives_503s_and_heals() {
     let sign_up = || app.client.post(app.url("/users-ms/users")).json(&sign_up_body(0)).send();
     assert_eq!(sign_up().await.unwrap().status(), StatusCode::CREATED);
 
+    // A steady write load runs through the whole outage: every request must end in 201 or a
+    // 503 with Retry-After, and none may hang.
+    let load_running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let load: Vec<_> = (0..4)
+        .map(|worker| {
+            let (client, url, running) = (app.client.clone(), app.url("/users-ms/users"), load_running.clone());
+            tokio::spawn(async move {
+                let (mut statuses, mut slowest) = (Vec::new(), Duration::ZERO);
+                let mut n = 0;
+                while running.load(Ordering::Relaxed) {
+                    n += 1;
+                    let started = Instant::now();
+                    let response = client.post(&url).json(&sign_up_body(worker * 100_000 + n)).send().await.unwrap();
+                    slowest = slowest.max(started.elapsed());
+                    let shed_properly = response.status() == StatusCode::SERVICE_UNAVAILABLE
+                        && response.headers().contains_key("retry-after");
+                    statuses.push(response.status() == StatusCode::CREATED || shed_properly);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                (statuses, slowest)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
     proxy.take_down();
     let down = Instant::now();
     loop {
@@ -198,11 +223,24 @@ async fn a_postgres_outage_turns_readiness_off_gives_503s_and_heals() {
     app.wait_ready().await;
     let ready_again_after = up.elapsed();
     assert_eq!(sign_up().await.unwrap().status(), StatusCode::CREATED);
+    load_running.store(false, Ordering::Relaxed);
+    let (mut requests, mut slowest) = (0, Duration::ZERO);
+    for worker in load {
+        let (statuses, worker_slowest) = worker.await.unwrap();
+        assert!(
+            statuses.iter().all(|ok| *ok),
+            "a request under load ended in something else than 201 or 503 + Retry-After"
+        );
+        requests += statuses.len();
+        slowest = slowest.max(worker_slowest);
+    }
+    assert!(slowest < Duration::from_secs(7), "a request under load hung for {slowest:?}");
     println!(
-        "FIGURE postgres_outage not_ready_after_ms={} request_503_after_ms={} ready_again_after_ms={}",
+        "FIGURE postgres_outage not_ready_after_ms={} request_503_after_ms={} ready_again_after_ms={} load_requests={requests} slowest_ms={}",
         not_ready_after.as_millis(),
         answered_in.as_millis(),
-        ready_again_after.as_millis()
+        ready_again_after.as_millis(),
+        slowest.as_millis()
     );
     app.stop().await;
 }

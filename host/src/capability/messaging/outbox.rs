@@ -85,7 +85,7 @@ impl Outbox {
             )
             .await
             .map_err(|e| anyhow::anyhow!("reading the outbox: {e:?}"))?;
-        self.depth.set(i64::try_from(rows.rows.len()).unwrap_or(i64::MAX));
+        self.depth.set(self.depth_now(rows.rows.len()).await?);
         let mut delivered = 0;
         for row in &rows.rows {
             let message = message_from_row(row)?;
@@ -98,6 +98,25 @@ impl Outbox {
             delivered += 1;
         }
         Ok(delivered)
+    }
+}
+
+impl Outbox {
+    /// The backlog: the batch size when the batch was not full, else a count.
+    async fn depth_now(&self, batch_len: usize) -> anyhow::Result<i64> {
+        if (batch_len as i64) < BATCH {
+            return Ok(batch_len as i64);
+        }
+        let counted = self
+            .sql
+            .query("SELECT COUNT(*) FROM skiff_outbox", Vec::new())
+            .await
+            .map_err(|e| anyhow::anyhow!("counting the outbox: {e:?}"))?;
+        match counted.rows.first().and_then(|row| row.first()) {
+            Some(Value::Int64(count)) => Ok(*count),
+            Some(Value::Int32(count)) => Ok(i64::from(*count)),
+            other => anyhow::bail!("unexpected outbox count: {other:?}"),
+        }
     }
 }
 
