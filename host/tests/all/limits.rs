@@ -166,9 +166,9 @@ async fn oversized_headers_and_slow_clients_are_cut_off() {
     slow.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n").await.unwrap();
     let started = Instant::now();
     let mut buffer = [0u8; 1024];
-    let read =
+    // Whatever the read returns (EOF, a reset, or a closing 408), the host must end it.
+    let _last_read =
         tokio::time::timeout(Duration::from_secs(15), slow.read(&mut buffer)).await.expect("the host never hung up");
-    assert!(matches!(read, Ok(0) | Ok(_) | Err(_)));
     let cut_after = started.elapsed();
     println!("FIGURE slow_client_cut_after_s={:.1}", cut_after.as_secs_f64());
     assert!(cut_after < Duration::from_secs(12), "{cut_after:?}");
