@@ -20,6 +20,9 @@ COPY . .
 
 # users | auth | notify
 ARG SERVICE=users
+# The component ships twice: precompiled (`skiff compile`, so a pod starts without running the
+# compiler) and as .wasm, which the host compiles instead if the node's CPU lacks a feature of
+# the build machine's.
 # Cache mounts keep the registry and the target folder between builds; the artefacts are
 # copied out of the cache in the same step, because a cache mount is not part of the image.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
@@ -30,7 +33,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && cargo build --release --locked --target wasm32-wasip2 -p "${SERVICE}" \
  && mkdir -p /out/components \
  && cp target/release/skiff /out/skiff \
- && cp "target/wasm32-wasip2/release/${SERVICE}.wasm" "/out/components/${SERVICE}.wasm"
+ && cp "target/wasm32-wasip2/release/${SERVICE}.wasm" "/out/components/${SERVICE}.wasm" \
+ && /out/skiff compile --component "/out/components/${SERVICE}.wasm" --output "/out/components/${SERVICE}.cwasm"
 
 # ---- runtime: glibc + libgcc, no shell, no package manager, non-root ----
 FROM gcr.io/distroless/cc-debian12:nonroot
@@ -46,7 +50,7 @@ COPY --from=build /out/skiff /usr/local/bin/skiff
 COPY --from=build /out/components/ /app/components/
 
 # Defaults for `docker run`; the Kubernetes manifests set the same explicitly.
-ENV SKIFF_COMPONENT=/app/components/${SERVICE}.wasm \
+ENV SKIFF_COMPONENT=/app/components/${SERVICE}.cwasm \
     SKIFF_SERVICE_NAME=${SERVICE} \
     SKIFF_COMPONENT_VERSION=${VERSION} \
     SKIFF_LISTEN=0.0.0.0:4000 \

@@ -30,6 +30,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Serve every built component in one process on one port, on embedded storage.
     Dev(DevArgs),
+    /// Compile a component ahead of time (`.wasm` → `.cwasm`) so a host starts without compiling.
+    Compile(CompileArgs),
     #[command(flatten)]
     Admin(AdminCommand),
 }
@@ -88,8 +90,19 @@ pub struct CanaryArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// The component (a `.wasm` file).
+    #[arg(long)]
+    pub component: PathBuf,
+    /// Where to write the machine code; serve it with `--component`. It loads only in a skiff of
+    /// the same version on the same CPU architecture.
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The component to serve (a `.wasm` file).
+    /// The component to serve: a `.wasm` file, or a `.cwasm` file from `skiff compile`.
     #[arg(long, env = "SKIFF_COMPONENT")]
     pub component: PathBuf,
     /// Service name, used for the path prefix, logs and metrics; defaults to the file stem.

@@ -157,23 +157,43 @@ impl Host {
         let broker = connect_broker(spec.amqp_url.as_deref(), &spec.data_dir).await?;
         let mut services = Vec::new();
         for service in &spec.services {
-            let bytes = tokio::fs::read(&service.component)
-                .await
-                .with_context(|| format!("reading component {}", service.component.display()))?;
             let sql = Database::connect(&service.database_url, &spec.database)
                 .await
                 .with_context(|| format!("opening the database of {}", service.name))?;
-            let ctx = ServiceContext {
+            let ctx = || ServiceContext {
                 runtime: runtime.clone(),
-                capabilities: Capabilities { sql, config: config.clone(), outbox: None, outbound: outbound.clone() },
+                capabilities: Capabilities {
+                    sql: sql.clone(),
+                    config: config.clone(),
+                    outbox: None,
+                    outbound: outbound.clone(),
+                },
                 limits: spec.limits.clone(),
                 instances: instances.clone(),
                 metrics: metrics.clone(),
                 swap: spec.swap.clone(),
             };
-            let loaded = Service::load(&service.name, bytes, service.version_label.clone(), ctx)
-                .await
-                .with_context(|| format!("loading component {}", service.component.display()))?;
+            let load = |path: PathBuf| {
+                let ctx = ctx();
+                async move {
+                    let bytes = tokio::fs::read(&path)
+                        .await
+                        .with_context(|| format!("reading component {}", path.display()))?;
+                    Service::load(&service.name, bytes, service.version_label.clone(), ctx)
+                        .await
+                        .with_context(|| format!("loading component {}", path.display()))
+                }
+            };
+            let loaded = match (load(service.component.clone()).await, wasm_beside(&service.component)) {
+                (Ok(loaded), _) => loaded,
+                // Machine code from `skiff compile` on another CPU or skiff version: the .wasm the
+                // image ships beside it still serves, after a compile at start.
+                (Err(error), Some(wasm)) => {
+                    tracing::warn!(error = %format!("{error:#}"), fallback = %wasm.display(), "precompiled component unusable; compiling the .wasm");
+                    load(wasm).await?
+                }
+                (Err(error), None) => return Err(error),
+            };
             services.push(Arc::new(loaded));
         }
         // In `skiff dev`, `http://users/...` from auth reaches the users component directly.
@@ -279,6 +299,12 @@ impl Host {
             watcher.abort();
         }
     }
+}
+
+/// For `X.cwasm`, an `X.wasm` beside it.
+fn wasm_beside(component: &Path) -> Option<PathBuf> {
+    let wasm = component.with_extension("wasm");
+    (component.extension().is_some_and(|ext| ext == "cwasm") && wasm.is_file()).then_some(wasm)
 }
 
 /// `users.wasm` → `users`.

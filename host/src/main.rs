@@ -2,8 +2,10 @@ use anyhow::Context;
 use clap::Parser;
 
 use skiff::admin::watch::WatchSpec;
-use skiff::cli::{Cli, Command, CommonArgs, config_from_env};
+use skiff::cli::{Cli, Command, CommonArgs, CompileArgs, DevArgs, ServeArgs, config_from_env};
 use skiff::launch::{Host, HostSpec, ServiceSpec, components_in, generate_token_keys, service_name, sqlite_url};
+use skiff::runtime::{Runtime, RuntimeOptions};
+use skiff::service::precompile;
 use skiff::{admin, server, telemetry};
 use std::time::Duration;
 
@@ -11,17 +13,13 @@ use std::time::Duration;
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
-    if let Command::Admin(command) = cli.command {
-        // A shell command: its refusal is the output, not a log line.
-        return match admin::commands::run(command).await {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("skiff: {error:#}");
-                std::process::ExitCode::FAILURE
-            }
-        };
-    }
-    match run(cli.command).await {
+    let spec = match cli.command {
+        Command::Admin(command) => return shell_outcome(admin::commands::run(command).await),
+        Command::Compile(args) => return shell_outcome(compile(&args)),
+        Command::Serve(args) => serve_spec(args),
+        Command::Dev(args) => dev_spec(args),
+    };
+    match async { run(spec?).await }.await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = %format!("{error:#}"), "skiff stopped");
@@ -30,39 +28,59 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<()> {
-    let spec = match command {
-        Command::Serve(mut args) => {
-            let name = match args.name {
-                Some(name) => name,
-                None => service_name(&args.component)?,
-            };
-            add_config_from_env(&mut args.common);
-            std::fs::create_dir_all(&args.common.data_dir)
-                .with_context(|| format!("creating data directory {}", args.common.data_dir.display()))?;
-            let database_url = args.database_url.unwrap_or_else(|| sqlite_url(&args.common.data_dir, &name));
-            let service =
-                ServiceSpec { name, component: args.component, version_label: args.component_version, database_url };
-            let mut spec = HostSpec::new(args.listen, vec![service], &args.common);
-            spec.internal_listen = args.internal_listen;
-            spec.watch = args
-                .watch
-                .map(|path| WatchSpec { path, interval: Duration::from_millis(args.watch_interval_ms.max(50)) });
-            spec
+/// A shell command's refusal is its output, not a log line.
+fn shell_outcome(outcome: anyhow::Result<()>) -> std::process::ExitCode {
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("skiff: {error:#}");
+            std::process::ExitCode::FAILURE
         }
-        Command::Dev(mut args) => {
-            add_config_from_env(&mut args.common);
-            add_dev_token_keys(&mut args.common.config)?;
-            std::fs::create_dir_all(&args.common.data_dir)
-                .with_context(|| format!("creating data directory {}", args.common.data_dir.display()))?;
-            let services = components_in(&args.components_dir)?
-                .iter()
-                .map(|component| ServiceSpec::embedded(component, &args.common.data_dir))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            HostSpec::new(args.listen, services, &args.common)
-        }
-        Command::Admin(command) => return admin::commands::run(command).await,
+    }
+}
+
+/// `skiff compile`: the component's machine code for this skiff's engine.
+fn compile(args: &CompileArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&args.component).with_context(|| format!("reading {}", args.component.display()))?;
+    let runtime = Runtime::new(RuntimeOptions::default())?;
+    let compiled = precompile(&runtime, &bytes).with_context(|| format!("compiling {}", args.component.display()))?;
+    std::fs::write(&args.output, &compiled).with_context(|| format!("writing {}", args.output.display()))?;
+    println!("{}: {} bytes of machine code", args.output.display(), compiled.len());
+    Ok(())
+}
+
+/// `skiff serve`: one component, as a pod runs it.
+fn serve_spec(mut args: ServeArgs) -> anyhow::Result<HostSpec> {
+    let name = match args.name {
+        Some(name) => name,
+        None => service_name(&args.component)?,
     };
+    add_config_from_env(&mut args.common);
+    std::fs::create_dir_all(&args.common.data_dir)
+        .with_context(|| format!("creating data directory {}", args.common.data_dir.display()))?;
+    let database_url = args.database_url.unwrap_or_else(|| sqlite_url(&args.common.data_dir, &name));
+    let service = ServiceSpec { name, component: args.component, version_label: args.component_version, database_url };
+    let mut spec = HostSpec::new(args.listen, vec![service], &args.common);
+    spec.internal_listen = args.internal_listen;
+    spec.watch =
+        args.watch.map(|path| WatchSpec { path, interval: Duration::from_millis(args.watch_interval_ms.max(50)) });
+    Ok(spec)
+}
+
+/// `skiff dev`: every built component in one process, on embedded storage.
+fn dev_spec(mut args: DevArgs) -> anyhow::Result<HostSpec> {
+    add_config_from_env(&mut args.common);
+    add_dev_token_keys(&mut args.common.config)?;
+    std::fs::create_dir_all(&args.common.data_dir)
+        .with_context(|| format!("creating data directory {}", args.common.data_dir.display()))?;
+    let services = components_in(&args.components_dir)?
+        .iter()
+        .map(|component| ServiceSpec::embedded(component, &args.common.data_dir))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(HostSpec::new(args.listen, services, &args.common))
+}
+
+async fn run(spec: HostSpec) -> anyhow::Result<()> {
     for service in &spec.services {
         tracing::info!(service = %service.name, component = %service.component.display(), "mounting");
     }

@@ -6,9 +6,9 @@ use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::{ComponentVersion, Service};
@@ -84,6 +84,18 @@ impl Service {
         if status.is_success() { Ok(()) } else { Err(format!("GET {path} answered {status}, expected 2xx")) }
     }
 
+    /// Instantiates the active version on a fresh store, as a request would, and drops the
+    /// instance uncalled. Returns how long the instantiation alone took: the benchmark's
+    /// `instantiate_us` figure.
+    pub async fn measure_instantiation(&self) -> anyhow::Result<Duration> {
+        let deadline = Instant::now() + self.ctx.limits.timeout;
+        let mut store = self.ctx.runtime.store(self.new_state(), deadline);
+        let pre = self.slot.active().proxy.clone();
+        let started = Instant::now();
+        pre.instantiate_async(&mut store).await?;
+        Ok(started.elapsed())
+    }
+
     /// Runs one request on `version` to its response headers.
     async fn run<B>(
         &self,
@@ -108,7 +120,7 @@ impl Service {
                 }
             })
         });
-        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let (sender, receiver) = oneshot::channel();
         let prepared = store
             .data_mut()
             .http()
@@ -123,7 +135,7 @@ impl Service {
         };
         let pre = version.proxy.clone();
         let live = self.ctx.metrics.live_instances.clone();
-        let task = tokio::spawn(async move {
+        let mut instance = Box::pin(async move {
             let _permit = permit;
             live.inc();
             let run = async {
@@ -138,43 +150,73 @@ impl Service {
             live.dec();
             result
         });
+        let mut receiver = receiver;
 
-        let mut response = match tokio::time::timeout_at(deadline.into(), receiver).await {
-            Ok(Ok(Ok(response))) => response,
-            Ok(Ok(Err(code))) => {
+        // The instance runs on this task until it has answered: most components write their
+        // whole body within the call, and a task of its own would cost a hand-off between
+        // threads on every request. One still streaming its body after answering continues on a
+        // task of its own while the response goes out.
+        let progress = tokio::select! {
+            biased;
+            finished = &mut instance => Progress::Finished(finished),
+            answer = &mut receiver => Progress::Answered(answer),
+        };
+        let answer = match progress {
+            Progress::Answered(answer) => {
+                tokio::spawn(instance);
+                answer.map_err(|_| ())
+            }
+            Progress::Finished(Ok(())) => receiver.try_recv().map_err(|_| ()),
+            Progress::Finished(Err(error)) => {
+                return with_version_headers(version, self.failure(error));
+            }
+        };
+        let response = match answer {
+            Ok(Ok(response)) => response,
+            Ok(Err(code)) => {
                 tracing::warn!(?code, "the component answered with an error code");
                 problem::component_failed()
             }
-            Ok(Err(_)) => match task.await {
-                Ok(Err(error)) if error.downcast_ref::<DeadlineExceeded>().is_some() => problem::deadline_exceeded(),
-                Ok(Err(error)) => {
-                    tracing::warn!(error = %format!("{error:?}"), "the component trapped");
-                    self.ctx.metrics.traps.inc();
-                    problem::component_failed()
-                }
-                Ok(Ok(())) => {
-                    tracing::warn!("the component returned without a response");
-                    problem::component_failed()
-                }
-                Err(join) => {
-                    tracing::error!(error = %join, "the instance task failed");
-                    problem::component_failed()
-                }
-            },
-            Err(_) => {
-                task.abort();
-                problem::deadline_exceeded()
+            Err(()) => {
+                tracing::warn!("the component returned without a response");
+                problem::component_failed()
             }
         };
-        let headers = response.headers_mut();
-        if let Ok(label) = HeaderValue::from_str(&version.label) {
-            headers.insert(VERSION_HEADER, label);
-        }
-        if let Ok(digest) = HeaderValue::from_str(&version.digest) {
-            headers.insert(DIGEST_HEADER, digest);
-        }
-        response
+        with_version_headers(version, response)
     }
+
+    /// The answer to a request whose instance failed before answering.
+    fn failure(&self, error: wasmtime::Error) -> Response<HyperOutgoingBody> {
+        if error.downcast_ref::<DeadlineExceeded>().is_some() {
+            return problem::deadline_exceeded();
+        }
+        tracing::warn!(error = %format!("{error:?}"), "the component trapped");
+        self.ctx.metrics.traps.inc();
+        problem::component_failed()
+    }
+}
+
+/// Names the version that served, so clients and tests can tell versions apart during a swap.
+fn with_version_headers(
+    version: &ComponentVersion,
+    mut response: Response<HyperOutgoingBody>,
+) -> Response<HyperOutgoingBody> {
+    let headers = response.headers_mut();
+    if let Ok(label) = HeaderValue::from_str(&version.label) {
+        headers.insert(VERSION_HEADER, label);
+    }
+    if let Ok(digest) = HeaderValue::from_str(&version.digest) {
+        headers.insert(DIGEST_HEADER, digest);
+    }
+    response
+}
+
+/// How far an instance got when the request task stopped driving it.
+enum Progress {
+    /// The handler returned (or trapped, or ran out of time).
+    Finished(wasmtime::Result<()>),
+    /// The handler set its response and may still be writing the body.
+    Answered(Result<Result<Response<HyperOutgoingBody>, ErrorCode>, oneshot::error::RecvError>),
 }
 
 /// A complete body, in the type the component path uses.

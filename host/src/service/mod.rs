@@ -17,7 +17,7 @@ pub use canary::CanaryPolicy;
 pub use invoke::{DIGEST_HEADER, RequestLimits, VERSION_HEADER, full_body};
 pub use rollout::{Candidate, DeployError, Deployment, SwapOptions};
 pub use slot::{RolledBack, SlotError, VersionInfo, VersionState};
-pub use version::{ComponentVersion, short_digest};
+pub use version::{ComponentVersion, Origin, precompile, short_digest};
 
 use crate::capability::messaging::Outbox;
 use crate::capability::sql::apply_migrations;
@@ -49,10 +49,13 @@ pub struct Service {
 }
 
 impl Service {
-    /// Compiles the component (on a blocking thread) and prepares it for instantiation.
+    /// Compiles the component (on a blocking thread), or maps it if `skiff compile` already did,
+    /// and prepares it for instantiation. `bytes` come from the host's own files.
     pub async fn load(name: &str, bytes: Vec<u8>, label: Option<String>, ctx: ServiceContext) -> anyhow::Result<Self> {
         let runtime = ctx.runtime.clone();
-        let version = tokio::task::spawn_blocking(move || ComponentVersion::compile(&runtime, &bytes, label)).await??;
+        let version =
+            tokio::task::spawn_blocking(move || ComponentVersion::compile(&runtime, &bytes, label, Origin::HostFile))
+                .await??;
         tracing::info!(service = name, version = %version.label, digest = %version.digest, "component loaded");
         let consuming = version.consumer.is_some().then(|| Arc::new(AtomicBool::new(false)));
         let mut ctx = ctx;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::canary::CanaryPolicy;
 use super::slot::{CanaryEnd, Picked, RolledBack, SlotError, VersionInfo, VersionState};
-use super::version::CompileError;
+use super::version::{CompileError, Origin};
 use super::{ComponentVersion, Service};
 use crate::capability::sql::apply_migrations;
 use crate::server::metrics::{RollbackLabels, SwapLabels, VersionLabels};
@@ -76,7 +76,7 @@ impl DeployError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Unchanged(_) => "unchanged",
-            Self::Compile(CompileError::Invalid(_)) => "invalid",
+            Self::Compile(CompileError::Invalid(_) | CompileError::PrecompiledNotTrusted) => "invalid",
             Self::Compile(_) | Self::WrongWorld(_) => "wrong-world",
             Self::Migrations(_) => "migrations-failed",
             Self::SmokeTest(_) => "smoke-test-failed",
@@ -117,7 +117,7 @@ impl Service {
         let Candidate { bytes, label, canary_percent } = candidate;
         // Compiling takes whole seconds of CPU: never on a request thread.
         let version =
-            tokio::task::spawn_blocking(move || ComponentVersion::compile(&runtime, &bytes, label))
+            tokio::task::spawn_blocking(move || ComponentVersion::compile(&runtime, &bytes, label, Origin::Upload))
                 .await
                 .map_err(|e| DeployError::Compile(CompileError::Invalid(format!("the compiler failed: {e}"))))??;
         if version.digest == active.digest {

@@ -3,6 +3,7 @@
 use sha2::{Digest, Sha256};
 use std::time::SystemTime;
 use wasmtime::component::{Component, InstancePre};
+use wasmtime::{Engine, Precompiled};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::capability::messaging::{ConsumerPre, Subscription};
@@ -32,14 +33,40 @@ pub enum CompileError {
     UnknownImport(String),
     #[error("the component does not export wasi:http/incoming-handler: {0}")]
     NotHttp(String),
+    #[error(
+        "this is a precompiled component (.cwasm): skiff loads those only from its own files at start; send the .wasm"
+    )]
+    PrecompiledNotTrusted,
+}
+
+/// Where component bytes come from, which decides whether precompiled code may be loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A file the operator gave the host at start (the image's component): precompiled machine
+    /// code from `skiff compile` is accepted and mapped as it is.
+    HostFile,
+    /// Bytes from the admin API or a watched path: only WebAssembly, compiled here.
+    Upload,
 }
 
 impl ComponentVersion {
     /// Compiles and links `bytes`; refuses anything that is not a `wasi:http` component whose
     /// imports skiff provides. Compilation is CPU-heavy: call it off the request path.
-    pub fn compile(runtime: &Runtime, bytes: &[u8], label: Option<String>) -> Result<Self, CompileError> {
+    pub fn compile(
+        runtime: &Runtime,
+        bytes: &[u8],
+        label: Option<String>,
+        origin: Origin,
+    ) -> Result<Self, CompileError> {
         let digest = format!("sha256:{:x}", Sha256::digest(bytes));
-        let component = Component::new(runtime.engine(), bytes).map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
+        let component = match Engine::detect_precompiled(bytes) {
+            None => Component::new(runtime.engine(), bytes).map_err(|e| CompileError::Invalid(format!("{e:#}")))?,
+            Some(Precompiled::Component) if origin == Origin::HostFile => load_precompiled(runtime, bytes)?,
+            Some(Precompiled::Component) => return Err(CompileError::PrecompiledNotTrusted),
+            Some(Precompiled::Module) => {
+                return Err(CompileError::Invalid("a precompiled core module, not a component".into()));
+            }
+        };
         let linker = runtime.linker().map_err(|e| CompileError::UnknownImport(format!("{e:#}")))?;
         let instance_pre: InstancePre<HostState> =
             linker.instantiate_pre(&component).map_err(|e| CompileError::UnknownImport(format!("{e:#}")))?;
@@ -87,6 +114,24 @@ impl ComponentVersion {
         let instance = pre.instantiate_async(&mut store).await?;
         Ok(instance.skiff_messaging_consumer().call_subscriptions(&mut store).await?)
     }
+}
+
+/// Maps machine code that `skiff compile` produced. wasmtime refuses code from another wasmtime
+/// version or an incompatible engine configuration, with an error naming the difference.
+#[allow(unsafe_code)]
+fn load_precompiled(runtime: &Runtime, bytes: &[u8]) -> Result<Component, CompileError> {
+    // SAFETY: `Component::deserialize` trusts that the bytes are what `Engine::precompile_component`
+    // wrote, since it maps them as executable code. Only `Origin::HostFile` reaches this: a file
+    // the operator put in the host's image or volume, as trusted as the skiff binary itself.
+    // Bytes from the admin API or a watched path are refused before this point.
+    unsafe { Component::deserialize(runtime.engine(), bytes) }
+        .map_err(|e| CompileError::Invalid(format!("cannot load the precompiled component: {e:#}")))
+}
+
+/// Compiles a component ahead of time for this host's engine: what `skiff compile` writes, so
+/// a pod starts without running the compiler.
+pub fn precompile(runtime: &Runtime, bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
+    Ok(runtime.engine().precompile_component(bytes)?)
 }
 
 /// `sha256:` and the first 12 hex digits: enough to tell versions apart in a header.

@@ -13,6 +13,7 @@ mod host_routes;
 mod lifecycle;
 mod limits;
 mod messaging;
+mod precompiled;
 mod rabbitmq;
 mod rate_limit;
 mod reliability;

@@ -1,0 +1,85 @@
+//! What the wasm side of a request costs, without a network: `instantiate` is the
+//! instantiation alone (store ready, `InstancePre` instantiated, nothing called);
+//! `request` is the whole per-request path skiff runs for each HTTP request — host state, store,
+//! instance, the `wasi:http` handler call and the response body — through `Service::handle`,
+//! the same function the listener calls.
+
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::{BodyExt, Empty};
+use skiff::capability::config::ComponentConfig;
+use skiff::capability::outbound_http::OutboundPolicy;
+use skiff::capability::sql::{Database, DatabaseOptions};
+use skiff::runtime::{Capabilities, Runtime, RuntimeOptions};
+use skiff::server::metrics::Metrics;
+use skiff::service::{RequestLimits, Service, ServiceContext, SwapOptions};
+use skiff_bench::Percentiles;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::Semaphore;
+
+#[derive(Parser)]
+struct Args {
+    /// A `wasi:http` component (the benchmark's hello), `.wasm` or precompiled `.cwasm`.
+    #[arg(long)]
+    component: PathBuf,
+    #[arg(long, default_value_t = 20_000)]
+    iterations: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let data = std::env::temp_dir().join(format!("skiff-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&data)?;
+    let runtime = Runtime::new(RuntimeOptions::default())?;
+    let sql = Database::connect(&format!("sqlite://{}/bench.db", data.display()), &DatabaseOptions::default()).await?;
+    let ctx = ServiceContext {
+        runtime: runtime.clone(),
+        capabilities: Capabilities {
+            sql,
+            config: ComponentConfig::from_pairs(Vec::new()),
+            outbox: None,
+            outbound: Arc::new(OutboundPolicy::new(Vec::new(), Vec::new())),
+        },
+        limits: RequestLimits::default(),
+        instances: Arc::new(Semaphore::new(RuntimeOptions::default().max_instances as usize)),
+        metrics: Arc::new(Metrics::default()),
+        swap: SwapOptions::default(),
+    };
+    let bytes = std::fs::read(&args.component)?;
+    let service = Arc::new(Service::load("hello", bytes, None, ctx).await?);
+
+    // Warm up: the pool's slots, the allocator, the branch predictors.
+    for _ in 0..args.iterations / 10 {
+        service.measure_instantiation().await?;
+        request(&service).await?;
+    }
+    let mut instantiate = Vec::with_capacity(args.iterations);
+    let mut whole = Vec::with_capacity(args.iterations);
+    for _ in 0..args.iterations {
+        instantiate.push(service.measure_instantiation().await?);
+        let started = Instant::now();
+        request(&service).await?;
+        whole.push(started.elapsed());
+    }
+    std::fs::remove_dir_all(&data)?;
+    let report = serde_json::json!({
+        "iterations": args.iterations,
+        "instantiate": Percentiles::of(&mut instantiate),
+        "request": Percentiles::of(&mut whole),
+    });
+    println!("{report}");
+    Ok(())
+}
+
+async fn request(service: &Arc<Service>) -> anyhow::Result<()> {
+    let request =
+        http::Request::get("http://localhost/").header(http::header::HOST, "localhost").body(Empty::<Bytes>::new())?;
+    let response = service.handle(request).await;
+    anyhow::ensure!(response.status() == 200, "the component answered {}", response.status());
+    let body = response.into_body().collect().await.map_err(|e| anyhow::anyhow!("{e:?}"))?.to_bytes();
+    anyhow::ensure!(&body[..] == b"hello", "unexpected body {body:?}");
+    Ok(())
+}

@@ -1,0 +1,638 @@
+#!/usr/bin/env python3
+"""skiff's benchmark suite. `bench/run` builds everything, then runs this.
+
+Every scenario runs skiff and its baseline in the same run, on this machine, over loopback,
+with wrk as the load generator; skiff and baseline alternate round by round and the median
+round counts. Results go to bench/results/latest.json (raw figures, ratios, targets, machine)
+and to the table between the bench markers in README.md.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+SKIFF = TARGET / "release" / "skiff"
+HARNESS = TARGET / "release"
+WASM = TARGET / "wasm32-wasip2" / "release"
+WASMTIME = Path(os.environ.get("SKIFF_BENCH_WASMTIME", Path.home() / ".cache/skiff/tools/bin/wasmtime"))
+POSTGRES_URL = os.environ.get("SKIFF_BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+AMQP_URL = os.environ.get("SKIFF_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+BCRYPT_COST = 10  # the users component's default
+
+# Targets from issue 6; "min" means the figure must be at least the target.
+TARGETS = {
+    "users_get_vs_native_axum": (0.90, "min"),
+    "hello_vs_wasmtime_serve": (1.20, "min"),
+    "login_vs_native_bcrypt": (0.85, "min"),
+    "instantiate_us_p50": (10.0, "max"),
+    "request_overhead_us_p50": (25.0, "max"),
+    "swap_switch_ms_max": (50.0, "max"),
+    "swap_failed_requests": (0, "max"),
+    "start_to_ready_ms": (1000.0, "max"),
+    "idle_rss_mb": (40.0, "max"),
+    "login_to_notification_p99_ms": (100.0, "max"),
+}
+
+
+def log(message):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Process:
+    """A server under test, its output in a log file, stopped with SIGTERM."""
+
+    def __init__(self, name, argv, env=None, logs=None):
+        self.name = name
+        self.log_path = Path(logs or tempfile.gettempdir()) / f"{name}.log"
+        self.log = open(self.log_path, "w")
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("SKIFF_")}
+        full_env.update(env or {})
+        self.started = time.monotonic()
+        self.popen = subprocess.Popen(argv, env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    @property
+    def pid(self):
+        return self.popen.pid
+
+    def rss_mb(self):
+        with open(f"/proc/{self.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        raise RuntimeError(f"{self.name}: no VmRSS")
+
+    def stop(self):
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self.log.close()
+
+    def check_alive(self):
+        if self.popen.poll() is not None:
+            tail = self.log_path.read_text()[-3000:]
+            raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{tail}")
+
+
+def http(method, url, body=None, headers=None, timeout=10):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if data is not None:
+        request.add_header("content-type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def wait_ready(process, url, timeout=120):
+    """Polls `url` every 2 ms until it answers 200; returns the seconds since the process started."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        process.check_alive()
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return time.monotonic() - process.started
+        except (urllib.error.URLError, ConnectionError, socket.timeout):
+            pass
+        time.sleep(0.002)
+    raise RuntimeError(f"{process.name}: {url} not ready within {timeout} s; see {process.log_path}")
+
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def wrk(url, seconds, connections, threads=1, script=None):
+    """Runs wrk; returns req/s, latency p50/p99 (ms), request and error counts."""
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
+    if script:
+        argv += ["-s", script]
+    output = subprocess.run(argv + [url], check=True, capture_output=True, text=True).stdout
+
+    def latency(percent):
+        match = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+        return float(match.group(1)) * UNITS[match.group(2)]
+
+    requests = int(re.search(r"(\d+) requests in", output).group(1))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    return {
+        "requests_per_sec": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p50_ms": latency(50),
+        "p99_ms": latency(99),
+        "requests": requests,
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "socket_errors": sum(int(n) for n in socket_errors.groups()) if socket_errors else 0,
+    }
+
+
+def lua_script(path, method, body=None, headers=None):
+    lines = [f'wrk.method = "{method}"']
+    if body is not None:
+        lines.append(f"wrk.body = {json.dumps(json.dumps(body))}")
+    for name, value in (headers or {}).items():
+        lines.append(f'wrk.headers["{name}"] = "{value}"')
+    Path(path).write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def compare(name, sides, url_of, args, script_of=lambda side: None, connections=16):
+    """Loads each side in alternating rounds; keeps each side's median round (by req/s)."""
+    rounds = {side: [] for side in sides}
+    for round_index in range(args.rounds):
+        order = list(sides) if round_index % 2 == 0 else list(reversed(sides))
+        for side in order:
+            wrk(url_of(side), 2, connections, script=script_of(side))  # warm-up
+            result = wrk(url_of(side), args.seconds, connections, script=script_of(side))
+            rss = sides[side].rss_mb()
+            result["rss_mb"] = round(rss, 1)
+            rounds[side].append(result)
+            log(f"{name} round {round_index + 1} {side}: {result['requests_per_sec']:.0f} req/s, "
+                f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, errors {result['non_2xx'] + result['socket_errors']}")
+    summary = {}
+    for side, results in rounds.items():
+        ordered = sorted(results, key=lambda r: r["requests_per_sec"])
+        median = dict(ordered[len(ordered) // 2])
+        median["rounds_requests_per_sec"] = [r["requests_per_sec"] for r in results]
+        median["errors"] = sum(r["non_2xx"] + r["socket_errors"] for r in results)
+        summary[side] = median
+    return summary
+
+
+def skiff_env(listen, **extra):
+    # The log filter the Kubernetes manifests set: an access log line per request, as in production.
+    env = {"SKIFF_LISTEN": listen, "RUST_LOG": "info,sqlx=warn,wasmtime=warn"}
+    env.update(extra)
+    return env
+
+
+def psql(sql, database_url=POSTGRES_URL):
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", database_url, "-c", sql], check=True,
+                   capture_output=True)
+
+
+def fresh_database(name):
+    psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    psql(f'CREATE DATABASE "{name}"')
+    base, _, _ = POSTGRES_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+def token_keys():
+    output = subprocess.run([HARNESS / "token-keys"], check=True, capture_output=True, text=True).stdout
+    return json.loads(output)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios
+
+
+def hello_vs_wasmtime_serve(args, logs):
+    hello = WASM / "hello.wasm"
+    skiff_port, wasmtime_port = free_port(), free_port()
+    data = tempfile.mkdtemp(prefix="skiff-bench-")
+    skiff = Process("hello-skiff", [SKIFF, "serve", "--component", hello],
+                    skiff_env(f"127.0.0.1:{skiff_port}", SKIFF_DATA_DIR=data), logs)
+    # `wasmtime serve` with its pooling allocator on, and otherwise as it ships.
+    wasmtime = Process("hello-wasmtime", [WASMTIME, "serve", "-O", "pooling-allocator=y", "--addr",
+                                          f"127.0.0.1:{wasmtime_port}", hello], {}, logs)
+    try:
+        wait_ready(skiff, f"http://127.0.0.1:{skiff_port}/readyz")
+        wait_ready(wasmtime, f"http://127.0.0.1:{wasmtime_port}/")
+        sides = {"skiff": skiff, "wasmtime_serve": wasmtime}
+        ports = {"skiff": skiff_port, "wasmtime_serve": wasmtime_port}
+        result = compare("hello", sides, lambda side: f"http://127.0.0.1:{ports[side]}/", args, connections=16)
+    finally:
+        skiff.stop()
+        wasmtime.stop()
+        shutil.rmtree(data, ignore_errors=True)
+    result["wasmtime_serve"]["command"] = "wasmtime serve -O pooling-allocator=y --addr 127.0.0.1:PORT hello.wasm"
+    ratio = result["skiff"]["requests_per_sec"] / result["wasmtime_serve"]["requests_per_sec"]
+    return result, {"hello_vs_wasmtime_serve": ratio}
+
+
+class Pods:
+    """users, auth and notify as three hosts, the way the Kubernetes manifests run them, on
+    Postgres and RabbitMQ."""
+
+    def __init__(self, logs, webhook_url, vhost_url):
+        keys = token_keys()
+        self.public_key = keys["public_key"]
+        self.data = tempfile.mkdtemp(prefix="skiff-bench-pods-")
+        self.users_port, self.users_internal = free_port(), free_port()
+        self.auth_port, self.notify_port = free_port(), free_port()
+        self.users_db = fresh_database("skiff_bench_users")
+        common = {"SKIFF_AMQP_URL": vhost_url, "SKIFF_DATA_DIR": self.data}
+        self.users = Process("users", [SKIFF, "serve", "--component", WASM / "users.wasm"], skiff_env(
+            f"127.0.0.1:{self.users_port}", SKIFF_INTERNAL_LISTEN=f"127.0.0.1:{self.users_internal}",
+            SKIFF_DATABASE_URL=self.users_db, SKIFF_CONFIG_TOKEN_PUBLIC_KEY=self.public_key,
+            SKIFF_CONFIG_BCRYPT_COST=str(BCRYPT_COST), **common), logs)
+        self.auth = Process("auth", [SKIFF, "serve", "--component", WASM / "auth.wasm"], skiff_env(
+            f"127.0.0.1:{self.auth_port}", SKIFF_DATABASE_URL=fresh_database("skiff_bench_auth"),
+            SKIFF_SERVICES=f"users=127.0.0.1:{self.users_internal}",
+            SKIFF_CONFIG_TOKEN_SIGNING_KEY=keys["signing_key"], **common), logs)
+        self.notify = Process("notify", [SKIFF, "serve", "--component", WASM / "notify.wasm"], skiff_env(
+            f"127.0.0.1:{self.notify_port}", SKIFF_DATABASE_URL=fresh_database("skiff_bench_notify"),
+            SKIFF_CONFIG_TOKEN_PUBLIC_KEY=self.public_key, SKIFF_CONFIG_WEBHOOK_URL=webhook_url,
+            SKIFF_OUTBOUND_ALLOW="127.0.0.1", **common), logs)
+        self.all = [self.users, self.auth, self.notify]
+        for process, port in ((self.users, self.users_port), (self.auth, self.auth_port),
+                              (self.notify, self.notify_port)):
+            wait_ready(process, f"http://127.0.0.1:{port}/readyz")
+
+    def url(self, service, path):
+        port = {"users": self.users_port, "auth": self.auth_port, "notify": self.notify_port}[service]
+        return f"http://127.0.0.1:{port}/{service}-ms{path}"
+
+    def stop(self):
+        for process in self.all:
+            process.stop()
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+def rabbitmq_vhost(name):
+    """A fresh vhost for the run, so events of earlier runs never reach this one."""
+    if shutil.which("rabbitmqctl") is None:
+        return AMQP_URL
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], capture_output=True)
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", name], check=True, capture_output=True)
+    user = re.match(r"amqp://([^:@]+)", AMQP_URL).group(1)
+    subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", name, user, ".*", ".*", ".*"], check=True,
+                   capture_output=True)
+    return AMQP_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def pods_scenarios(args, logs):
+    """users GET vs axum, logins vs native bcrypt, login → notification latency, idle RSS."""
+    webhook_port = free_port()
+    vhost_url = rabbitmq_vhost("skiff-bench")
+    pods = Pods(logs, f"http://127.0.0.1:{webhook_port}/webhook", vhost_url)
+    raw, ratios = {}, {}
+    axum = None
+    try:
+        time.sleep(2)
+        raw["idle_rss_mb"] = {p.name: round(p.rss_mb(), 1) for p in pods.all}
+        email, password = "bench@example.org", "correct horse battery staple"
+        status, body = http("POST", pods.url("users", "/users"),
+                            {"email": email, "name": "Bench", "surname": "Mark", "password": password})
+        assert status == 201, (status, body)
+        user_id = json.loads(body)["id"]
+        status, body = http("POST", pods.url("auth", "/auth/login"), {"email": email, "password": password})
+        assert status == 200, (status, body)
+        token = json.loads(body)["access_token"]
+
+        # GET /users-ms/users/{id}: skiff's users component vs axum + sqlx on the same database.
+        axum_port = free_port()
+        axum = Process("users-axum", [HARNESS / "users-axum", "--listen", f"127.0.0.1:{axum_port}",
+                                      "--database-url", pods.users_db, "--token-public-key", pods.public_key],
+                       {}, logs)
+        wait_ready_status(axum, f"http://127.0.0.1:{axum_port}/users-ms/users/{user_id}", token)
+        script = lua_script(Path(logs) / "get.lua", "GET", headers={"Authorization": f"Bearer {token}"})
+        ports = {"skiff": pods.users_port, "native_axum": axum_port}
+        sides = {"skiff": pods.users, "native_axum": axum}
+        result = compare("users_get", sides, lambda side: f"http://127.0.0.1:{ports[side]}/users-ms/users/{user_id}",
+                         args, script_of=lambda side: script, connections=16)
+        raw["users_get"] = result
+        ratios["users_get_vs_native_axum"] = (result["skiff"]["requests_per_sec"]
+                                              / result["native_axum"]["requests_per_sec"])
+        axum.stop()
+        axum = None
+
+        # Logins per second through auth → users (bcrypt) vs native bcrypt verifications per second.
+        native = json.loads(subprocess.run(
+            [HARNESS / "bcrypt-rate", "--cost", str(BCRYPT_COST), "--seconds", str(args.seconds)],
+            check=True, capture_output=True, text=True).stdout)
+        login_script = lua_script(Path(logs) / "login.lua", "POST", {"email": email, "password": password},
+                                  {"Content-Type": "application/json"})
+        logins = []
+        for round_index in range(args.rounds):
+            result = wrk(pods.url("auth", "/auth/login"), args.seconds, 4, script=login_script)
+            logins.append(result)
+            log(f"login round {round_index + 1}: {result['requests_per_sec']:.1f} logins/s, "
+                f"errors {result['non_2xx'] + result['socket_errors']}")
+        login = sorted(logins, key=lambda r: r["requests_per_sec"])[len(logins) // 2]
+        login["errors"] = sum(r["non_2xx"] + r["socket_errors"] for r in logins)
+        login["rss_mb"] = {p.name: round(p.rss_mb(), 1) for p in pods.all}
+        raw["login"] = {"skiff": login, "native_bcrypt": native}
+        ratios["login_vs_native_bcrypt"] = login["requests_per_sec"] / native["verifications_per_sec"]
+        log(f"native bcrypt: {native['verifications_per_sec']:.1f} verifications/s on {native['threads']} threads")
+
+        # Login → notification: one login at a time, until notify's webhook request for it.
+        output = subprocess.run(
+            [HARNESS / "login-latency", "--login-url", pods.url("auth", "/auth/login"), "--webhook-listen",
+             f"127.0.0.1:{webhook_port}", "--email", email, "--password", password, "--count",
+             str(args.logins)], check=True, capture_output=True, text=True).stdout
+        raw["login_to_notification"] = json.loads(output)
+        log(f"login → notification: {raw['login_to_notification']}")
+    finally:
+        if axum:
+            axum.stop()
+        pods.stop()
+    return raw, ratios
+
+
+def wait_ready_status(process, url, token, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        process.check_alive()
+        try:
+            status, _ = http("GET", url, headers={"Authorization": f"Bearer {token}"}, timeout=2)
+            if status == 200:
+                return
+        except (urllib.error.URLError, ConnectionError, socket.timeout):
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{process.name}: {url} did not answer 200")
+
+
+def wasm_overhead(args, logs):
+    output = subprocess.run([HARNESS / "wasm-overhead", "--component", WASM / "hello.wasm", "--iterations",
+                             str(args.iterations)], check=True, capture_output=True, text=True).stdout
+    raw = json.loads(output)
+    log(f"wasm overhead: {raw}")
+    return raw
+
+
+def start_to_ready(args, logs):
+    """Process start to /readyz 200 for users on SQLite: compiled at start vs precompiled."""
+    compiled = Path(logs) / "users.cwasm"
+    subprocess.run([SKIFF, "compile", "--component", WASM / "users.wasm", "--output", compiled], check=True,
+                   capture_output=True)
+    figures = {"wasm": [], "precompiled": []}
+    for _ in range(args.starts):
+        for kind, component in (("wasm", WASM / "users.wasm"), ("precompiled", compiled)):
+            data = tempfile.mkdtemp(prefix="skiff-bench-start-")
+            port = free_port()
+            process = Process(f"start-{kind}", [SKIFF, "serve", "--component", component],
+                              skiff_env(f"127.0.0.1:{port}", SKIFF_DATA_DIR=data), logs)
+            try:
+                figures[kind].append(wait_ready(process, f"http://127.0.0.1:{port}/readyz") * 1000)
+                if kind == "precompiled":
+                    time.sleep(1)
+                    figures.setdefault("idle_rss_mb", []).append(process.rss_mb())
+            finally:
+                process.stop()
+                shutil.rmtree(data, ignore_errors=True)
+    raw = {kind: {"median_ms": round(statistics.median(values), 1), "runs_ms": [round(v, 1) for v in values]}
+           for kind, values in figures.items() if kind != "idle_rss_mb"}
+    raw["precompiled_idle_rss_mb"] = round(statistics.median(figures["idle_rss_mb"]), 1)
+    log(f"start to ready: {raw}")
+    return raw
+
+
+def swap_under_load(args, logs):
+    """hello under wrk while `skiff swap` alternates two versions; counts failed requests."""
+    port, admin_port = free_port(), free_port()
+    data = tempfile.mkdtemp(prefix="skiff-bench-swap-")
+    first = WASM / "hello.wasm"
+    second = Path(data) / "hello-v2.wasm"
+    # The same component with one more custom section: a new digest, so a real swap.
+    name = b"skiff-bench"
+    payload = bytes([len(name)]) + name + b"v2"
+    second.write_bytes(first.read_bytes() + bytes([0, len(payload)]) + payload)
+    token = "bench-admin-token"
+    env = skiff_env(f"127.0.0.1:{port}", SKIFF_DATA_DIR=data, SKIFF_ADMIN_TOKEN=token,
+                    SKIFF_ADMIN_LISTEN=f"127.0.0.1:{admin_port}")
+    host = Process("swap-host", [SKIFF, "serve", "--component", first], env, logs)
+    switches = []
+    try:
+        wait_ready(host, f"http://127.0.0.1:{port}/readyz")
+        load = subprocess.Popen(["wrk", "-t1", "-c16", f"-d{args.seconds + 4}s", "--latency", "--timeout", "10s",
+                                 f"http://127.0.0.1:{port}/"], stdout=subprocess.PIPE, text=True)
+        time.sleep(2)
+        swaps = 0
+        deadline = time.monotonic() + args.seconds
+        while time.monotonic() < deadline:
+            component = second if swaps % 2 == 0 else first
+            out = subprocess.run([SKIFF, "swap", "--service", "hello", "--component", component, "--admin-url",
+                                  f"http://127.0.0.1:{admin_port}", "--admin-token", token, "--label", f"v{swaps + 2}"],
+                                 capture_output=True, text=True)
+            match = re.search(r"switch (\d+) µs", out.stdout + out.stderr)
+            if out.returncode != 0 or not match:
+                raise RuntimeError(f"swap {swaps + 1} failed: {out.stdout}{out.stderr}")
+            switches.append(int(match.group(1)) / 1000)
+            swaps += 1
+            time.sleep(0.5)
+        output, _ = load.communicate(timeout=60)
+    finally:
+        host.stop()
+        shutil.rmtree(data, ignore_errors=True)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    raw = {
+        "swaps": len(switches),
+        "switch_ms": [round(s, 3) for s in switches],
+        "switch_ms_max": round(max(switches), 3),
+        "requests": int(re.search(r"(\d+) requests in", output).group(1)),
+        "failed_requests": (int(non_2xx.group(1)) if non_2xx else 0)
+        + (sum(int(n) for n in socket_errors.groups()) if socket_errors else 0),
+    }
+    log(f"swap under load: {raw}")
+    return raw
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def machine():
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as info:
+        memory_kb = int(info.readline().split()[1])
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(memory_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "load_generator": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0],
+        "note": "load generator, servers, Postgres and RabbitMQ share the same cores over loopback",
+    }
+
+
+def verdicts(figures):
+    met = {}
+    for name, (target, kind) in TARGETS.items():
+        if name in figures and figures[name] is not None:
+            met[name] = figures[name] >= target if kind == "min" else figures[name] <= target
+    return met
+
+
+def fmt(value, digits=2):
+    return f"{value:,.{digits}f}" if isinstance(value, float) else f"{value:,}"
+
+
+def table(results):
+    raw, ratios, met = results["raw"], results["ratios"], results["met"]
+    rows = ["| Figure | skiff | Baseline | Ratio / figure | Target | Met |", "|---|---|---|---|---|---|"]
+
+    def mark(name):
+        return {True: "yes", False: "**no**"}.get(met.get(name), "")
+
+    def throughput(name, key, baseline_key, unit, baseline_label, per_sec="requests_per_sec"):
+        if key not in raw:
+            return
+        side, base = raw[key]["skiff"], raw[key][baseline_key]
+        base_rate = base.get(per_sec, base.get("verifications_per_sec"))
+        latency = f", p50 {side['p50_ms']} ms, p99 {side['p99_ms']} ms" if "p50_ms" in side else ""
+        base_latency = f", p50 {base['p50_ms']} ms, p99 {base['p99_ms']} ms" if "p50_ms" in base else ""
+        target, _ = TARGETS[name]
+        rows.append(f"| `{name}` | {fmt(side['requests_per_sec'], 0)} {unit}{latency} | {baseline_label}: "
+                    f"{fmt(base_rate, 0)} {unit}{base_latency} | **{ratios[name]:.2f}** | ≥ {target} | {mark(name)} |")
+
+    throughput("users_get_vs_native_axum", "users_get", "native_axum", "req/s", "axum + sqlx")
+    throughput("hello_vs_wasmtime_serve", "hello", "wasmtime_serve", "req/s", "`wasmtime serve` 48.0.8, pooling")
+    throughput("login_vs_native_bcrypt", "login", "native_bcrypt", "/s", "native bcrypt verify, cost 10")
+    figures = results["figures"]
+
+    def single(name, shown, baseline="—"):
+        if name in figures and figures[name] is not None:
+            target, kind = TARGETS[name]
+            rows.append(f"| `{name}` | {shown} | {baseline} | {fmt(figures[name])} | "
+                        f"{'≥' if kind == 'min' else '≤'} {target} | {mark(name)} |")
+
+    overhead = raw.get("wasm_overhead", {})
+    if overhead:
+        single("instantiate_us_p50", f"p50 {overhead['instantiate']['p50_us']:.1f} µs, "
+                                     f"p99 {overhead['instantiate']['p99_us']:.1f} µs")
+        single("request_overhead_us_p50", f"p50 {overhead['request']['p50_us']:.1f} µs, "
+                                          f"p99 {overhead['request']['p99_us']:.1f} µs")
+    swap = raw.get("swap")
+    if swap:
+        single("swap_switch_ms_max", f"{swap['swaps']} swaps under load, max switch {swap['switch_ms_max']} ms")
+        single("swap_failed_requests", f"{swap['failed_requests']} of {fmt(swap['requests'])} requests failed")
+    start = raw.get("start_to_ready")
+    if start:
+        single("start_to_ready_ms", f"{start['precompiled']['median_ms']} ms precompiled (median)",
+               f"{start['wasm']['median_ms']} ms compiling at start")
+    if "idle_rss_mb" in figures:
+        idle = raw["idle_rss_mb"]
+        single("idle_rss_mb", ", ".join(f"{name} {mb} MB" for name, mb in idle.items()))
+    latency = raw.get("login_to_notification", {}).get("latency")
+    if latency:
+        single("login_to_notification_p99_ms", f"p50 {latency['p50_us'] / 1000:.1f} ms, "
+                                               f"p99 {latency['p99_us'] / 1000:.1f} ms over {latency['samples']} logins")
+    return "\n".join(rows)
+
+
+def write_readme(results):
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    if start not in text or end not in text:
+        log("README.md has no bench markers; table not written")
+        return
+    m = results["machine"]
+    block = (f"{start}\nMeasured {results['generated_at']} at commit `{results['commit']}` by `bench/run` on "
+             f"{m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Linux {m['kernel']}; loader, servers, Postgres "
+             f"and RabbitMQ on the same cores. Raw figures: `bench/results/latest.json`.\n\n{table(results)}\n{end}")
+    before, rest = text.split(start, 1)
+    _, after = rest.split(end, 1)
+    readme.write_text(before + block + after)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10, help="length of each measured wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per comparison")
+    parser.add_argument("--iterations", type=int, default=20000, help="instantiations for the overhead figures")
+    parser.add_argument("--starts", type=int, default=5, help="process starts per start-to-ready figure")
+    parser.add_argument("--logins", type=int, default=200, help="logins for the notification latency")
+    parser.add_argument("--only", action="append", help="run only these scenarios (hello, pods, overhead, "
+                                                          "start, swap)")
+    parser.add_argument("--output", default=str(ROOT / "bench/results/latest.json"))
+    parser.add_argument("--no-readme", action="store_true", help="do not rewrite the README table")
+    args = parser.parse_args()
+    logs = tempfile.mkdtemp(prefix="skiff-bench-logs-")
+    log(f"server logs in {logs}")
+    wanted = set(args.only or ["hello", "pods", "overhead", "start", "swap"])
+    raw, ratios = {}, {}
+    if "overhead" in wanted:
+        raw["wasm_overhead"] = wasm_overhead(args, logs)
+    if "hello" in wanted:
+        raw["hello"], more = hello_vs_wasmtime_serve(args, logs)
+        ratios.update(more)
+    if "pods" in wanted:
+        more_raw, more = pods_scenarios(args, logs)
+        raw.update(more_raw)
+        ratios.update(more)
+    if "start" in wanted:
+        raw["start_to_ready"] = start_to_ready(args, logs)
+    if "swap" in wanted:
+        raw["swap"] = swap_under_load(args, logs)
+
+    figures = dict(ratios)
+    if "wasm_overhead" in raw:
+        figures["instantiate_us_p50"] = raw["wasm_overhead"]["instantiate"]["p50_us"]
+        figures["request_overhead_us_p50"] = raw["wasm_overhead"]["request"]["p50_us"]
+    if "swap" in raw:
+        figures["swap_switch_ms_max"] = raw["swap"]["switch_ms_max"]
+        figures["swap_failed_requests"] = raw["swap"]["failed_requests"]
+    if "start_to_ready" in raw:
+        figures["start_to_ready_ms"] = raw["start_to_ready"]["precompiled"]["median_ms"]
+    if "idle_rss_mb" in raw:
+        figures["idle_rss_mb"] = max(raw["idle_rss_mb"].values())
+    if "login_to_notification" in raw:
+        figures["login_to_notification_p99_ms"] = raw["login_to_notification"]["latency"]["p99_us"] / 1000
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    results = {
+        "generated_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit + ("+changes" if dirty else ""),
+        "command": "bench/run " + " ".join(sys.argv[1:]),
+        "machine": machine(),
+        "settings": {"seconds": args.seconds, "rounds": args.rounds, "iterations": args.iterations,
+                     "bcrypt_cost": BCRYPT_COST, "wrk": "1 thread; 16 connections (4 for logins)"},
+        "ratios": {name: round(value, 3) for name, value in ratios.items()},
+        "figures": {name: round(value, 3) for name, value in figures.items()},
+        "targets": {name: {"target": target, "kind": kind} for name, (target, kind) in TARGETS.items()},
+        "raw": raw,
+    }
+    results["met"] = verdicts(results["figures"])
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    log(f"wrote {args.output}")
+    print(table(results))
+    if not args.no_readme and not args.only:
+        write_readme(results)
+    missed = [name for name, ok in results["met"].items() if not ok]
+    if missed:
+        log(f"targets missed: {', '.join(missed)}")
+
+
+if __name__ == "__main__":
+    main()
