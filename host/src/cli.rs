@@ -171,6 +171,9 @@ pub struct CommonArgs {
     /// Largest linear memory one instance may use, in MiB.
     #[arg(long, env = "SKIFF_MAX_MEMORY_MB", default_value_t = 64)]
     pub max_memory_mb: u64,
+    /// Write /tmp/perf-PID.map so `perf record`/`perf report` name the components' functions.
+    #[arg(long, env = "SKIFF_WASM_PERF_MAP")]
+    pub wasm_perf_map: bool,
     /// Deadline of one request, from admission to its last byte, in milliseconds.
     #[arg(long, env = "SKIFF_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
     pub request_timeout_ms: u64,

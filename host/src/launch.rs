@@ -12,6 +12,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::admin::watch::{WatchSpec, watch};
 use crate::admin::{self, Admin, AdminSpec};
 use crate::capability::config::ComponentConfig;
+use crate::capability::crypto::Crypto;
 use crate::capability::messaging::{Broker, RetryPolicy, connect_broker};
 use crate::capability::outbound_http::OutboundPolicy;
 use crate::capability::sql::{Database, DatabaseOptions};
@@ -74,6 +75,7 @@ impl HostSpec {
             runtime: RuntimeOptions {
                 max_instances: common.max_instances,
                 max_memory_bytes: common.max_memory_mb << 20,
+                perf_map: common.wasm_perf_map,
             },
             limits: RequestLimits {
                 timeout: Duration::from_millis(common.request_timeout_ms),
@@ -154,6 +156,7 @@ impl Host {
         let instances = Arc::new(Semaphore::new(spec.runtime.max_instances as usize));
         let config = ComponentConfig::from_pairs(spec.config.clone());
         let outbound = Arc::new(OutboundPolicy::new(spec.service_routes.clone(), spec.outbound_allow.clone()));
+        let crypto = Arc::new(Crypto::new(&spec.config, Crypto::bcrypt_pool()));
         let broker = connect_broker(spec.amqp_url.as_deref(), &spec.data_dir).await?;
         let mut services = Vec::new();
         for service in &spec.services {
@@ -165,6 +168,7 @@ impl Host {
                 capabilities: Capabilities {
                     sql: sql.clone(),
                     config: config.clone(),
+                    crypto: crypto.clone(),
                     outbox: None,
                     outbound: outbound.clone(),
                 },

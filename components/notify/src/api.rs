@@ -4,10 +4,10 @@ use serde_json::json;
 use service_kit::http::{Method, Request, Response};
 use service_kit::problem::{FieldError, invalid_fields, problem};
 use service_kit::query;
-use service_kit::token::{BearerError, Role, verify_bearer};
+use service_kit::token::{BearerError, Role};
 
 use crate::domain::Notification;
-use crate::platform::{now_micros, setting};
+use crate::platform::verify_bearer;
 use crate::store::{self, StoreError};
 
 const DEFAULT_LIMIT: u32 = 20;
@@ -75,12 +75,10 @@ fn route(request: &Request) -> Result<Response, ApiError> {
 /// `GET /notify-ms/notifications?user_id=&limit=&offset=`: a user reads their own, an admin
 /// anyone's (or all, without `user_id`).
 fn list(request: &Request) -> Result<Response, ApiError> {
-    let public_key = setting("token_public_key").map_err(ApiError::Internal)?;
-    let claims =
-        verify_bearer(request, public_key.as_deref(), now_micros() / 1_000_000).map_err(|error| match error {
-            BearerError::Unauthorized => ApiError::Unauthorized,
-            BearerError::NotConfigured(cause) => ApiError::Internal(cause),
-        })?;
+    let claims = verify_bearer(request).map_err(|error| match error {
+        BearerError::Unauthorized => ApiError::Unauthorized,
+        BearerError::NotConfigured(cause) => ApiError::Internal(cause),
+    })?;
     let (mut user_id, mut limit, mut offset, mut errors) = (None, DEFAULT_LIMIT, 0u64, Vec::new());
     for (key, value) in query::pairs(&request.query) {
         let Some(value) = value else {

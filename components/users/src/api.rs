@@ -2,12 +2,12 @@
 
 use serde_json::json;
 use service_kit::http::{Method, Request, Response};
-use service_kit::token::{BearerError, Claims, Role, verify_bearer};
+use service_kit::token::{BearerError, Claims, Role};
 
 use crate::domain::password::parse_bcrypt_cost;
 use crate::domain::{Credentials, ListQuery, NewUser, Password, User, UserChanges, is_admin_email, uuid};
 use crate::error::ApiError;
-use crate::platform::{now_micros, now_secs, random_16, setting};
+use crate::platform::{hash_password, now_micros, password_matches, random_16, setting, verify_bearer};
 use crate::store::{self, StoreError, UserRecord, UserUpdate};
 
 /// Where a created user can be read back.
@@ -43,7 +43,7 @@ fn route(request: &Request) -> Result<Response, ApiError> {
 
 /// The bearer token's claims, checked with the configured public key.
 fn authenticate(request: &Request) -> Result<Claims, ApiError> {
-    verify_bearer(request, setting("token_public_key")?.as_deref(), now_secs()).map_err(|error| match error {
+    verify_bearer(request).map_err(|error| match error {
         BearerError::Unauthorized => ApiError::Unauthorized,
         BearerError::NotConfigured(cause) => ApiError::Internal(cause),
     })
@@ -71,7 +71,7 @@ fn create(request: &Request) -> Result<Response, ApiError> {
         created_at: now,
         updated_at: now,
     };
-    let password_hash = new_user.password.hash(bcrypt_cost()?).map_err(ApiError::Internal)?;
+    let password_hash = hash_password(new_user.password, bcrypt_cost()?).map_err(ApiError::Internal)?;
     store::insert(UserRecord { user: &user, password_hash: &password_hash }).map_err(store_error)?;
     Ok(Response::json(201, &user.to_json()).header("location", format!("{USERS_PATH}/{}", user.id)))
 }
@@ -101,7 +101,7 @@ fn get(id: &str) -> Result<Response, ApiError> {
 fn update(id: &str, request: &Request) -> Result<Response, ApiError> {
     let changes = UserChanges::parse(json_body(request)?).map_err(ApiError::InvalidFields)?;
     let password_hash = match changes.password {
-        Some(password) => Some(password.hash(bcrypt_cost()?).map_err(ApiError::Internal)?),
+        Some(password) => Some(hash_password(password, bcrypt_cost()?).map_err(ApiError::Internal)?),
         None => None,
     };
     let update = UserUpdate {
@@ -127,12 +127,12 @@ fn check_credentials(request: &Request) -> Result<Response, ApiError> {
     let stored = store::credentials(&credentials.email).map_err(store_error)?;
     let candidate = Password::unchecked(credentials.password);
     match stored {
-        Some(stored) if candidate.matches(&stored.password_hash) => {
+        Some(stored) if password_matches(&candidate, &stored.password_hash) => {
             Ok(Response::json(200, &json!({"id": stored.id, "role": stored.role})))
         }
         Some(_) => Err(ApiError::BadCredentials),
         None => {
-            let _equal_time = candidate.hash(bcrypt_cost()?);
+            let _equal_time = hash_password(candidate, bcrypt_cost()?);
             Err(ApiError::BadCredentials)
         }
     }

@@ -3,6 +3,7 @@
 //! backends sit behind a trait in `client.rs`.
 
 pub mod config;
+pub mod crypto;
 pub mod messaging;
 pub mod outbound_http;
 pub mod sql;

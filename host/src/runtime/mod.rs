@@ -6,7 +6,10 @@ mod state;
 use std::thread;
 use std::time::{Duration, Instant};
 use wasmtime::component::Linker;
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy, Store,
+    UpdateDeadline,
+};
 
 pub use state::{Capabilities, HostState};
 
@@ -23,11 +26,13 @@ pub struct RuntimeOptions {
     pub max_instances: u32,
     /// Largest linear memory an instance may grow to.
     pub max_memory_bytes: u64,
+    /// Tell `perf` where the compiled components' functions are (a perf map file).
+    pub perf_map: bool,
 }
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
-        Self { max_instances: 64, max_memory_bytes: 64 << 20 }
+        Self { max_instances: 64, max_memory_bytes: 64 << 20, perf_map: false }
     }
 }
 
@@ -53,6 +58,9 @@ impl Runtime {
         // component-model-async machinery (futures and streams across the boundary) would only
         // add bookkeeping to every call.
         config.concurrency_support(false);
+        if options.perf_map {
+            config.profiler(ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)?;
         spawn_epoch_ticker(&engine);
         Ok(Self { engine, options })
@@ -72,6 +80,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         capability::config::add_to_linker(&mut linker)?;
+        capability::crypto::add_to_linker(&mut linker)?;
         capability::sql::add_to_linker(&mut linker)?;
         capability::messaging::add_to_linker(&mut linker)?;
         Ok(linker)

@@ -8,6 +8,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::capability::config::ComponentConfig;
+use crate::capability::crypto::Crypto;
 use crate::capability::messaging::Outbox;
 use crate::capability::outbound_http::{OutboundHttp, OutboundPolicy};
 use crate::capability::sql::SqlClient;
@@ -17,6 +18,7 @@ use crate::capability::sql::SqlClient;
 pub struct Capabilities {
     pub sql: Arc<dyn SqlClient>,
     pub config: ComponentConfig,
+    pub crypto: Arc<Crypto>,
     pub outbox: Option<Arc<Outbox>>,
     pub outbound: Arc<OutboundPolicy>,
 }
@@ -28,6 +30,7 @@ pub struct HostState {
     pub(crate) table: ResourceTable,
     pub(crate) sql: Arc<dyn SqlClient>,
     pub(crate) config: ComponentConfig,
+    pub(crate) crypto: Arc<Crypto>,
     pub(crate) outbox: Option<Arc<Outbox>>,
     pub(crate) limits: StoreLimits,
     outbound: OutboundHttp,
@@ -46,6 +49,7 @@ impl HostState {
             table: ResourceTable::new(),
             sql: capabilities.sql.clone(),
             config: capabilities.config.clone(),
+            crypto: capabilities.crypto.clone(),
             outbox: capabilities.outbox.clone(),
             limits,
             outbound: OutboundHttp(capabilities.outbound.clone()),

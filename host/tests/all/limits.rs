@@ -12,7 +12,7 @@ use crate::helpers::{AppOptions, Backend, TestApp, TestDb};
 async fn testbed(limits: RequestLimits, max_instances: u32) -> (TestApp, TestDb) {
     let db = TestDb::new(Backend::Sqlite, "testbed").await.unwrap();
     let options = AppOptions {
-        runtime: RuntimeOptions { max_instances, max_memory_bytes: 32 << 20 },
+        runtime: RuntimeOptions { max_instances, max_memory_bytes: 32 << 20, ..RuntimeOptions::default() },
         limits,
         ..AppOptions::default()
     };

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{BodyExt, Empty};
 use skiff::capability::config::ComponentConfig;
+use skiff::capability::crypto::Crypto;
 use skiff::capability::outbound_http::OutboundPolicy;
 use skiff::capability::sql::{Database, DatabaseOptions};
 use skiff::runtime::{Capabilities, Runtime, RuntimeOptions};
@@ -40,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
         capabilities: Capabilities {
             sql,
             config: ComponentConfig::from_pairs(Vec::new()),
+            crypto: Arc::new(Crypto::new(&[], Crypto::bcrypt_pool())),
             outbox: None,
             outbound: Arc::new(OutboundPolicy::new(Vec::new(), Vec::new())),
         },

@@ -28,14 +28,9 @@ impl Password {
         Self(raw)
     }
 
-    /// Hashes with bcrypt at `cost`; the clear text is dropped with `self`.
-    pub fn hash(self, cost: u32) -> Result<String, String> {
-        bcrypt::hash(self.0.as_bytes(), cost).map_err(|e| format!("bcrypt: {e}"))
-    }
-
-    /// Whether this password matches a stored bcrypt hash.
-    pub fn matches(&self, hash: &str) -> bool {
-        bcrypt::verify(self.0.as_bytes(), hash).unwrap_or(false)
+    /// The clear text, only to hand it to the host's bcrypt (`platform::hash_password`).
+    pub fn clear_text(&self) -> &str {
+        &self.0
     }
 }
 
@@ -70,12 +65,7 @@ mod tests {
     }
 
     #[test]
-    fn hash_verifies_and_hides_clear_text() {
-        let hash = Password::parse("correct horse").unwrap().hash(4).unwrap();
-        assert!(hash.starts_with("$2b$04$"));
-        assert!(!hash.contains("correct horse"));
-        assert!(Password::parse("correct horse").unwrap().matches(&hash));
-        assert!(!Password::parse("wrong horse!").unwrap().matches(&hash));
+    fn debug_output_hides_clear_text() {
         assert_eq!(format!("{:?}", Password::parse("correct horse").unwrap()), "Password(***)");
     }
 

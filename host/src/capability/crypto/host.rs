@@ -1,0 +1,108 @@
+//! The generated `skiff:crypto` host traits.
+
+use super::Crypto;
+use super::bindings::skiff::crypto::{passwords, tokens};
+use service_kit::token::Role;
+
+impl passwords::Host for &Crypto {
+    #[tracing::instrument(name = "skiff.crypto.hash", skip_all, fields(cost))]
+    async fn hash(&mut self, password: String, cost: u32) -> wasmtime::Result<Result<String, String>> {
+        if !(4..=31).contains(&cost) {
+            return Ok(Err(format!("bcrypt cost must be from 4 to 31, got {cost}")));
+        }
+        let hashed = self.bcrypt(move || bcrypt::hash(password.as_bytes(), cost).map_err(|e| format!("bcrypt: {e}")));
+        Ok(hashed.await?)
+    }
+
+    #[tracing::instrument(name = "skiff.crypto.verify", skip_all)]
+    async fn verify(&mut self, password: String, hash: String) -> wasmtime::Result<bool> {
+        self.bcrypt(move || bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false)).await
+    }
+}
+
+impl Crypto {
+    /// Runs `work` on the blocking pool once a bcrypt slot is free.
+    async fn bcrypt<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> wasmtime::Result<T> {
+        let _slot = self.bcrypt_slots.acquire().await.map_err(|e| wasmtime::format_err!("bcrypt pool closed: {e}"))?;
+        tokio::task::spawn_blocking(work).await.map_err(|e| wasmtime::format_err!("bcrypt task failed: {e}"))
+    }
+}
+
+impl tokens::Host for &Crypto {
+    async fn verify(&mut self, token: String) -> wasmtime::Result<Result<tokens::Claims, tokens::TokenError>> {
+        let verifier = match &self.verifier {
+            Ok(verifier) => verifier,
+            Err(cause) => return Ok(Err(tokens::TokenError::NotConfigured(cause.clone()))),
+        };
+        let now = chrono::Utc::now().timestamp();
+        Ok(match verifier.verify(&token, now) {
+            Ok(claims) => Ok(tokens::Claims {
+                sub: claims.sub,
+                role: match claims.role {
+                    Role::User => tokens::Role::User,
+                    Role::Admin => tokens::Role::Admin,
+                },
+                iat: claims.iat,
+                exp: claims.exp,
+                jti: claims.jti,
+            }),
+            Err(_) => Err(tokens::TokenError::Unauthorized),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capability::crypto::TOKEN_PUBLIC_KEY;
+    use service_kit::token::{Claims, Issuer, public_key_of};
+    use std::sync::Arc;
+    use tokio::sync::Semaphore;
+
+    const SEED: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    fn crypto(config: &[(&str, &str)]) -> Crypto {
+        let pairs: Vec<(String, String)> = config.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Crypto::new(&pairs, Arc::new(Semaphore::new(1)))
+    }
+
+    fn token(exp_in: i64) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims { sub: "u1".into(), role: Role::Admin, iat: now, exp: now + exp_in, jti: "j1".into() };
+        Issuer::from_base64(SEED).unwrap().sign(&claims)
+    }
+
+    #[tokio::test]
+    async fn hashes_and_verifies_passwords_natively() {
+        let mut crypto = &crypto(&[]);
+        let hash = passwords::Host::hash(&mut crypto, "correct horse".into(), 4).await.unwrap().unwrap();
+        assert!(hash.starts_with("$2b$04$") && !hash.contains("correct horse"));
+        assert!(passwords::Host::verify(&mut crypto, "correct horse".into(), hash.clone()).await.unwrap());
+        assert!(!passwords::Host::verify(&mut crypto, "wrong horse!".into(), hash).await.unwrap());
+        assert!(!passwords::Host::verify(&mut crypto, "x".into(), "not a hash".into()).await.unwrap());
+        let refused = passwords::Host::hash(&mut crypto, "correct horse".into(), 3).await.unwrap();
+        assert!(refused.unwrap_err().contains("from 4 to 31"));
+    }
+
+    #[tokio::test]
+    async fn verifies_tokens_against_the_configured_key() {
+        let key = public_key_of(SEED).unwrap();
+        let mut crypto = &crypto(&[(TOKEN_PUBLIC_KEY, &key)]);
+        let claims = tokens::Host::verify(&mut crypto, token(60)).await.unwrap().unwrap();
+        assert_eq!((claims.sub.as_str(), claims.role, claims.jti.as_str()), ("u1", tokens::Role::Admin, "j1"));
+        let expired = tokens::Host::verify(&mut crypto, token(-3600)).await.unwrap();
+        assert!(matches!(expired, Err(tokens::TokenError::Unauthorized)));
+        let garbage = tokens::Host::verify(&mut crypto, "a.b.c".into()).await.unwrap();
+        assert!(matches!(garbage, Err(tokens::TokenError::Unauthorized)));
+    }
+
+    #[tokio::test]
+    async fn without_a_key_every_token_is_an_operator_problem() {
+        let mut missing = &crypto(&[]);
+        let outcome = tokens::Host::verify(&mut missing, token(60)).await.unwrap();
+        assert!(matches!(outcome, Err(tokens::TokenError::NotConfigured(cause)) if cause.contains("not configured")));
+        let mut broken = &crypto(&[(TOKEN_PUBLIC_KEY, "not base64!")]);
+        let outcome = tokens::Host::verify(&mut broken, token(60)).await.unwrap();
+        assert!(matches!(outcome, Err(tokens::TokenError::NotConfigured(cause)) if cause.contains(TOKEN_PUBLIC_KEY)));
+    }
+}

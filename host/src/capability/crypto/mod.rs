@@ -1,0 +1,63 @@
+//! `skiff:crypto`: bcrypt and token verification, natively in the host.
+//!
+//! Both are CPU-bound, and compiled to WebAssembly they ran well below native speed: the
+//! benchmark suite measured the login rate at 0.70 of native bcrypt, and Ed25519 verification
+//! as a third of the users service's CPU time (see README, Benchmarks). `host.rs` implements
+//! the WIT traits.
+
+mod host;
+
+use service_kit::token::Verifier;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use wasmtime::component::{HasData, Linker};
+
+use crate::runtime::HostState;
+
+// The only place the crypto world is turned into Rust.
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "skiff:crypto/crypto-user",
+        imports: { default: async | trappable },
+    });
+}
+
+/// The setting that holds a service's token public key (base64 of the 32-byte Ed25519 key).
+pub const TOKEN_PUBLIC_KEY: &str = "token_public_key";
+
+/// What a service's instances verify tokens with, and the process-wide bcrypt pool.
+pub struct Crypto {
+    verifier: Result<Verifier, String>,
+    /// One bcrypt at a time per core: more would only time-slice the cores, while each login
+    /// holds an instance slot and a connection.
+    bcrypt_slots: Arc<Semaphore>,
+}
+
+impl Crypto {
+    /// From the service's settings; the public key is parsed once here, not per request.
+    pub fn new(config: &[(String, String)], bcrypt_slots: Arc<Semaphore>) -> Self {
+        let verifier = match config.iter().rev().find(|(key, _)| key == TOKEN_PUBLIC_KEY) {
+            Some((_, key)) => Verifier::from_base64(key).map_err(|e| format!("{TOKEN_PUBLIC_KEY}: {e}")),
+            None => Err(format!("{TOKEN_PUBLIC_KEY} is not configured")),
+        };
+        Self { verifier, bcrypt_slots }
+    }
+
+    /// A pool sized to this machine's cores.
+    pub fn bcrypt_pool() -> Arc<Semaphore> {
+        Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get())))
+    }
+}
+
+struct HasCrypto;
+
+impl HasData for HasCrypto {
+    type Data<'a> = &'a Crypto;
+}
+
+pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
+    bindings::skiff::crypto::passwords::add_to_linker::<HostState, HasCrypto>(linker, |state| &state.crypto)?;
+    bindings::skiff::crypto::tokens::add_to_linker::<HostState, HasCrypto>(linker, |state| &state.crypto)?;
+    Ok(())
+}
