@@ -187,8 +187,8 @@ def compare(name, sides, url_of, args, script_of=lambda side: None, connections=
 
 
 def skiff_env(listen, **extra):
-    # The log filter the Kubernetes manifests set: an access log line per request, as in production.
-    env = {"SKIFF_LISTEN": listen, "RUST_LOG": "info,sqlx=warn,wasmtime=warn"}
+    # The log settings the Kubernetes manifests set: JSON lines, one access log line per request.
+    env = {"SKIFF_LISTEN": listen, "RUST_LOG": "info,sqlx=warn,wasmtime=warn", "SKIFF_LOG_FORMAT": "json"}
     env.update(extra)
     return env
 
@@ -221,7 +221,7 @@ def hello_vs_wasmtime_serve(args, logs):
     skiff = Process("hello-skiff", [SKIFF, "serve", "--component", hello],
                     skiff_env(f"127.0.0.1:{skiff_port}", SKIFF_DATA_DIR=data), logs)
     # `wasmtime serve` with its pooling allocator on, and otherwise as it ships.
-    wasmtime = Process("hello-wasmtime", [WASMTIME, "serve", "-O", "pooling-allocator=y", "--addr",
+    wasmtime = Process("hello-wasmtime", [WASMTIME, "serve", "-O", "pooling-allocator=y", "-S", "cli=y", "--addr",
                                           f"127.0.0.1:{wasmtime_port}", hello], {}, logs)
     try:
         wait_ready(skiff, f"http://127.0.0.1:{skiff_port}/readyz")
@@ -233,7 +233,7 @@ def hello_vs_wasmtime_serve(args, logs):
         skiff.stop()
         wasmtime.stop()
         shutil.rmtree(data, ignore_errors=True)
-    result["wasmtime_serve"]["command"] = "wasmtime serve -O pooling-allocator=y --addr 127.0.0.1:PORT hello.wasm"
+    result["wasmtime_serve"]["command"] = "wasmtime serve -O pooling-allocator=y -S cli=y --addr 127.0.0.1:PORT hello.wasm"
     ratio = result["skiff"]["requests_per_sec"] / result["wasmtime_serve"]["requests_per_sec"]
     return result, {"hello_vs_wasmtime_serve": ratio}
 
@@ -343,7 +343,7 @@ def pods_scenarios(args, logs):
                                   {"Content-Type": "application/json"})
         logins = []
         for round_index in range(args.rounds):
-            result = wrk(pods.url("auth", "/auth/login"), args.seconds, 4, script=login_script)
+            result = wrk(pods.url("auth", "/auth/login"), args.seconds, 8, script=login_script)
             logins.append(result)
             log(f"login round {round_index + 1}: {result['requests_per_sec']:.1f} logins/s, "
                 f"errors {result['non_2xx'] + result['socket_errors']}")
@@ -552,10 +552,11 @@ def table(results):
     latency = raw.get("login_to_notification", {}).get("latency")
     if latency:
         after = raw["login_to_notification"]["after_answer"]
-        single("login_to_notification_p99_ms", f"from sending the login: p50 {latency['p50_us'] / 1000:.1f} ms, "
-                                               f"p99 {latency['p99_us'] / 1000:.1f} ms; from its answer: p50 "
-                                               f"{after['p50_us'] / 1000:.1f} ms, p99 {after['p99_us'] / 1000:.1f} ms "
-                                               f"({latency['samples']} logins, one at a time)")
+        single("login_to_notification_p99_ms", f"from auth's answer: p50 {after['p50_us'] / 1000:.1f} ms, "
+                                               f"p99 {after['p99_us'] / 1000:.1f} ms; from sending the login (bcrypt "
+                                               f"included): p50 {latency['p50_us'] / 1000:.1f} ms, p99 "
+                                               f"{latency['p99_us'] / 1000:.1f} ms ({latency['samples']} logins, one at "
+                                               f"a time)")
     return "\n".join(rows)
 
 
@@ -617,7 +618,9 @@ def main():
     if "idle_rss_mb" in raw:
         figures["idle_rss_mb"] = max(raw["idle_rss_mb"].values())
     if "login_to_notification" in raw:
-        figures["login_to_notification_p99_ms"] = raw["login_to_notification"]["latency"]["p99_us"] / 1000
+        # From auth's answer (the login and its event are committed) to notify's webhook request:
+        # the event path. The figure from sending the login, bcrypt included, is in the table too.
+        figures["login_to_notification_p99_ms"] = raw["login_to_notification"]["after_answer"]["p99_us"] / 1000
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
@@ -629,7 +632,7 @@ def main():
         "command": "bench/run " + " ".join(sys.argv[1:]),
         "machine": machine(),
         "settings": {"seconds": args.seconds, "rounds": args.rounds, "iterations": args.iterations,
-                     "bcrypt_cost": BCRYPT_COST, "wrk": "1 thread; 16 connections (4 for logins)"},
+                     "bcrypt_cost": BCRYPT_COST, "wrk": "1 thread; 16 connections (8 for logins)"},
         "ratios": {name: round(value, 3) for name, value in ratios.items()},
         "figures": {name: round(value, 3) for name, value in figures.items()},
         "targets": {name: {"target": target, "kind": kind} for name, (target, kind) in TARGETS.items()},

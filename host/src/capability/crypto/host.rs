@@ -5,7 +5,7 @@ use super::bindings::skiff::crypto::{passwords, tokens};
 use service_kit::token::Role;
 
 impl passwords::Host for &Crypto {
-    #[tracing::instrument(name = "skiff.crypto.hash", skip_all, fields(cost))]
+    #[tracing::instrument(level = "debug", name = "skiff.crypto.hash", skip_all, fields(cost = cost))]
     async fn hash(&mut self, password: String, cost: u32) -> wasmtime::Result<Result<String, String>> {
         if !(4..=31).contains(&cost) {
             return Ok(Err(format!("bcrypt cost must be from 4 to 31, got {cost}")));
@@ -14,7 +14,7 @@ impl passwords::Host for &Crypto {
         Ok(hashed.await?)
     }
 
-    #[tracing::instrument(name = "skiff.crypto.verify", skip_all)]
+    #[tracing::instrument(level = "debug", name = "skiff.crypto.verify", skip_all)]
     async fn verify(&mut self, password: String, hash: String) -> wasmtime::Result<bool> {
         self.bcrypt(move || bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false)).await
     }

@@ -6,7 +6,7 @@ use super::{Message, MessagingError, MessagingView, OutboundMessage};
 impl types::Host for MessagingView<'_> {}
 
 impl producer::Host for MessagingView<'_> {
-    #[tracing::instrument(name = "skiff.messaging.publish", skip_all, fields(%exchange, id = %message.id))]
+    #[tracing::instrument(level = "debug", name = "skiff.messaging.publish", skip_all, fields(%exchange, id = %message.id))]
     async fn publish(&mut self, exchange: String, message: Message) -> wasmtime::Result<Result<(), MessagingError>> {
         let Some(outbox) = self.outbox else {
             return Ok(Err(MessagingError::Unavailable("this service has no outbox".into())));
