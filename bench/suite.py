@@ -30,6 +30,7 @@ TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 SKIFF = TARGET / "release" / "skiff"
 HARNESS = TARGET / "release"
 WASM = TARGET / "wasm32-wasip2" / "release"
+HELLO = TARGET / "wasm32-wasip2" / "bench-wasm" / "hello.wasm"
 WASMTIME = Path(os.environ.get("SKIFF_BENCH_WASMTIME", Path.home() / ".cache/skiff/tools/bin/wasmtime"))
 POSTGRES_URL = os.environ.get("SKIFF_BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 AMQP_URL = os.environ.get("SKIFF_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
@@ -215,7 +216,7 @@ def token_keys():
 
 
 def hello_vs_wasmtime_serve(args, logs):
-    hello = WASM / "hello.wasm"
+    hello = HELLO
     skiff_port, wasmtime_port = free_port(), free_port()
     data = tempfile.mkdtemp(prefix="skiff-bench-")
     skiff = Process("hello-skiff", [SKIFF, "serve", "--component", hello],
@@ -383,7 +384,7 @@ def wait_ready_status(process, url, token, timeout=30):
 
 
 def wasm_overhead(args, logs):
-    output = subprocess.run([HARNESS / "wasm-overhead", "--component", WASM / "hello.wasm", "--iterations",
+    output = subprocess.run([HARNESS / "wasm-overhead", "--component", HELLO, "--iterations",
                              str(args.iterations)], check=True, capture_output=True, text=True).stdout
     raw = json.loads(output)
     log(f"wasm overhead: {raw}")
@@ -421,7 +422,7 @@ def swap_under_load(args, logs):
     """hello under wrk while `skiff swap` alternates two versions; counts failed requests."""
     port, admin_port = free_port(), free_port()
     data = tempfile.mkdtemp(prefix="skiff-bench-swap-")
-    first = WASM / "hello.wasm"
+    first = HELLO
     second = Path(data) / "hello-v2.wasm"
     # The same component with one more custom section: a new digest, so a real swap.
     name = b"skiff-bench"
@@ -624,8 +625,9 @@ def main():
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                           capture_output=True, text=True).stdout.strip()
+    # Uncommitted changes to code (not to the README or results, which this run rewrites).
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!README.md",
+                            ":!bench/results"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     results = {
         "generated_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": commit + ("+changes" if dirty else ""),
