@@ -10,8 +10,7 @@ impl passwords::Host for &Crypto {
         if !(4..=31).contains(&cost) {
             return Ok(Err(format!("bcrypt cost must be from 4 to 31, got {cost}")));
         }
-        let hashed = self.bcrypt(move || bcrypt::hash(password.as_bytes(), cost).map_err(|e| format!("bcrypt: {e}")));
-        Ok(hashed.await?)
+        self.bcrypt(move || bcrypt::hash(password.as_bytes(), cost).map_err(|e| format!("bcrypt: {e}"))).await
     }
 
     #[tracing::instrument(level = "debug", name = "skiff.crypto.verify", skip_all)]
