@@ -1,10 +1,7 @@
 //! What the component asks of its host besides HTTP and SQL: settings, time, randomness,
 //! bcrypt and token checks.
 
-use service_kit::http::Request;
-use service_kit::token::{BearerError, Claims, Role};
-
-use crate::bindings::skiff::crypto::{passwords, tokens};
+use crate::bindings::skiff::crypto::passwords;
 use crate::bindings::wasi::clocks::wall_clock;
 use crate::bindings::wasi::config::store as config;
 use crate::bindings::wasi::random::random;
@@ -26,25 +23,8 @@ pub fn random_16() -> [u8; 16] {
     bytes
 }
 
-/// The claims of the request's `Authorization: Bearer` token, which the host checks natively
-/// against the `token_public_key` setting.
-pub fn verify_bearer(request: &Request) -> Result<Claims, BearerError> {
-    let token = request.bearer_token().ok_or(BearerError::Unauthorized)?;
-    match tokens::verify(token) {
-        Ok(claims) => Ok(Claims {
-            sub: claims.sub,
-            role: match claims.role {
-                tokens::Role::User => Role::User,
-                tokens::Role::Admin => Role::Admin,
-            },
-            iat: claims.iat,
-            exp: claims.exp,
-            jti: claims.jti,
-        }),
-        Err(tokens::TokenError::Unauthorized) => Err(BearerError::Unauthorized),
-        Err(tokens::TokenError::NotConfigured(cause)) => Err(BearerError::NotConfigured(cause)),
-    }
-}
+// `verify_bearer(request)`: the bearer token, checked by the host.
+service_kit::host_verified_bearer!();
 
 /// A bcrypt hash of `password` at `cost`, made by the host; the clear text is dropped here.
 pub fn hash_password(password: Password, cost: u32) -> Result<String, String> {
