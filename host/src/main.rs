@@ -19,7 +19,11 @@ async fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve_spec(args),
         Command::Dev(args) => dev_spec(args),
     };
-    match async { run(spec?).await }.await {
+    let outcome = match spec {
+        Ok(spec) => run(spec).await,
+        Err(error) => Err(error),
+    };
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = %format!("{error:#}"), "skiff stopped");

@@ -115,20 +115,6 @@ pub enum BearerError {
     NotConfigured(String),
 }
 
-/// The claims of the request's `Authorization: Bearer` token, checked against `public_key`
-/// (base64) at `now`.
-pub fn verify_bearer(
-    request: &crate::http::Request,
-    public_key: Option<&str>,
-    now: i64,
-) -> Result<Claims, BearerError> {
-    let token = request.bearer_token().ok_or(BearerError::Unauthorized)?;
-    let key = public_key.ok_or_else(|| BearerError::NotConfigured("token_public_key is not configured".into()))?;
-    let verifier =
-        Verifier::from_base64(key).map_err(|e| BearerError::NotConfigured(format!("token_public_key: {e}")))?;
-    verifier.verify(token, now).map_err(|_| BearerError::Unauthorized)
-}
-
 /// Length of `header.payload`, the signed part.
 fn header_len(token: &str) -> usize {
     token.rfind('.').unwrap_or(token.len())

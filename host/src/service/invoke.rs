@@ -2,7 +2,7 @@
 //! request's deadline.
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use http_body_util::{BodyExt, Limited};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -202,11 +202,11 @@ fn with_version_headers(
     mut response: Response<HyperOutgoingBody>,
 ) -> Response<HyperOutgoingBody> {
     let headers = response.headers_mut();
-    if let Ok(label) = HeaderValue::from_str(&version.label) {
-        headers.insert(VERSION_HEADER, label);
+    if let Some(label) = &version.label_header {
+        headers.insert(VERSION_HEADER, label.clone());
     }
-    if let Ok(digest) = HeaderValue::from_str(&version.digest) {
-        headers.insert(DIGEST_HEADER, digest);
+    if let Some(digest) = &version.digest_header {
+        headers.insert(DIGEST_HEADER, digest.clone());
     }
     response
 }

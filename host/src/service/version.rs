@@ -1,5 +1,6 @@
 //! One loaded version of a component: compiled once, linked once, instantiated per request.
 
+use http::HeaderValue;
 use sha2::{Digest, Sha256};
 use std::time::SystemTime;
 use wasmtime::component::{Component, InstancePre};
@@ -16,6 +17,9 @@ pub struct ComponentVersion {
     pub label: String,
     /// `sha256:<hex>` of the component bytes.
     pub digest: String,
+    /// `label` and `digest` as response header values, made once here rather than per request.
+    pub(crate) label_header: Option<HeaderValue>,
+    pub(crate) digest_header: Option<HeaderValue>,
     pub loaded_at: SystemTime,
     pub(crate) proxy: ProxyPre<HostState>,
     migrations: Option<MigrationsPre<HostState>>,
@@ -80,7 +84,17 @@ impl ComponentVersion {
         // Only components that handle messages export the consumer interface.
         let consumer = ConsumerPre::new(instance_pre).ok();
         let label = label.unwrap_or_else(|| short_digest(&digest));
-        Ok(Self { label, digest, loaded_at: SystemTime::now(), proxy, migrations, consumer, publishes })
+        Ok(Self {
+            label_header: HeaderValue::from_str(&label).ok(),
+            digest_header: HeaderValue::from_str(&digest).ok(),
+            label,
+            digest,
+            loaded_at: SystemTime::now(),
+            proxy,
+            migrations,
+            consumer,
+            publishes,
+        })
     }
 
     /// Whether the component exports `skiff:sql/migrations`.
