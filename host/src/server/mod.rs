@@ -4,6 +4,7 @@ mod health;
 pub mod metrics;
 pub mod problem;
 mod router;
+mod unread_body;
 
 pub use health::Health;
 pub use router::App;

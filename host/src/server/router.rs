@@ -9,7 +9,7 @@ use tracing::Instrument;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::metrics::{Metrics, RequestLabels, RouteLabels};
-use super::{Health, problem};
+use super::{Health, problem, unread_body};
 use crate::capability::outbound_http::INTERNAL_HEADER;
 use crate::service::{Service, full_body};
 
@@ -132,10 +132,15 @@ impl App {
         if self.health.is_draining() {
             return host(problem::draining());
         }
-        match self.service_for(request.uri().path()) {
-            Some(service) => (service.name().to_owned(), service.handle(request).await),
-            None => host(problem::not_found()),
+        let Some(service) = self.service_for(request.uri().path()) else {
+            return host(problem::not_found());
+        };
+        let (request, watch) = unread_body::watch_request(request);
+        let mut response = service.handle(request).await;
+        if watch.is_some_and(|body| body.left_unread()) {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
+        (service.name().to_owned(), response)
     }
 
     fn service_for(&self, path: &str) -> Option<&Arc<Service>> {

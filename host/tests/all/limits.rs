@@ -90,8 +90,18 @@ async fn beyond_the_instance_bound_requests_are_shed_with_retry_after() {
 async fn bodies_over_the_limit_are_refused() {
     let limits = RequestLimits { max_body_bytes: 1024, ..RequestLimits::default() };
     let (app, _db) = testbed(limits, 4).await;
-    let response = app.client.post(app.url("/hello")).body(vec![b'x'; 4096]).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Refused before the body is read: hyper will close the connection, and the response
+    // must say so, or a client reusing the connection fails its next request.
+    for _ in 0..20 {
+        let response = app.client.post(app.url("/hello")).body(vec![b'x'; 4096]).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(response.headers()[http::header::CONNECTION], "close");
+        assert_eq!(get(&app, "/hello").await.status(), StatusCode::OK);
+    }
+    let unread = app.client.post(app.url("/hello")).body(vec![b'x'; 512]).send().await.unwrap();
+    assert_eq!(unread.status(), StatusCode::OK);
+    assert_eq!(unread.headers()[http::header::CONNECTION], "close", "/hello answers without reading the body");
+    assert!(get(&app, "/hello").await.headers().get(http::header::CONNECTION).is_none());
     let big = get(&app, "/big?bytes=3000000").await;
     assert_eq!(big.bytes().await.unwrap().len(), 3_000_000, "large responses stream through");
     app.stop().await;

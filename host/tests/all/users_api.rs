@@ -120,6 +120,7 @@ async fn invalid_input_names_the_field(backend: Backend) {
     let response =
         create(&app, &json!({"name": "", "surname": "L", "email": "nope", "password": "short", "role": "admin"})).await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(response.headers().get("connection").is_none(), "the body was read: the connection stays open");
     let problem: Value = response.json().await.unwrap();
     let fields: Vec<&str> =
         problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
@@ -148,7 +149,9 @@ async fn invalid_input_names_the_field(backend: Backend) {
 
     let huge =
         json!({"name": "x".repeat(200_000), "surname": "L", "email": "big@example.org", "password": "long enough"});
-    assert_eq!(create(&app, &huge).await.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let too_large = create(&app, &huge).await;
+    assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(too_large.headers()["connection"], "close", "answered before the body was read");
 
     let admin = token_for("00000000-0000-4000-8000-00000000a11d", Role::Admin);
     let bad_query = app.client.get(app.url("/users-ms/users?limit=1000")).bearer_auth(&admin).send().await.unwrap();
