@@ -288,6 +288,83 @@ class Pods:
         shutil.rmtree(self.data, ignore_errors=True)
 
 
+# Where a server's CPU goes, by the symbol perf saw: the first pattern that matches names it.
+CPU_CATEGORIES = [
+    ("ed25519", re.compile(r"curve25519|ed25519|sha2::sha512")),
+    ("wasmtime", re.compile(r"wasmtime|cranelift")),
+    ("component_code", None),  # the components' compiled code: perf's [JIT] or perf-map symbols
+    ("kernel", None),
+    ("libc", None),
+    ("tokio", re.compile(r"tokio")),
+    ("sqlx", re.compile(r"sqlx")),
+    ("tracing", re.compile(r"tracing")),
+    ("hyper_http_axum", re.compile(r"hyper|\bhttp::|axum|h2::")),
+    ("serde_json", re.compile(r"serde_json")),
+]
+
+
+def cpu_category(dso, symbol):
+    if dso.startswith("[JIT]") or dso.startswith("perf-"):
+        return "component_code"
+    if dso == "[kernel.kallsyms]":
+        return "kernel"
+    if dso.startswith("libc"):
+        return "libc"
+    for name, pattern in CPU_CATEGORIES:
+        if pattern is not None and pattern.search(symbol):
+            return name
+    return "other"
+
+
+def cpu_profile(name, process, url, script, args, logs):
+    """CPU per request of one server under the comparison's load, and where it goes.
+
+    Two runs after the measured rounds, so sampling never slows a measured one: `perf stat`
+    gives CPU time per request, `perf record` the share of each category, and the two make
+    microseconds per request per category."""
+    wrk(url, 2, 16, script=script)  # warm-up
+    stat_file = Path(logs) / f"perf-stat-{name}.txt"
+    perf = subprocess.Popen(["perf", "stat", "-x,", "-e", "task-clock,context-switches", "-p", str(process.pid),
+                             "-o", stat_file, "--", "sleep", str(args.seconds)])
+    load = wrk(url, args.seconds, 16, script=script)
+    perf.wait()
+    counters = {}
+    for line in stat_file.read_text().splitlines():
+        fields = line.split(",")
+        if len(fields) > 2 and fields[2] in ("task-clock", "context-switches"):
+            counters[fields[2]] = float(fields[0])
+    cpu_us = counters["task-clock"] * 1000 / load["requests"]
+    samples = Path(logs) / f"perf-{name}.data"
+    perf = subprocess.Popen(["perf", "record", "-q", "-F", "1999", "-p", str(process.pid), "-o", samples, "--",
+                             "sleep", str(args.seconds)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wrk(url, args.seconds, 16, script=script)
+    perf.wait()
+    report = subprocess.run(["perf", "report", "-i", samples, "--stdio", "--no-children", "--sort", "dso,symbol",
+                             "-F", "overhead,dso,symbol"], capture_output=True, text=True, check=True).stdout
+    shares, top = {}, []
+    for line in report.splitlines():
+        match = re.match(r"\s*([\d.]+)%\s+(.+?)\s+\[(?:\.|k)\]\s+(.*?)\s*$", line)
+        if not match:
+            continue
+        percent, dso, symbol = float(match.group(1)), match.group(2), match.group(3)
+        category = cpu_category(dso, symbol)
+        shares[category] = shares.get(category, 0.0) + percent
+        if len(top) < 15:
+            top.append({"percent": percent, "dso": dso, "symbol": symbol[:160]})
+    total = sum(shares.values()) or 1.0
+    breakdown = {category: round(cpu_us * share / total, 1)
+                 for category, share in sorted(shares.items(), key=lambda item: -item[1])}
+    log(f"{name}: {cpu_us:.0f} µs of CPU per request ({load['requests_per_sec']:.0f} req/s); "
+        + ", ".join(f"{category} {us}" for category, us in breakdown.items()))
+    return {
+        "requests_per_sec": load["requests_per_sec"],
+        "cpu_us_per_request": round(cpu_us, 1),
+        "context_switches_per_request": round(counters.get("context-switches", 0) / load["requests"], 2),
+        "cpu_us_per_request_by_category": breakdown,
+        "top_symbols": top,
+    }
+
+
 def rabbitmq_vhost(name):
     """A fresh vhost for the run, so events of earlier runs never reach this one."""
     if shutil.which("rabbitmqctl") is None:
@@ -333,6 +410,11 @@ def pods_scenarios(args, logs):
         raw["users_get"] = result
         ratios["users_get_vs_native_axum"] = (result["skiff"]["requests_per_sec"]
                                               / result["native_axum"]["requests_per_sec"])
+        if args.profile:
+            raw["users_get_profile"] = {
+                side: cpu_profile(side, process, f"http://127.0.0.1:{ports[side]}/users-ms/users/{user_id}", script,
+                                  args, logs)
+                for side, process in sides.items()}
         axum.stop()
         axum = None
 
@@ -384,11 +466,16 @@ def wait_ready_status(process, url, token, timeout=30):
 
 
 def wasm_overhead(args, logs):
-    output = subprocess.run([HARNESS / "wasm-overhead", "--component", HELLO, "--iterations",
-                             str(args.iterations)], check=True, capture_output=True, text=True).stdout
-    raw = json.loads(output)
-    log(f"wasm overhead: {raw}")
-    return raw
+    """The figures are hello's; users (its health route, no database) shows what a component
+    with more imports costs."""
+    raw = {}
+    for name, component, probe in (("hello", HELLO, ["--path", "/", "--expect-body", "hello"]),
+                                   ("users", WASM / "users.wasm", ["--path", "/users-ms/healthcheck"])):
+        output = subprocess.run([HARNESS / "wasm-overhead", "--component", component, "--iterations",
+                                 str(args.iterations)] + probe, check=True, capture_output=True, text=True).stdout
+        raw[name] = json.loads(output)
+        log(f"wasm overhead, {name}: {raw[name]}")
+    return {**raw["hello"], "users": raw["users"]}
 
 
 def start_to_ready(args, logs):
@@ -588,6 +675,8 @@ def main():
                                                           "start, swap)")
     parser.add_argument("--output", default=str(ROOT / "bench/results/latest.json"))
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite the README table")
+    parser.add_argument("--profile", action="store_true", help="after the users GET rounds, profile both servers "
+                                                                "with perf: CPU per request and where it goes")
     args = parser.parse_args()
     logs = tempfile.mkdtemp(prefix="skiff-bench-logs-")
     log(f"server logs in {logs}")

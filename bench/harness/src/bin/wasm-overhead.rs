@@ -27,6 +27,12 @@ struct Args {
     component: PathBuf,
     #[arg(long, default_value_t = 20_000)]
     iterations: usize,
+    /// The route each request asks for; it must answer 200.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// The body the route must answer with, if given.
+    #[arg(long)]
+    expect_body: Option<String>,
 }
 
 #[tokio::main]
@@ -54,8 +60,9 @@ async fn main() -> anyhow::Result<()> {
     let service = Arc::new(Service::load("hello", bytes, None, ctx).await?);
 
     // On a runtime worker, as the listener's connection tasks run, not on the main thread.
-    let iterations = args.iterations;
-    let (mut instantiate, mut whole) = tokio::spawn(async move { measure(&service, iterations).await }).await??;
+    let (iterations, probe) = (args.iterations, Probe { path: args.path, expect_body: args.expect_body });
+    let (mut instantiate, mut whole) =
+        tokio::spawn(async move { measure(&service, &probe, iterations).await }).await??;
     std::fs::remove_dir_all(&data)?;
     let report = serde_json::json!({
         "iterations": iterations,
@@ -66,29 +73,42 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn measure(service: &Arc<Service>, iterations: usize) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
+/// What each request asks for, and the answer it must get.
+struct Probe {
+    path: String,
+    expect_body: Option<String>,
+}
+
+async fn measure(
+    service: &Arc<Service>,
+    probe: &Probe,
+    iterations: usize,
+) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
     // Warm up: the pool's slots, the allocator, the branch predictors.
     for _ in 0..iterations / 10 {
         service.measure_instantiation().await?;
-        request(service).await?;
+        request(service, probe).await?;
     }
     let mut instantiate = Vec::with_capacity(iterations);
     let mut whole = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         instantiate.push(service.measure_instantiation().await?);
         let started = Instant::now();
-        request(service).await?;
+        request(service, probe).await?;
         whole.push(started.elapsed());
     }
     Ok((instantiate, whole))
 }
 
-async fn request(service: &Arc<Service>) -> anyhow::Result<()> {
-    let request =
-        http::Request::get("http://localhost/").header(http::header::HOST, "localhost").body(Empty::<Bytes>::new())?;
+async fn request(service: &Arc<Service>, probe: &Probe) -> anyhow::Result<()> {
+    let request = http::Request::get(format!("http://localhost{}", probe.path))
+        .header(http::header::HOST, "localhost")
+        .body(Empty::<Bytes>::new())?;
     let response = service.handle(request).await;
-    anyhow::ensure!(response.status() == 200, "the component answered {}", response.status());
+    anyhow::ensure!(response.status() == 200, "the component answered {} to {}", response.status(), probe.path);
     let body = response.into_body().collect().await.map_err(|e| anyhow::anyhow!("{e:?}"))?.to_bytes();
-    anyhow::ensure!(&body[..] == b"hello", "unexpected body {body:?}");
+    if let Some(expected) = &probe.expect_body {
+        anyhow::ensure!(body == expected.as_bytes(), "unexpected body {body:?}");
+    }
     Ok(())
 }
