@@ -341,7 +341,7 @@ def cpu_profile(name, process, url, script, args, logs):
     perf.wait()
     report = subprocess.run(["perf", "report", "-i", samples, "--stdio", "--no-children", "--sort", "dso,symbol",
                              "-F", "overhead,dso,symbol"], capture_output=True, text=True, check=True).stdout
-    shares, top = {}, []
+    shares, symbols = {}, []
     for line in report.splitlines():
         match = re.match(r"\s*([\d.]+)%\s+(.+?)\s+\[(?:\.|k)\]\s+(.*?)\s*$", line)
         if not match:
@@ -349,8 +349,9 @@ def cpu_profile(name, process, url, script, args, logs):
         percent, dso, symbol = float(match.group(1)), match.group(2), match.group(3)
         category = cpu_category(dso, symbol)
         shares[category] = shares.get(category, 0.0) + percent
-        if len(top) < 15:
-            top.append({"percent": percent, "dso": dso, "symbol": symbol[:160]})
+        if category != "component_code":  # unnamed JIT addresses, each tiny; their sum is above
+            symbols.append({"percent": percent, "dso": dso, "symbol": symbol[:160]})
+    top = sorted(symbols, key=lambda entry: -entry["percent"])[:20]
     total = sum(shares.values()) or 1.0
     breakdown = {category: round(cpu_us * share / total, 1)
                  for category, share in sorted(shares.items(), key=lambda item: -item[1])}
