@@ -35,6 +35,7 @@ WASMTIME = Path(os.environ.get("SKIFF_BENCH_WASMTIME", Path.home() / ".cache/ski
 POSTGRES_URL = os.environ.get("SKIFF_BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 AMQP_URL = os.environ.get("SKIFF_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
 BCRYPT_COST = 10  # the users component's default
+PROFILE_OUTPUT = ROOT / "bench/results/users-get-profile.json"
 
 # Targets from issue 6; "min" means the figure must be at least the target.
 TARGETS = {
@@ -734,6 +735,12 @@ def main():
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     log(f"wrote {args.output}")
+    if "users_get_profile" in raw:
+        # Kept apart from latest.json, so a later run without --profile leaves it in place.
+        profile = {key: results[key] for key in ("generated_at", "commit", "command", "machine")}
+        profile.update(users_get=raw["users_get"], cpu=raw["users_get_profile"])
+        PROFILE_OUTPUT.write_text(json.dumps(profile, indent=2, ensure_ascii=False) + "\n")
+        log(f"wrote {PROFILE_OUTPUT}")
     print(table(results))
     if not args.no_readme and not args.only:
         write_readme(results)
