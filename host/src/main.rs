@@ -2,6 +2,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use skiff::admin::watch::WatchSpec;
+use skiff::capability::crypto::TOKEN_PUBLIC_KEY;
 use skiff::cli::{Cli, Command, CommonArgs, CompileArgs, DevArgs, ServeArgs, config_from_env};
 use skiff::launch::{Host, HostSpec, ServiceSpec, components_in, generate_token_keys, service_name, sqlite_url};
 use skiff::runtime::{Runtime, RuntimeOptions};
@@ -104,12 +105,12 @@ fn add_config_from_env(common: &mut CommonArgs) {
 /// unless one is configured. Tokens do not outlive the process.
 fn add_dev_token_keys(config: &mut Vec<(String, String)>) -> anyhow::Result<()> {
     let has = |key: &str| config.iter().any(|(k, _)| k == key);
-    if has("token_signing_key") || has("token_public_key") {
+    if has("token_signing_key") || has(TOKEN_PUBLIC_KEY) {
         return Ok(());
     }
     let (private, public) = generate_token_keys()?;
     config.push(("token_signing_key".into(), private));
-    config.push(("token_public_key".into(), public));
+    config.push((TOKEN_PUBLIC_KEY.into(), public));
     tracing::info!(
         "generated a development token key pair (set token_signing_key and token_public_key to keep tokens across restarts)"
     );

@@ -9,7 +9,8 @@ use tracing::Instrument;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::metrics::{Metrics, RequestLabels, RouteLabels};
-use super::{Health, problem, unread_body};
+use super::unread_body::{self, WatchedBody};
+use super::{Health, problem};
 use crate::capability::outbound_http::INTERNAL_HEADER;
 use crate::service::{Service, full_body};
 
@@ -53,7 +54,21 @@ impl App {
     /// Serves one request from `peer`; `internal` is true on the internal listener.
     pub async fn handle(
         &self,
-        mut request: Request<Incoming>,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        internal: bool,
+    ) -> Response<HyperOutgoingBody> {
+        let (request, body) = unread_body::watch_request(request);
+        let mut response = self.respond(request, peer, internal).await;
+        if body.left_unread() {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+
+    async fn respond(
+        &self,
+        mut request: Request<WatchedBody>,
         peer: SocketAddr,
         internal: bool,
     ) -> Response<HyperOutgoingBody> {
@@ -98,7 +113,7 @@ impl App {
         response
     }
 
-    async fn route(&self, request: Request<Incoming>) -> (String, Response<HyperOutgoingBody>) {
+    async fn route(&self, request: Request<WatchedBody>) -> (String, Response<HyperOutgoingBody>) {
         let host = |response| ("host".to_owned(), response);
         let is_get = request.method() == Method::GET || request.method() == Method::HEAD;
         match request.uri().path() {
@@ -132,15 +147,10 @@ impl App {
         if self.health.is_draining() {
             return host(problem::draining());
         }
-        let Some(service) = self.service_for(request.uri().path()) else {
-            return host(problem::not_found());
-        };
-        let (request, watch) = unread_body::watch_request(request);
-        let mut response = service.handle(request).await;
-        if watch.is_some_and(|body| body.left_unread()) {
-            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        match self.service_for(request.uri().path()) {
+            Some(service) => (service.name().to_owned(), service.handle(request).await),
+            None => host(problem::not_found()),
         }
-        (service.name().to_owned(), response)
     }
 
     fn service_for(&self, path: &str) -> Option<&Arc<Service>> {
@@ -183,7 +193,7 @@ fn text(status: StatusCode, body: &str) -> Response<HyperOutgoingBody> {
 }
 
 /// The caller's request id if it is a sane token, else a new one.
-fn request_id(request: &Request<Incoming>) -> String {
+fn request_id<B>(request: &Request<B>) -> String {
     request
         .headers()
         .get(REQUEST_ID_HEADER)

@@ -3,7 +3,8 @@
 //! A service may answer before reading the whole body (413 for a body over its limit, say).
 //! hyper then closes the connection rather than read the rest, but the response does not say
 //! so: a client that puts the connection back in its pool gets a broken pipe on its next
-//! request. The router marks such responses `Connection: close` so the client knows.
+//! request. The router marks such responses `Connection: close` so the client knows, whoever
+//! answered: a service, or the host itself (404, 405, 431).
 
 use bytes::Bytes;
 use http::Request;
@@ -30,11 +31,10 @@ impl BodyWatch {
     }
 }
 
-/// Wraps the request's body; the watch is `None` when the body has nothing to read.
-pub fn watch_request(request: Request<Incoming>) -> (Request<WatchedBody>, Option<BodyWatch>) {
-    let empty = request.body().is_end_stream();
-    let finished = Arc::new(AtomicBool::new(empty));
-    let watch = (!empty).then(|| BodyWatch { finished: finished.clone() });
+/// Wraps the request's body; a body with nothing to read counts as read.
+pub fn watch_request(request: Request<Incoming>) -> (Request<WatchedBody>, BodyWatch) {
+    let finished = Arc::new(AtomicBool::new(request.body().is_end_stream()));
+    let watch = BodyWatch { finished: finished.clone() };
     (request.map(|inner| WatchedBody { inner, finished }), watch)
 }
 

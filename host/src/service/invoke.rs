@@ -4,6 +4,8 @@
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Limited};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
@@ -135,7 +137,7 @@ impl Service {
         };
         let pre = version.proxy.clone();
         let live = self.ctx.metrics.live_instances.clone();
-        let mut instance = Box::pin(async move {
+        let mut instance = DrivenInstance::new(async move {
             let _permit = permit;
             live.inc();
             let run = async {
@@ -158,16 +160,20 @@ impl Service {
         // task of its own while the response goes out.
         let progress = tokio::select! {
             biased;
-            finished = &mut instance => Progress::Finished(finished),
+            finished = instance.running() => Progress::Finished(finished),
             answer = &mut receiver => Progress::Answered(answer),
         };
         let answer = match progress {
             Progress::Answered(answer) => {
-                tokio::spawn(instance);
+                instance.continue_on_own_task();
                 answer.map_err(|_| ())
             }
-            Progress::Finished(Ok(())) => receiver.try_recv().map_err(|_| ()),
+            Progress::Finished(Ok(())) => {
+                instance.finished();
+                receiver.try_recv().map_err(|_| ())
+            }
             Progress::Finished(Err(error)) => {
+                instance.finished();
                 return with_version_headers(version, self.failure(error));
             }
         };
@@ -209,6 +215,37 @@ fn with_version_headers(
         headers.insert(DIGEST_HEADER, digest.clone());
     }
     response
+}
+
+/// An instance the request's task drives until it answers. Whatever stops driving it before
+/// it has finished (it answered and still streams its body; the client went away; a caller's
+/// timeout dropped the request) hands it to a task of its own, so host calls in progress
+/// complete and the instance leaves the live-instance gauge. Its own deadline still bounds it.
+struct DrivenInstance<F: Future<Output = wasmtime::Result<()>> + Send + 'static>(Option<Pin<Box<F>>>);
+
+impl<F: Future<Output = wasmtime::Result<()>> + Send + 'static> DrivenInstance<F> {
+    fn new(instance: F) -> Self {
+        Self(Some(Box::pin(instance)))
+    }
+
+    fn running(&mut self) -> Pin<&mut F> {
+        self.0.as_mut().expect("an instance is driven only until it finishes").as_mut()
+    }
+
+    /// The instance returned: nothing is left to drive.
+    fn finished(&mut self) {
+        self.0 = None;
+    }
+
+    fn continue_on_own_task(self) {}
+}
+
+impl<F: Future<Output = wasmtime::Result<()>> + Send + 'static> Drop for DrivenInstance<F> {
+    fn drop(&mut self) {
+        if let (Some(instance), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+            runtime.spawn(instance);
+        }
+    }
 }
 
 /// How far an instance got when the request task stopped driving it.

@@ -64,6 +64,21 @@ async fn traps_memory_bombs_and_stack_overflows_fail_only_their_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_whose_client_went_away_finishes_and_is_counted_out() {
+    let (app, _db) = testbed(RequestLimits::default(), 4).await;
+    // The client gives up after 100 ms; the instance sleeps 400 ms before answering.
+    let gave_up = app.client.get(app.url("/sleep?ms=400")).timeout(Duration::from_millis(100)).send().await;
+    assert!(gave_up.is_err_and(|e| e.is_timeout()));
+    let live = |metrics: &str| metrics.lines().find(|l| l.starts_with("skiff_live_instances ")).map(str::to_owned);
+    let during = get(&app, "/metrics").await.text().await.unwrap();
+    assert_eq!(live(&during).as_deref(), Some("skiff_live_instances 1"), "{during}");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let after = get(&app, "/metrics").await.text().await.unwrap();
+    assert_eq!(live(&after).as_deref(), Some("skiff_live_instances 0"), "{after}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beyond_the_instance_bound_requests_are_shed_with_retry_after() {
     let limits = RequestLimits { queue_timeout: Duration::from_millis(100), ..RequestLimits::default() };
     let (app, _db) = testbed(limits, 2).await;

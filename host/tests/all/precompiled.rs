@@ -29,9 +29,12 @@ fn serve(component: &Path, data: &Path) -> SkiffProcess {
     ])
 }
 
-async fn hello(process: &SkiffProcess) -> (StatusCode, String) {
+/// Serves `component` as a pod would and checks that the testbed answers.
+async fn assert_serves_hello(component: &Path, data: &Path) {
+    let process = serve(component, data);
+    process.wait_ready().await;
     let response = reqwest::get(format!("http://{}/hello", process.addr)).await.unwrap();
-    (response.status(), response.text().await.unwrap())
+    assert_eq!((response.status(), response.text().await.unwrap()), (StatusCode::OK, "hello".to_owned()));
 }
 
 #[tokio::test]
@@ -39,9 +42,7 @@ async fn a_precompiled_component_serves() {
     let dir = ScratchDir::new();
     let compiled = dir.0.join("testbed.cwasm");
     compile(&component("testbed"), &compiled);
-    let process = serve(&compiled, &dir.0);
-    process.wait_ready().await;
-    assert_eq!(hello(&process).await, (StatusCode::OK, "hello".to_owned()));
+    assert_serves_hello(&compiled, &dir.0).await;
 }
 
 #[tokio::test]
@@ -50,9 +51,7 @@ async fn unusable_machine_code_falls_back_to_the_wasm_beside_it() {
     std::fs::copy(component("testbed"), dir.0.join("testbed.wasm")).unwrap();
     let compiled = dir.0.join("testbed.cwasm");
     std::fs::write(&compiled, b"machine code for some other CPU").unwrap();
-    let process = serve(&compiled, &dir.0);
-    process.wait_ready().await;
-    assert_eq!(hello(&process).await, (StatusCode::OK, "hello".to_owned()));
+    assert_serves_hello(&compiled, &dir.0).await;
 }
 
 #[tokio::test]

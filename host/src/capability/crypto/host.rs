@@ -22,7 +22,18 @@ impl passwords::Host for &Crypto {
 impl Crypto {
     /// Runs `work` on the blocking pool once a bcrypt slot is free.
     async fn bcrypt<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> wasmtime::Result<T> {
-        let _slot = self.bcrypt_slots.acquire().await.map_err(|e| wasmtime::format_err!("bcrypt pool closed: {e}"))?;
+        let slot = self
+            .bcrypt_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| wasmtime::format_err!("bcrypt pool closed: {e}"))?;
+        // The slot goes with the work: a request that gives up (deadline, client gone) cannot
+        // stop a hash in progress, and the slot stays taken until the hash is done.
+        let work = move || {
+            let _slot = slot;
+            work()
+        };
         tokio::task::spawn_blocking(work).await.map_err(|e| wasmtime::format_err!("bcrypt task failed: {e}"))
     }
 }
