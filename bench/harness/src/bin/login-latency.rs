@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 
 #[derive(Parser)]
 struct Args {
-    /// auth's login URL, e.g. http://127.0.0.1:4001/auth-ms/login
+    /// auth's login URL, e.g. http://127.0.0.1:4001/auth-ms/auth/login
     #[arg(long)]
     login_url: String,
     /// Where to receive notify's webhook requests (its `webhook_url` points here).
