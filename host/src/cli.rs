@@ -4,9 +4,17 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
+use crate::admin::AdminSpec;
 use crate::capability::config::parse_pair;
+use crate::capability::messaging::RetryPolicy;
 use crate::capability::outbound_http::parse_service_route;
+use crate::capability::sql::DatabaseOptions;
+use crate::launch::{HostSpec, ServiceSpec};
+use crate::runtime::RuntimeOptions;
+use crate::server::DEFAULT_SHUTDOWN_GRACE;
+use crate::service::{CanaryPolicy, RequestLimits, SwapOptions};
 
 #[derive(Debug, Parser)]
 #[command(name = "skiff", version, about = "Runs microservices written as WebAssembly components")]
@@ -166,25 +174,25 @@ pub struct CommonArgs {
     #[arg(long = "config", env = "SKIFF_CONFIG", value_parser = parse_pair, value_delimiter = ',', hide_env_values = true)]
     pub config: Vec<(String, String)>,
     /// Component instances that may run at once; beyond it requests wait, then get 503.
-    #[arg(long, env = "SKIFF_MAX_INSTANCES", default_value_t = 64)]
+    #[arg(long, env = "SKIFF_MAX_INSTANCES", default_value_t = RuntimeOptions::DEFAULT_MAX_INSTANCES)]
     pub max_instances: u32,
     /// Largest linear memory one instance may use, in MiB.
-    #[arg(long, env = "SKIFF_MAX_MEMORY_MB", default_value_t = 64)]
+    #[arg(long, env = "SKIFF_MAX_MEMORY_MB", default_value_t = RuntimeOptions::DEFAULT_MAX_MEMORY_MIB)]
     pub max_memory_mb: u64,
     /// Write /tmp/perf-PID.map so `perf record`/`perf report` name the components' functions.
     #[arg(long, env = "SKIFF_WASM_PERF_MAP")]
     pub wasm_perf_map: bool,
     /// Deadline of one request, from admission to its last byte, in milliseconds.
-    #[arg(long, env = "SKIFF_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    #[arg(long, env = "SKIFF_REQUEST_TIMEOUT_MS", default_value_t = millis(RequestLimits::DEFAULT_TIMEOUT))]
     pub request_timeout_ms: u64,
     /// How long a request may wait for a free instance slot, in milliseconds.
-    #[arg(long, env = "SKIFF_QUEUE_TIMEOUT_MS", default_value_t = 1_000)]
+    #[arg(long, env = "SKIFF_QUEUE_TIMEOUT_MS", default_value_t = millis(RequestLimits::DEFAULT_QUEUE_TIMEOUT))]
     pub queue_timeout_ms: u64,
     /// Largest request body, in bytes.
-    #[arg(long, env = "SKIFF_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    #[arg(long, env = "SKIFF_MAX_BODY_BYTES", default_value_t = RequestLimits::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
     /// Connections per database pool.
-    #[arg(long, env = "SKIFF_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    #[arg(long, env = "SKIFF_DB_MAX_CONNECTIONS", default_value_t = DatabaseOptions::DEFAULT_MAX_CONNECTIONS)]
     pub db_max_connections: u32,
     /// RabbitMQ (`amqp://user:pass@host:5672/%2f`); without it, the embedded queue in
     /// DATA_DIR/broker.db.
@@ -199,13 +207,13 @@ pub struct CommonArgs {
     #[arg(long = "outbound-allow", env = "SKIFF_OUTBOUND_ALLOW", value_delimiter = ',')]
     pub outbound_allow: Vec<String>,
     /// Deliveries of one message before it is dead-lettered.
-    #[arg(long, env = "SKIFF_MAX_DELIVERY_ATTEMPTS", default_value_t = 5)]
+    #[arg(long, env = "SKIFF_MAX_DELIVERY_ATTEMPTS", default_value_t = RetryPolicy::DEFAULT_MAX_ATTEMPTS)]
     pub max_delivery_attempts: u32,
     /// Back-off before the first redelivery, doubling each time (capped at 30 s), in ms.
-    #[arg(long, env = "SKIFF_RETRY_BASE_DELAY_MS", default_value_t = 500)]
+    #[arg(long, env = "SKIFF_RETRY_BASE_DELAY_MS", default_value_t = millis(RetryPolicy::DEFAULT_BASE_DELAY))]
     pub retry_base_delay_ms: u64,
     /// After SIGTERM, how long in-flight requests may take to finish, in seconds.
-    #[arg(long, env = "SKIFF_SHUTDOWN_GRACE_SECS", default_value_t = 25)]
+    #[arg(long, env = "SKIFF_SHUTDOWN_GRACE_SECS", default_value_t = DEFAULT_SHUTDOWN_GRACE.as_secs())]
     pub shutdown_grace_secs: u64,
     /// The admin listener (hot swap). Never expose it publicly.
     #[arg(long, env = "SKIFF_ADMIN_LISTEN", default_value = "127.0.0.1:4090")]
@@ -217,23 +225,72 @@ pub struct CommonArgs {
     #[arg(long, env = "SKIFF_ADMIN_COMPONENTS_DIR")]
     pub admin_components_dir: Option<PathBuf>,
     /// Versions of each component kept loaded (the active one included) for instant rollback.
-    #[arg(long, env = "SKIFF_KEEP_VERSIONS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "SKIFF_KEEP_VERSIONS", default_value_t = SwapOptions::DEFAULT_KEEP_VERSIONS as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub keep_versions: u64,
     /// A canary is judged on its last this many requests.
-    #[arg(long, env = "SKIFF_CANARY_WINDOW", default_value_t = 100)]
+    #[arg(long, env = "SKIFF_CANARY_WINDOW", default_value_t = CanaryPolicy::DEFAULT_WINDOW)]
     pub canary_window: usize,
     /// The canary's error rate is never computed over fewer requests than this.
-    #[arg(long, env = "SKIFF_CANARY_MIN_REQUESTS", default_value_t = 20)]
+    #[arg(long, env = "SKIFF_CANARY_MIN_REQUESTS", default_value_t = CanaryPolicy::DEFAULT_MIN_REQUESTS)]
     pub canary_min_requests: usize,
     /// A canary failing more than this percentage of its requests (5xx) is rolled back.
-    #[arg(long, env = "SKIFF_CANARY_MAX_ERROR_PERCENT", default_value_t = 5.0)]
+    #[arg(long, env = "SKIFF_CANARY_MAX_ERROR_PERCENT", default_value_t = CanaryPolicy::DEFAULT_MAX_ERROR_PERCENT)]
     pub canary_max_error_percent: f64,
     /// Promote a canary after this many requests within its error budget; 0 = on command only.
-    #[arg(long, env = "SKIFF_CANARY_PROMOTE_AFTER", default_value_t = 0)]
+    #[arg(long, env = "SKIFF_CANARY_PROMOTE_AFTER", default_value_t = CanaryPolicy::DEFAULT_PROMOTE_AFTER)]
     pub canary_promote_after: u64,
     /// How long a new version's health route may take in the smoke test, in milliseconds.
-    #[arg(long, env = "SKIFF_SMOKE_TIMEOUT_MS", default_value_t = 5_000)]
+    #[arg(long, env = "SKIFF_SMOKE_TIMEOUT_MS", default_value_t = millis(SwapOptions::DEFAULT_SMOKE_TIMEOUT))]
     pub smoke_timeout_ms: u64,
+}
+
+/// A default duration as the milliseconds a flag takes.
+const fn millis(duration: Duration) -> u64 {
+    duration.as_millis() as u64
+}
+
+impl CommonArgs {
+    /// The host's settings from these flags, around `services`.
+    pub fn host_spec(&self, listen: SocketAddr, services: Vec<ServiceSpec>) -> HostSpec {
+        let mut spec = HostSpec::with_services(listen, services, self.data_dir.clone());
+        spec.runtime = RuntimeOptions {
+            max_instances: self.max_instances,
+            max_memory_bytes: self.max_memory_mb << 20,
+            perf_map: self.wasm_perf_map,
+        };
+        spec.limits = RequestLimits {
+            timeout: Duration::from_millis(self.request_timeout_ms),
+            queue_timeout: Duration::from_millis(self.queue_timeout_ms),
+            max_body_bytes: self.max_body_bytes,
+        };
+        spec.database = DatabaseOptions { max_connections: self.db_max_connections, ..DatabaseOptions::default() };
+        spec.config = self.config.clone();
+        spec.amqp_url = self.amqp_url.clone();
+        spec.service_routes = self.services.clone();
+        spec.outbound_allow = self.outbound_allow.clone();
+        spec.retry = RetryPolicy {
+            max_attempts: self.max_delivery_attempts.max(1),
+            base_delay: Duration::from_millis(self.retry_base_delay_ms),
+            ..RetryPolicy::default()
+        };
+        spec.shutdown_grace = Duration::from_secs(self.shutdown_grace_secs);
+        spec.swap = SwapOptions {
+            keep_versions: usize::try_from(self.keep_versions).unwrap_or(usize::MAX),
+            canary: CanaryPolicy {
+                window: self.canary_window,
+                min_requests: self.canary_min_requests,
+                max_error_rate: self.canary_max_error_percent / 100.0,
+                promote_after: self.canary_promote_after,
+            },
+            smoke_timeout: Duration::from_millis(self.smoke_timeout_ms),
+        };
+        spec.admin = self.admin_token.clone().filter(|token| !token.is_empty()).map(|token| AdminSpec {
+            listen: self.admin_listen,
+            token,
+            components_dir: self.admin_components_dir.clone(),
+        });
+        spec
+    }
 }
 
 #[cfg(test)]
@@ -249,5 +306,19 @@ mod tests {
             ("PATH".to_owned(), "/bin".to_owned()),
         ];
         assert_eq!(config_from_env(vars.into_iter()), vec![("token_public_key".to_owned(), "abc".to_owned())]);
+    }
+
+    #[test]
+    fn flag_defaults_are_the_hosts_defaults() {
+        let cli = Cli::parse_from(["skiff", "dev"]);
+        let Command::Dev(args) = cli.command else { panic!("parsed another command") };
+        let flags = args.common.host_spec(args.listen, Vec::new());
+        let defaults = HostSpec::with_services(args.listen, Vec::new(), args.common.data_dir.clone());
+        assert_eq!(format!("{:?}", flags.runtime), format!("{:?}", defaults.runtime));
+        assert_eq!(format!("{:?}", flags.limits), format!("{:?}", defaults.limits));
+        assert_eq!(format!("{:?}", flags.database), format!("{:?}", defaults.database));
+        assert_eq!(format!("{:?}", flags.retry), format!("{:?}", defaults.retry));
+        assert_eq!(format!("{:?}", flags.swap), format!("{:?}", defaults.swap));
+        assert_eq!(flags.shutdown_grace, defaults.shutdown_grace);
     }
 }

@@ -11,16 +11,15 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::admin::watch::{WatchSpec, watch};
 use crate::admin::{self, Admin, AdminSpec};
-use crate::capability::config::ComponentConfig;
-use crate::capability::crypto::Crypto;
-use crate::capability::messaging::{Broker, RetryPolicy, connect_broker};
-use crate::capability::outbound_http::OutboundPolicy;
-use crate::capability::sql::{Database, DatabaseOptions};
-use crate::cli::CommonArgs;
-use crate::runtime::{Capabilities, Runtime, RuntimeOptions};
-use crate::server::metrics::Metrics;
-use crate::server::{self, App, Health};
-use crate::service::{CanaryPolicy, RequestLimits, Service, ServiceContext, SwapOptions};
+use crate::capability::config::{ComponentConfig, ConfigCapability};
+use crate::capability::crypto::{Crypto, CryptoCapability};
+use crate::capability::messaging::{MessagingCapability, RetryPolicy, connect_broker};
+use crate::capability::outbound_http::{LocalServices, OutboundHttpCapability, OutboundPolicy};
+use crate::capability::sql::{DatabaseOptions, SqlCapability};
+use crate::metrics::Metrics;
+use crate::runtime::{HostCapabilities, Runtime, RuntimeOptions};
+use crate::server::{self, App, DEFAULT_SHUTDOWN_GRACE, Health, InProcess};
+use crate::service::{RequestLimits, Service, ServiceContext, SwapOptions};
 
 /// One service to mount.
 #[derive(Debug, Clone)]
@@ -67,53 +66,7 @@ pub struct HostSpec {
 }
 
 impl HostSpec {
-    pub fn new(listen: SocketAddr, services: Vec<ServiceSpec>, common: &CommonArgs) -> Self {
-        Self {
-            listen,
-            internal_listen: None,
-            services,
-            runtime: RuntimeOptions {
-                max_instances: common.max_instances,
-                max_memory_bytes: common.max_memory_mb << 20,
-                perf_map: common.wasm_perf_map,
-            },
-            limits: RequestLimits {
-                timeout: Duration::from_millis(common.request_timeout_ms),
-                queue_timeout: Duration::from_millis(common.queue_timeout_ms),
-                max_body_bytes: common.max_body_bytes,
-            },
-            database: DatabaseOptions { max_connections: common.db_max_connections, ..DatabaseOptions::default() },
-            config: common.config.clone(),
-            amqp_url: common.amqp_url.clone(),
-            data_dir: common.data_dir.clone(),
-            service_routes: common.services.clone(),
-            outbound_allow: common.outbound_allow.clone(),
-            retry: RetryPolicy {
-                max_attempts: common.max_delivery_attempts.max(1),
-                base_delay: Duration::from_millis(common.retry_base_delay_ms),
-                ..RetryPolicy::default()
-            },
-            shutdown_grace: Duration::from_secs(common.shutdown_grace_secs),
-            swap: SwapOptions {
-                keep_versions: usize::try_from(common.keep_versions).unwrap_or(usize::MAX),
-                canary: CanaryPolicy {
-                    window: common.canary_window,
-                    min_requests: common.canary_min_requests,
-                    max_error_rate: common.canary_max_error_percent / 100.0,
-                    promote_after: common.canary_promote_after,
-                },
-                smoke_timeout: Duration::from_millis(common.smoke_timeout_ms),
-            },
-            admin: common.admin_token.clone().filter(|token| !token.is_empty()).map(|token| AdminSpec {
-                listen: common.admin_listen,
-                token,
-                components_dir: common.admin_components_dir.clone(),
-            }),
-            watch: None,
-        }
-    }
-
-    /// A spec with defaults around the given services, for tests and embedding.
+    /// A spec with every setting at its default around the given services.
     pub fn with_services(listen: SocketAddr, services: Vec<ServiceSpec>, data_dir: PathBuf) -> Self {
         Self {
             listen,
@@ -128,11 +81,29 @@ impl HostSpec {
             service_routes: Vec::new(),
             outbound_allow: Vec::new(),
             retry: RetryPolicy::default(),
-            shutdown_grace: Duration::from_secs(25),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             swap: SwapOptions::default(),
             admin: None,
             watch: None,
         }
+    }
+
+    /// The capabilities every service of this host may import, in the order they are set up
+    /// (messaging's outbox uses the service's database, so sql comes before it). A new
+    /// capability is one more `.with(...)` here.
+    async fn capabilities(
+        &self,
+        metrics: &Arc<Metrics>,
+        local: &Arc<LocalServices>,
+    ) -> anyhow::Result<HostCapabilities> {
+        let broker = connect_broker(self.amqp_url.as_deref(), &self.data_dir).await?;
+        let outbound = OutboundPolicy::new(self.service_routes.clone(), self.outbound_allow.clone(), local.clone());
+        Ok(HostCapabilities::default()
+            .with(ConfigCapability::new(ComponentConfig::from_pairs(self.config.clone())))
+            .with(CryptoCapability::new(Crypto::new(&self.config, Crypto::bcrypt_pool())))
+            .with(SqlCapability::new(self.database.clone()))
+            .with(MessagingCapability::new(broker, self.retry, metrics.clone()))
+            .with(OutboundHttpCapability::new(outbound)))
     }
 }
 
@@ -143,35 +114,22 @@ pub struct Host {
     admin: Option<(TcpListener, Arc<Admin>)>,
     watch: Option<WatchSpec>,
     app: Arc<App>,
-    broker: Arc<dyn Broker>,
-    retry: RetryPolicy,
+    broker: &'static str,
     grace: Duration,
 }
 
 impl Host {
     pub async fn build(spec: HostSpec) -> anyhow::Result<Self> {
         anyhow::ensure!(!spec.services.is_empty(), "no components to serve");
-        let runtime = Runtime::new(spec.runtime.clone())?;
         let metrics = Arc::new(Metrics::default());
+        let local = Arc::new(LocalServices::default());
+        let broker = if spec.amqp_url.is_some() { "amqp" } else { "embedded" };
+        let runtime = Runtime::new(spec.runtime.clone(), spec.capabilities(&metrics, &local).await?)?;
         let instances = Arc::new(Semaphore::new(spec.runtime.max_instances as usize));
-        let config = ComponentConfig::from_pairs(spec.config.clone());
-        let outbound = Arc::new(OutboundPolicy::new(spec.service_routes.clone(), spec.outbound_allow.clone()));
-        let crypto = Arc::new(Crypto::new(&spec.config, Crypto::bcrypt_pool()));
-        let broker = connect_broker(spec.amqp_url.as_deref(), &spec.data_dir).await?;
         let mut services = Vec::new();
         for service in &spec.services {
-            let sql = Database::connect(&service.database_url, &spec.database)
-                .await
-                .with_context(|| format!("opening the database of {}", service.name))?;
             let ctx = || ServiceContext {
                 runtime: runtime.clone(),
-                capabilities: Capabilities {
-                    sql: sql.clone(),
-                    config: config.clone(),
-                    crypto: crypto.clone(),
-                    outbox: None,
-                    outbound: outbound.clone(),
-                },
                 limits: spec.limits.clone(),
                 instances: instances.clone(),
                 metrics: metrics.clone(),
@@ -183,7 +141,7 @@ impl Host {
                     let bytes = tokio::fs::read(&path)
                         .await
                         .with_context(|| format!("reading component {}", path.display()))?;
-                    Service::load(&service.name, bytes, service.version_label.clone(), ctx)
+                    Service::load(&service.name, &service.database_url, bytes, service.version_label.clone(), ctx)
                         .await
                         .with_context(|| format!("loading component {}", path.display()))
                 }
@@ -198,10 +156,11 @@ impl Host {
                 }
                 (Err(error), None) => return Err(error),
             };
-            services.push(Arc::new(loaded));
+            let loaded = Arc::new(loaded);
+            // In `skiff dev`, `http://users/...` from auth reaches the users component directly.
+            local.register(&service.name, Arc::new(InProcess(Arc::downgrade(&loaded))));
+            services.push(loaded);
         }
-        // In `skiff dev`, `http://users/...` from auth reaches the users component directly.
-        outbound.set_local_services(&services);
         let listener = TcpListener::bind(spec.listen).await.with_context(|| format!("binding {}", spec.listen))?;
         let internal_listener = match spec.internal_listen {
             Some(address) => Some(TcpListener::bind(address).await.with_context(|| format!("binding {address}"))?),
@@ -220,16 +179,12 @@ impl Host {
             }
         };
         let app = Arc::new(App::new(services, Arc::new(Health::default()), metrics));
-        Ok(Self {
-            listener,
-            internal_listener,
-            admin,
-            watch: spec.watch,
-            app,
-            broker,
-            retry: spec.retry,
-            grace: spec.shutdown_grace,
-        })
+        Ok(Self { listener, internal_listener, admin, watch: spec.watch, app, broker, grace: spec.shutdown_grace })
+    }
+
+    /// The loaded services, for embedding and measuring.
+    pub fn services(&self) -> impl Iterator<Item = &Arc<Service>> {
+        self.app.services()
     }
 
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
@@ -249,25 +204,23 @@ impl Host {
     /// first event), and only then reports started.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let app = self.app.clone();
-        let broker = self.broker.clone();
-        let retry = self.retry;
         tokio::spawn(async move {
             for service in app.services() {
                 service.migrate_until_done().await;
             }
             for service in app.services() {
-                if let Err(error) = service.start_consuming(broker.clone(), retry).await {
+                if let Err(error) = service.start_consuming().await {
                     tracing::error!(service = %service.name(), error = %format!("{error:#}"), "cannot start consuming");
                 }
             }
             for service in app.services() {
-                if let Some(outbox) = service.outbox() {
-                    tokio::spawn(outbox.relay(broker.clone(), service.name().to_owned()));
+                for task in service.background_tasks() {
+                    tokio::spawn(task);
                 }
             }
             app.health().mark_started();
         });
-        tracing::info!(address = %self.local_addr().map(|a| a.to_string()).unwrap_or_default(), broker = self.broker.backend(), "listening");
+        tracing::info!(address = %self.local_addr().map(|a| a.to_string()).unwrap_or_default(), broker = self.broker, "listening");
         let (stop, stopped) = watch::channel(false);
         let wait = |mut stopped: watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|stop| *stop).await;
@@ -278,7 +231,7 @@ impl Host {
         });
         let admin = self.admin.map(|(listener, api)| {
             tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin listener");
-            tokio::spawn(admin::serve(listener, api, wait(stopped.clone())))
+            tokio::spawn(admin::serve(listener, api, wait(stopped.clone()), self.grace))
         });
         let watcher = match (self.watch, self.app.services().next()) {
             (Some(spec), Some(service)) => Some(tokio::spawn(watch(service.clone(), spec))),

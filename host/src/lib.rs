@@ -9,6 +9,8 @@ pub mod admin;
 pub mod capability;
 pub mod cli;
 pub mod launch;
+pub mod metrics;
+pub mod retry;
 pub mod runtime;
 pub mod server;
 pub mod service;

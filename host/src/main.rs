@@ -5,7 +5,7 @@ use skiff::admin::watch::WatchSpec;
 use skiff::capability::crypto::TOKEN_PUBLIC_KEY;
 use skiff::cli::{Cli, Command, CommonArgs, CompileArgs, DevArgs, ServeArgs, config_from_env};
 use skiff::launch::{Host, HostSpec, ServiceSpec, components_in, generate_token_keys, service_name, sqlite_url};
-use skiff::runtime::{Runtime, RuntimeOptions};
+use skiff::runtime::{HostCapabilities, Runtime, RuntimeOptions};
 use skiff::service::precompile;
 use skiff::{admin, server, telemetry};
 use std::time::Duration;
@@ -47,7 +47,8 @@ fn shell_outcome(outcome: anyhow::Result<()>) -> std::process::ExitCode {
 /// `skiff compile`: the component's machine code for this skiff's engine.
 fn compile(args: &CompileArgs) -> anyhow::Result<()> {
     let bytes = std::fs::read(&args.component).with_context(|| format!("reading {}", args.component.display()))?;
-    let runtime = Runtime::new(RuntimeOptions::default())?;
+    // Compiling needs the engine only, not the capabilities a serving host links.
+    let runtime = Runtime::new(RuntimeOptions::default(), HostCapabilities::default())?;
     let compiled = precompile(&runtime, &bytes).with_context(|| format!("compiling {}", args.component.display()))?;
     std::fs::write(&args.output, &compiled).with_context(|| format!("writing {}", args.output.display()))?;
     println!("{}: {} bytes of machine code", args.output.display(), compiled.len());
@@ -65,7 +66,7 @@ fn serve_spec(mut args: ServeArgs) -> anyhow::Result<HostSpec> {
         .with_context(|| format!("creating data directory {}", args.common.data_dir.display()))?;
     let database_url = args.database_url.unwrap_or_else(|| sqlite_url(&args.common.data_dir, &name));
     let service = ServiceSpec { name, component: args.component, version_label: args.component_version, database_url };
-    let mut spec = HostSpec::new(args.listen, vec![service], &args.common);
+    let mut spec = args.common.host_spec(args.listen, vec![service]);
     spec.internal_listen = args.internal_listen;
     spec.watch =
         args.watch.map(|path| WatchSpec { path, interval: Duration::from_millis(args.watch_interval_ms.max(50)) });
@@ -82,7 +83,7 @@ fn dev_spec(mut args: DevArgs) -> anyhow::Result<HostSpec> {
         .iter()
         .map(|component| ServiceSpec::embedded(component, &args.common.data_dir))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(HostSpec::new(args.listen, services, &args.common))
+    Ok(args.common.host_spec(args.listen, services))
 }
 
 async fn run(spec: HostSpec) -> anyhow::Result<()> {

@@ -21,7 +21,8 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::error::AdminError;
 use super::{AdminSpec, MAX_COMPONENT_BYTES, auth};
-use crate::service::{Candidate, Service, full_body};
+use crate::server::full_body;
+use crate::service::{Candidate, Service};
 
 /// The admin API over a host's services.
 pub struct Admin {

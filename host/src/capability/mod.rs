@@ -1,9 +1,109 @@
 //! Host capabilities a component imports. Each lives in its own folder with the same shape:
-//! `mod.rs` wires it into the linker, `host.rs` implements the generated `Host` traits, and
-//! backends sit behind a trait in `client.rs`.
+//! `mod.rs` holds the WIT bindings, the capability's per-service and per-instance state, its
+//! `add_to_linker` (generic over the embedder's store data, as wasmtime's own `wasi-config`
+//! does) and its [`Capability`] implementation; `host.rs` implements the generated `Host`
+//! traits; backends sit behind a trait in `client.rs`, and the choice between them in a file of
+//! its own.
+//!
+//! No capability names the runtime's store type, a service or the server: the runtime reaches
+//! each through the [`Capability`] trait, and a capability reaches its own state in a store
+//! through [`CapabilityStore`]. Adding a capability is one folder and one `.with(...)` line
+//! where the host composes its [`Capabilities`] (see `launch.rs` and `docs/architecture.md`).
 
 pub mod config;
 pub mod crypto;
 pub mod messaging;
 pub mod outbound_http;
+mod registry;
 pub mod sql;
+
+use async_trait::async_trait;
+use futures_util::future::BoxFuture;
+use std::sync::Arc;
+use wasmtime::component::{Linker, ResourceTable};
+
+pub use registry::{Capabilities, InstanceStates, ServiceFacts, ServiceStates};
+
+/// One capability's lifecycle, as the runtime drives it: link its imports once per engine,
+/// configure it once per service, give every instance its state, and ask it whether the service
+/// is ready and what it runs in the background.
+#[async_trait]
+pub trait Capability: Send + Sync + 'static {
+    /// Shared by every instance of one service (a database pool, an outbox).
+    type Service: Send + Sync + 'static;
+    /// What one instance's store holds (usually a cheap clone of the service's state).
+    type Instance: Send + 'static;
+
+    /// For logs and errors.
+    fn name(&self) -> &'static str;
+
+    /// Adds this capability's imports to `linker`.
+    fn add_to_linker<T: CapabilityStore>(linker: &mut Linker<T>) -> anyhow::Result<()>;
+
+    /// Sets the capability up for one service; may read the state of capabilities composed
+    /// before it (messaging writes its outbox through the service's database).
+    async fn configure(&self, service: &ServiceSetup<'_>) -> anyhow::Result<Self::Service>;
+
+    /// The state one new instance of the service gets.
+    fn instance(&self, service: &Self::Service) -> Self::Instance;
+
+    /// Work that needs the service's backends reachable (creating tables); retried with the
+    /// service's migrations until it succeeds.
+    async fn prepare(&self, _service: &Self::Service) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Whether the service can serve now; `Err` says what is missing.
+    async fn ready(&self, _service: &Self::Service) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Tasks that run for the life of the process once the service is prepared (an outbox
+    /// relay).
+    fn background(&self, _service: &Arc<Self::Service>, _service_name: &str) -> Vec<BoxFuture<'static, ()>> {
+        Vec::new()
+    }
+}
+
+/// What a capability learns about the service it is configured for.
+pub struct ServiceSetup<'a> {
+    pub name: &'a str,
+    /// Where the service's own database lives (`postgres://…` or `sqlite://…`).
+    pub database_url: &'a str,
+    /// The interfaces the component imports, e.g. `skiff:messaging/producer@0.1.0`.
+    pub imports: &'a [String],
+    /// The interfaces it exports, e.g. `skiff:messaging/consumer@0.1.0`.
+    pub exports: &'a [String],
+    /// The state of the capabilities configured for this service so far.
+    pub earlier: &'a ServiceStates,
+}
+
+impl ServiceSetup<'_> {
+    /// The state of capability `C` for this service, if it was composed before the caller.
+    pub fn state_of<C: Capability>(&self) -> Option<Arc<C::Service>> {
+        self.earlier.get::<C>()
+    }
+
+    /// Whether the component imports an interface whose name starts with `prefix`.
+    pub fn imports_interface(&self, prefix: &str) -> bool {
+        self.imports.iter().any(|name| name.starts_with(prefix))
+    }
+
+    /// Whether the component exports an interface whose name starts with `prefix`.
+    pub fn exports_interface(&self, prefix: &str) -> bool {
+        self.exports.iter().any(|name| name.starts_with(prefix))
+    }
+}
+
+/// The part of a store a capability's host functions borrow: its own per-instance state and
+/// the instance's resource table.
+pub struct InstanceView<'a, S> {
+    pub state: &'a mut S,
+    pub table: &'a mut ResourceTable,
+}
+
+/// Store data that carries the capabilities' per-instance states. The runtime's store type
+/// implements it; capabilities are generic over it and never name that type.
+pub trait CapabilityStore: Send + 'static {
+    fn capability<C: Capability>(&mut self) -> InstanceView<'_, C::Instance>;
+}

@@ -1,8 +1,9 @@
 //! The wasmtime engine and what every instance gets: pooling allocation, epoch-based deadlines
-//! with async yields, a memory limit, and the linker with all capabilities.
+//! with async yields, a memory limit, and the linker with WASI and the host's capabilities.
 
 mod state;
 
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 use wasmtime::component::Linker;
@@ -11,9 +12,12 @@ use wasmtime::{
     UpdateDeadline,
 };
 
-pub use state::{Capabilities, HostState};
+pub use state::HostState;
 
-use crate::capability;
+use crate::capability::{Capabilities, ServiceStates};
+
+/// The capabilities of a host, over skiff's store type.
+pub type HostCapabilities = Capabilities<HostState>;
 
 /// How often the engine's epoch advances: the granularity of deadlines and of the yields that
 /// let a CPU-heavy instance (bcrypt) share a core with other requests.
@@ -30,9 +34,18 @@ pub struct RuntimeOptions {
     pub perf_map: bool,
 }
 
+impl RuntimeOptions {
+    pub const DEFAULT_MAX_INSTANCES: u32 = 64;
+    pub const DEFAULT_MAX_MEMORY_MIB: u64 = 64;
+}
+
 impl Default for RuntimeOptions {
     fn default() -> Self {
-        Self { max_instances: 64, max_memory_bytes: 64 << 20, perf_map: false }
+        Self {
+            max_instances: Self::DEFAULT_MAX_INSTANCES,
+            max_memory_bytes: Self::DEFAULT_MAX_MEMORY_MIB << 20,
+            perf_map: false,
+        }
     }
 }
 
@@ -41,15 +54,17 @@ impl Default for RuntimeOptions {
 #[error("the request ran past its deadline")]
 pub struct DeadlineExceeded;
 
-/// One engine per process, shared by every component and version.
+/// One engine per process, shared by every component and version, and the capabilities every
+/// instance is linked with.
 #[derive(Clone)]
 pub struct Runtime {
     engine: Engine,
     options: RuntimeOptions,
+    capabilities: Arc<HostCapabilities>,
 }
 
 impl Runtime {
-    pub fn new(options: RuntimeOptions) -> anyhow::Result<Self> {
+    pub fn new(options: RuntimeOptions, capabilities: HostCapabilities) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
@@ -63,7 +78,7 @@ impl Runtime {
         }
         let engine = Engine::new(&config)?;
         spawn_epoch_ticker(&engine);
-        Ok(Self { engine, options })
+        Ok(Self { engine, options, capabilities: Arc::new(capabilities) })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -74,16 +89,22 @@ impl Runtime {
         &self.options
     }
 
-    /// A linker with every capability a skiff component may import.
+    pub fn capabilities(&self) -> &HostCapabilities {
+        &self.capabilities
+    }
+
+    /// A linker with WASI, wasi:http and every capability of this host.
     pub fn linker(&self) -> anyhow::Result<Linker<HostState>> {
         let mut linker = Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        capability::config::add_to_linker(&mut linker)?;
-        capability::crypto::add_to_linker(&mut linker)?;
-        capability::sql::add_to_linker(&mut linker)?;
-        capability::messaging::add_to_linker(&mut linker)?;
+        self.capabilities.add_to_linker(&mut linker)?;
         Ok(linker)
+    }
+
+    /// The state of a new instance of the service whose capabilities are `service`.
+    pub fn instance_state(&self, service: &ServiceStates) -> HostState {
+        HostState::new(self.capabilities.instances(service), self.options.max_memory_bytes)
     }
 
     /// A store for one instance that traps with [`DeadlineExceeded`] once `deadline` passes,

@@ -1,43 +1,25 @@
 //! What a store holds for one component instance.
 
-use std::sync::Arc;
 use wasmtime::StoreLimits;
 use wasmtime::StoreLimitsBuilder;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::capability::config::ComponentConfig;
-use crate::capability::crypto::Crypto;
-use crate::capability::messaging::Outbox;
-use crate::capability::outbound_http::{OutboundHttp, OutboundPolicy};
-use crate::capability::sql::SqlClient;
+use crate::capability::outbound_http::OutboundHttpCapability;
+use crate::capability::{Capability, CapabilityStore, InstanceStates, InstanceView};
 
-/// The capabilities of one service, shared by all its instances.
-#[derive(Clone)]
-pub struct Capabilities {
-    pub sql: Arc<dyn SqlClient>,
-    pub config: ComponentConfig,
-    pub crypto: Arc<Crypto>,
-    pub outbox: Option<Arc<Outbox>>,
-    pub outbound: Arc<OutboundPolicy>,
-}
-
-/// Per-instance state: WASI contexts, the resource table, and the capabilities' handles.
+/// Per-instance state: WASI contexts, the resource table, and each capability's state.
 pub struct HostState {
-    pub(crate) wasi: WasiCtx,
-    pub(crate) http: WasiHttpCtx,
-    pub(crate) table: ResourceTable,
-    pub(crate) sql: Arc<dyn SqlClient>,
-    pub(crate) config: ComponentConfig,
-    pub(crate) crypto: Arc<Crypto>,
-    pub(crate) outbox: Option<Arc<Outbox>>,
-    pub(crate) limits: StoreLimits,
-    outbound: OutboundHttp,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    capabilities: InstanceStates,
+    pub(super) limits: StoreLimits,
 }
 
 impl HostState {
-    pub fn new(capabilities: &Capabilities, max_memory_bytes: u64) -> Self {
+    pub fn new(capabilities: InstanceStates, max_memory_bytes: u64) -> Self {
         let limits = StoreLimitsBuilder::new()
             .memory_size(usize::try_from(max_memory_bytes).unwrap_or(usize::MAX))
             .trap_on_grow_failure(false)
@@ -47,12 +29,18 @@ impl HostState {
             wasi: WasiCtx::builder().inherit_stderr().build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            sql: capabilities.sql.clone(),
-            config: capabilities.config.clone(),
-            crypto: capabilities.crypto.clone(),
-            outbox: capabilities.outbox.clone(),
+            capabilities,
             limits,
-            outbound: OutboundHttp(capabilities.outbound.clone()),
+        }
+    }
+}
+
+impl CapabilityStore for HostState {
+    fn capability<C: Capability>(&mut self) -> InstanceView<'_, C::Instance> {
+        match self.capabilities.get_mut::<C>() {
+            Some(state) => InstanceView { state, table: &mut self.table },
+            // Every instance gets a state from every capability the linker links.
+            None => unreachable!("no state for a linked capability"),
         }
     }
 }
@@ -65,6 +53,9 @@ impl WasiView for HostState {
 
 impl WasiHttpView for HostState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.outbound }
+        let Some(hooks) = self.capabilities.get_mut::<OutboundHttpCapability>() else {
+            unreachable!("no state for the outbound HTTP capability")
+        };
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks }
     }
 }

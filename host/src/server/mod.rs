@@ -1,26 +1,43 @@
-//! The HTTP front: listener, graceful shutdown, host routes and routing to services.
+//! The HTTP front: listeners, graceful shutdown, host routes, routing to services, and the one
+//! place where what a service did becomes an HTTP response.
 
+mod answer;
 mod health;
-pub mod metrics;
+mod local;
 pub mod problem;
 mod router;
 mod unread_body;
 
+pub use answer::{DIGEST_HEADER, VERSION_HEADER, into_response};
 pub use health::Health;
+pub use local::InProcess;
 pub use router::App;
 
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 /// Slow clients get this long to send their request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Request line plus headers larger than this are refused (431).
-const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// hyper's read buffer: a request line and header section that do not fit are refused by hyper
+/// itself (431) before the router sees them. The router's own, smaller limit on the header
+/// section is [`router::MAX_HEADER_SECTION_BYTES`].
+pub const MAX_READ_BUFFER_BYTES: usize = 64 * 1024;
+/// After an accept error (out of file descriptors and the like), wait this long instead of
+/// spinning.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+/// How long in-flight requests may take to finish after shutdown begins.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 
 /// Serves `app` on `listener` until `shutdown` resolves; then stops accepting, marks the host
 /// not ready, and lets in-flight requests finish for up to `grace`.
@@ -33,9 +50,33 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
+    let handler = app.clone();
+    let handle = move |request, peer| {
+        let app = handler.clone();
+        async move { app.handle(request, peer, internal).await }
+    };
+    let stopped = async {
+        shutdown.await;
+        app.health().start_draining();
+    };
+    accept(listener, if internal { "internal" } else { "public" }, handle, stopped, grace).await;
+}
+
+/// The accept loop every listener runs (public, internal, admin): one connection task per
+/// client with the same header limits, until `shutdown`; then in-flight requests get `grace`.
+pub async fn accept<H, F>(
+    listener: TcpListener,
+    name: &'static str,
+    handle: H,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<HyperOutgoingBody>> + Send + 'static,
+{
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(MAX_HEADER_BYTES);
+    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(MAX_READ_BUFFER_BYTES);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -43,35 +84,38 @@ pub async fn serve(
                 let (stream, peer) = match accepted {
                     Ok(pair) => pair,
                     Err(error) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        tracing::warn!(listener = name, %error, "accept failed");
+                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                         continue;
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let app = app.clone();
+                let handle = handle.clone();
                 let service = hyper::service::service_fn(move |request| {
-                    let app = app.clone();
-                    async move { Ok::<_, std::convert::Infallible>(app.handle(request, peer, internal).await) }
+                    let answer = handle(request, peer);
+                    async move { Ok::<_, std::convert::Infallible>(answer.await) }
                 });
                 let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
                 tokio::spawn(async move {
                     if let Err(error) = connection.await {
-                        tracing::debug!(%error, %peer, "connection ended with an error");
+                        tracing::debug!(listener = name, %error, %peer, "connection ended with an error");
                     }
                 });
             }
             () = &mut shutdown => break,
         }
     }
-    app.health().start_draining();
     drop(listener);
-    tracing::info!(grace = ?grace, "shutting down: no new connections, draining in-flight requests");
+    tracing::info!(listener = name, grace = ?grace, "shutting down: no new connections, draining in-flight requests");
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
-        () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing the remaining connections"),
+        () = graceful.shutdown() => tracing::info!(listener = name, "all connections drained"),
+        () = tokio::time::sleep(grace) => tracing::warn!(listener = name, "grace period over; closing the remaining connections"),
     }
+}
+
+/// A complete body, in the type responses carry.
+pub fn full_body(bytes: impl Into<Bytes>) -> HyperOutgoingBody {
+    http_body_util::Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -4,7 +4,7 @@ use http::{Response, StatusCode, header};
 use serde_json::json;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::service::full_body;
+use super::full_body;
 
 pub fn problem(status: StatusCode, kind: &str, detail: &str) -> Response<HyperOutgoingBody> {
     let body = json!({

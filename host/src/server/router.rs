@@ -8,15 +8,17 @@ use std::time::Instant;
 use tracing::Instrument;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use super::metrics::{Metrics, RequestLabels, RouteLabels};
 use super::unread_body::{self, WatchedBody};
-use super::{Health, problem};
+use super::{Health, full_body, into_response, problem};
 use crate::capability::outbound_http::INTERNAL_HEADER;
-use crate::service::{Service, full_body};
+use crate::metrics::{Metrics, RequestLabels, RouteLabels};
+use crate::service::Service;
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
-/// Largest header section a request may have.
-pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Largest header section (names, values and their separators) the router passes to a service;
+/// smaller than hyper's read buffer ([`super::MAX_READ_BUFFER_BYTES`]), so a section between the
+/// two gets the host's problem+json 431.
+pub const MAX_HEADER_SECTION_BYTES: usize = 32 * 1024;
 /// The OpenAPI document of every public route, served at `/openapi.yaml`.
 const OPENAPI_YAML: &str = include_str!("../../../openapi/skiff.yaml");
 /// The client's IP address as the host saw it, for components (auth's login events).
@@ -76,11 +78,11 @@ impl App {
         // hyper bounds its read buffer, not the header section: refuse large ones here.
         let header_bytes: usize =
             request.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
-        if header_bytes > MAX_HEADER_BYTES {
+        if header_bytes > MAX_HEADER_SECTION_BYTES {
             return problem::problem(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "headers-too-large",
-                &format!("the request headers must be at most {MAX_HEADER_BYTES} bytes"),
+                &format!("the request headers must be at most {MAX_HEADER_SECTION_BYTES} bytes"),
             );
         }
         let request_id = request_id(&request);
@@ -148,7 +150,7 @@ impl App {
             return host(problem::draining());
         }
         match self.service_for(request.uri().path()) {
-            Some(service) => (service.name().to_owned(), service.handle(request).await),
+            Some(service) => (service.name().to_owned(), into_response(service.handle(request).await)),
             None => host(problem::not_found()),
         }
     }
@@ -173,7 +175,8 @@ impl App {
         }
         let mut not_ready = Vec::new();
         for service in self.services() {
-            if !service.is_ready().await {
+            if let Err(why) = service.readiness().await {
+                tracing::debug!(service = %service.name(), %why, "not ready");
                 not_ready.push(service.name().to_owned());
             }
         }

@@ -16,9 +16,21 @@ pub struct CanaryPolicy {
     pub promote_after: u64,
 }
 
+impl CanaryPolicy {
+    pub const DEFAULT_WINDOW: usize = 100;
+    pub const DEFAULT_MIN_REQUESTS: usize = 20;
+    pub const DEFAULT_MAX_ERROR_PERCENT: f64 = 5.0;
+    pub const DEFAULT_PROMOTE_AFTER: u64 = 0;
+}
+
 impl Default for CanaryPolicy {
     fn default() -> Self {
-        Self { window: 100, min_requests: 20, max_error_rate: 0.05, promote_after: 0 }
+        Self {
+            window: Self::DEFAULT_WINDOW,
+            min_requests: Self::DEFAULT_MIN_REQUESTS,
+            max_error_rate: Self::DEFAULT_MAX_ERROR_PERCENT / 100.0,
+            promote_after: Self::DEFAULT_PROMOTE_AFTER,
+        }
     }
 }
 

@@ -6,33 +6,27 @@ use std::time::Instant;
 
 use super::Service;
 use crate::capability::messaging::{
-    Broker, Delivery, InboundDelivery, Message, MessageHandler, Outcome, RetryPolicy, SubscriptionSpec,
-    run_subscription,
+    Delivery, InboundDelivery, Message, MessageHandler, MessagingCapability, Outcome, SubscriptionSpec,
 };
+use crate::metrics::MessageLabels;
 use crate::runtime::DeadlineExceeded;
-use crate::server::metrics::MessageLabels;
 
 impl Service {
     /// Subscribes the component to every queue it asks for; no-op for services that consume
     /// nothing. Returns once the subscriptions are set up to run in the background.
-    pub async fn start_consuming(self: &Arc<Self>, broker: Arc<dyn Broker>, policy: RetryPolicy) -> anyhow::Result<()> {
-        let Some(connected) = self.consuming.clone() else { return Ok(()) };
+    pub async fn start_consuming(self: &Arc<Self>) -> anyhow::Result<()> {
         let version = self.current();
-        let subscriptions = version.subscriptions(self.new_state(), &self.ctx.runtime).await?;
-        for subscription in subscriptions {
-            let spec = SubscriptionSpec {
-                exchange: subscription.exchange,
-                queue: subscription.queue,
-                binding_key: subscription.binding_key,
-            };
-            // Subscribing here, before the relays start, binds the queue before the first event
-            // is published; if the broker is down the background loop keeps trying.
-            let initial = broker.subscribe(&spec).await.inspect_err(|error| {
-                tracing::warn!(queue = %spec.queue, error = %format!("{error:#}"), "cannot subscribe yet");
-            });
-            let handler: Arc<dyn MessageHandler> = self.clone();
-            tokio::spawn(run_subscription(broker.clone(), spec, initial.ok(), handler, policy, connected.clone()));
+        let Some(messaging) = self.capability::<MessagingCapability>() else { return Ok(()) };
+        if !version.consumes() {
+            return Ok(());
         }
+        let subscriptions = version.subscriptions(self.new_state(), &self.ctx.runtime).await?;
+        let specs = subscriptions
+            .into_iter()
+            .map(|s| SubscriptionSpec { exchange: s.exchange, queue: s.queue, binding_key: s.binding_key })
+            .collect();
+        let handler: Arc<dyn MessageHandler> = self.clone();
+        messaging.consume(specs, handler).await;
         Ok(())
     }
 }

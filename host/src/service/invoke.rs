@@ -13,9 +13,8 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use super::{ComponentVersion, Service};
+use super::{ComponentVersion, Handled, Outcome, Service};
 use crate::runtime::DeadlineExceeded;
-use crate::server::problem;
 
 /// Per-request limits.
 #[derive(Debug, Clone)]
@@ -28,21 +27,26 @@ pub struct RequestLimits {
     pub max_body_bytes: usize,
 }
 
-impl Default for RequestLimits {
-    fn default() -> Self {
-        Self { timeout: Duration::from_secs(30), queue_timeout: Duration::from_secs(1), max_body_bytes: 1 << 20 }
-    }
+impl RequestLimits {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 }
 
-/// The header naming the component version that served a response.
-pub const VERSION_HEADER: &str = "skiff-component-version";
-/// The header carrying that version's content digest.
-pub const DIGEST_HEADER: &str = "skiff-component-digest";
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            timeout: Self::DEFAULT_TIMEOUT,
+            queue_timeout: Self::DEFAULT_QUEUE_TIMEOUT,
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
 
 impl Service {
     /// Serves one request on a fresh instance of the current version. The body may come from
     /// a socket or, for calls between services of one process, from another component.
-    pub async fn handle<B>(self: &Arc<Self>, request: Request<B>) -> Response<HyperOutgoingBody>
+    pub async fn handle<B>(self: &Arc<Self>, request: Request<B>) -> Handled
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -51,20 +55,20 @@ impl Service {
         let declared =
             request.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|length| length > limits.max_body_bytes as u64) {
-            return problem::payload_too_large(limits.max_body_bytes);
+            return Handled { outcome: Outcome::BodyTooLarge { limit: limits.max_body_bytes }, version: None };
         }
         let permit = match tokio::time::timeout(limits.queue_timeout, self.ctx.instances.clone().acquire_owned()).await
         {
             Ok(Ok(permit)) => permit,
             _ => {
                 self.ctx.metrics.shed_requests.inc();
-                return problem::overloaded();
+                return Handled { outcome: Outcome::Overloaded, version: None };
             }
         };
         let picked = self.slot.pick();
-        let response = self.run(picked.version(), permit, request).await;
-        self.record(&picked, response.status());
-        response
+        let outcome = self.run(picked.version(), permit, request).await;
+        self.record(&picked, outcome.status());
+        Handled { outcome, version: Some(picked.version().clone()) }
     }
 
     /// Sends the component's own health route to `version` (not yet serving): the gate a new
@@ -79,10 +83,10 @@ impl Service {
             let permit = self.ctx.instances.clone().acquire_owned().await.map_err(|e| e.to_string())?;
             Ok::<_, String>(self.run(version, permit, request).await)
         };
-        let response = tokio::time::timeout(timeout, run)
+        let outcome = tokio::time::timeout(timeout, run)
             .await
             .map_err(|_| format!("GET {path} did not answer within {} ms", timeout.as_millis()))??;
-        let status = response.status();
+        let status = outcome.status();
         if status.is_success() { Ok(()) } else { Err(format!("GET {path} answered {status}, expected 2xx")) }
     }
 
@@ -104,7 +108,7 @@ impl Service {
         version: &Arc<ComponentVersion>,
         permit: OwnedSemaphorePermit,
         request: Request<B>,
-    ) -> Response<HyperOutgoingBody>
+    ) -> Outcome
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -132,7 +136,7 @@ impl Service {
             Ok(pair) => pair,
             Err(error) => {
                 tracing::error!(error = %format!("{error:#}"), "could not hand the request to the component");
-                return problem::component_failed();
+                return Outcome::ComponentFailed;
             }
         };
         let pre = version.proxy.clone();
@@ -174,47 +178,31 @@ impl Service {
             }
             Progress::Finished(Err(error)) => {
                 instance.finished();
-                return with_version_headers(version, self.failure(error));
+                return self.failure(error);
             }
         };
-        let response = match answer {
-            Ok(Ok(response)) => response,
+        match answer {
+            Ok(Ok(response)) => Outcome::Answered(response),
             Ok(Err(code)) => {
                 tracing::warn!(?code, "the component answered with an error code");
-                problem::component_failed()
+                Outcome::ComponentFailed
             }
             Err(()) => {
                 tracing::warn!("the component returned without a response");
-                problem::component_failed()
+                Outcome::ComponentFailed
             }
-        };
-        with_version_headers(version, response)
+        }
     }
 
-    /// The answer to a request whose instance failed before answering.
-    fn failure(&self, error: wasmtime::Error) -> Response<HyperOutgoingBody> {
+    /// What became of a request whose instance failed before answering.
+    fn failure(&self, error: wasmtime::Error) -> Outcome {
         if error.downcast_ref::<DeadlineExceeded>().is_some() {
-            return problem::deadline_exceeded();
+            return Outcome::DeadlineExceeded;
         }
         tracing::warn!(error = %format!("{error:?}"), "the component trapped");
         self.ctx.metrics.traps.inc();
-        problem::component_failed()
+        Outcome::ComponentFailed
     }
-}
-
-/// Names the version that served, so clients and tests can tell versions apart during a swap.
-fn with_version_headers(
-    version: &ComponentVersion,
-    mut response: Response<HyperOutgoingBody>,
-) -> Response<HyperOutgoingBody> {
-    let headers = response.headers_mut();
-    if let Some(label) = &version.label_header {
-        headers.insert(VERSION_HEADER, label.clone());
-    }
-    if let Some(digest) = &version.digest_header {
-        headers.insert(DIGEST_HEADER, digest.clone());
-    }
-    response
 }
 
 /// An instance the request's task drives until it answers. Whatever stops driving it before
@@ -254,9 +242,4 @@ enum Progress {
     Finished(wasmtime::Result<()>),
     /// The handler set its response and may still be writing the body.
     Answered(Result<Result<Response<HyperOutgoingBody>, ErrorCode>, oneshot::error::RecvError>),
-}
-
-/// A complete body, in the type the component path uses.
-pub fn full_body(bytes: impl Into<Bytes>) -> HyperOutgoingBody {
-    http_body_util::Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
 }

@@ -1,18 +1,17 @@
 //! Rolling out a new version: the gate every candidate passes (compile, world check,
-//! migrations, smoke test) before an atomic switch or a canary; then rollback, promotion, and
-//! the per-request bookkeeping that judges a canary.
+//! migrations, smoke test) before an atomic switch or a canary; then rollback and promotion.
 
-use http::StatusCode;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::canary::CanaryPolicy;
-use super::slot::{CanaryEnd, Picked, RolledBack, SlotError, VersionInfo, VersionState};
+use super::slot::{RolledBack, SlotError, VersionInfo, VersionState};
 use super::version::{CompileError, Origin};
 use super::{ComponentVersion, Service};
+use crate::capability::messaging::{MessagingCapability, Subscription};
 use crate::capability::sql::apply_migrations;
-use crate::server::metrics::{RollbackLabels, SwapLabels, VersionLabels};
+use crate::metrics::SwapLabels;
 
 /// How a service's versions are rolled out.
 #[derive(Debug, Clone)]
@@ -24,9 +23,18 @@ pub struct SwapOptions {
     pub smoke_timeout: Duration,
 }
 
+impl SwapOptions {
+    pub const DEFAULT_KEEP_VERSIONS: usize = 3;
+    pub const DEFAULT_SMOKE_TIMEOUT: Duration = Duration::from_secs(5);
+}
+
 impl Default for SwapOptions {
     fn default() -> Self {
-        Self { keep_versions: 3, canary: CanaryPolicy::default(), smoke_timeout: Duration::from_secs(5) }
+        Self {
+            keep_versions: Self::DEFAULT_KEEP_VERSIONS,
+            canary: CanaryPolicy::default(),
+            smoke_timeout: Self::DEFAULT_SMOKE_TIMEOUT,
+        }
     }
 }
 
@@ -130,9 +138,7 @@ impl Service {
             .migrations(self.new_state(), &self.ctx.runtime)
             .await
             .map_err(|e| DeployError::Migrations(format!("reading them: {e:#}")))?;
-        apply_migrations(&self.ctx.capabilities.sql, &migrations)
-            .await
-            .map_err(|e| DeployError::Migrations(format!("{e:?}")))?;
+        apply_migrations(&self.sql, &migrations).await.map_err(|e| DeployError::Migrations(format!("{e:?}")))?;
         let version = Arc::new(version);
         self.smoke_test(&version, self.ctx.swap.smoke_timeout).await.map_err(DeployError::SmokeTest)?;
         let switching = Instant::now();
@@ -157,7 +163,8 @@ impl Service {
         if active.has_migrations() && !candidate.has_migrations() {
             return Err("the running version exports skiff:sql/migrations and the candidate does not".into());
         }
-        if candidate.publishes && self.ctx.capabilities.outbox.is_none() {
+        let has_outbox = self.capability::<MessagingCapability>().is_some_and(|messaging| messaging.outbox().is_some());
+        if candidate.publishes && !has_outbox {
             return Err("the candidate publishes messages but this service started without an outbox; \
                         restart the host to add messaging"
                 .into());
@@ -171,7 +178,7 @@ impl Service {
         }
         if active.consumes() {
             // Queues are subscribed once at start; a version wanting others needs a restart.
-            let queues = |subscriptions: Vec<crate::capability::messaging::Subscription>| {
+            let queues = |subscriptions: Vec<Subscription>| {
                 let mut queues: Vec<_> =
                     subscriptions.into_iter().map(|s| (s.exchange, s.queue, s.binding_key)).collect();
                 queues.sort();
@@ -220,37 +227,5 @@ impl Service {
     /// Every loaded version, the active one first.
     pub fn versions(&self) -> Vec<VersionInfo> {
         self.slot.list()
-    }
-
-    /// Counts a served request against its version and judges a canary by it.
-    pub(super) fn record(&self, picked: &Picked, status: StatusCode) {
-        let failed = status.is_server_error();
-        let labels = VersionLabels {
-            route: self.name.clone(),
-            version: picked.version().label.clone(),
-            result: if failed { "error" } else { "ok" }.into(),
-        };
-        self.ctx.metrics.version_requests.get_or_create(&labels).inc();
-        match self.slot.record(picked, failed) {
-            None => {}
-            Some(CanaryEnd::RolledBack { label, errors, seen, served }) => {
-                tracing::warn!(service = %self.name, version = %label, errors, seen, served,
-                    "canary rolled back: too many failed requests");
-                self.count_rollback("canary-errors");
-            }
-            Some(CanaryEnd::Promoted { label }) => {
-                tracing::info!(service = %self.name, version = %label, "canary promoted after a clean window");
-                self.count_swap("promoted");
-            }
-        }
-    }
-
-    fn count_rollback(&self, reason: &str) {
-        let labels = RollbackLabels { route: self.name.clone(), reason: reason.into() };
-        self.ctx.metrics.rollbacks.get_or_create(&labels).inc();
-    }
-
-    fn count_swap(&self, result: &str) {
-        self.ctx.metrics.swaps.get_or_create(&SwapLabels { route: self.name.clone(), result: result.into() }).inc();
     }
 }

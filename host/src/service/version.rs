@@ -18,14 +18,17 @@ pub struct ComponentVersion {
     /// `sha256:<hex>` of the component bytes.
     pub digest: String,
     /// `label` and `digest` as response header values, made once here rather than per request.
-    pub(crate) label_header: Option<HeaderValue>,
-    pub(crate) digest_header: Option<HeaderValue>,
+    label_header: Option<HeaderValue>,
+    digest_header: Option<HeaderValue>,
     pub loaded_at: SystemTime,
     pub(crate) proxy: ProxyPre<HostState>,
     migrations: Option<MigrationsPre<HostState>>,
     pub(crate) consumer: Option<ConsumerPre<HostState>>,
     /// Whether the component imports the producer, and so needs an outbox.
     pub publishes: bool,
+    /// The interfaces it imports and exports, e.g. `skiff:sql/client@0.1.0`.
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
 }
 
 /// Why bytes are not a version skiff can serve.
@@ -74,10 +77,10 @@ impl ComponentVersion {
         let linker = runtime.linker().map_err(|e| CompileError::UnknownImport(format!("{e:#}")))?;
         let instance_pre: InstancePre<HostState> =
             linker.instantiate_pre(&component).map_err(|e| CompileError::UnknownImport(format!("{e:#}")))?;
-        let publishes = component
-            .component_type()
-            .imports(runtime.engine())
-            .any(|(name, _)| name.starts_with("skiff:messaging/producer@"));
+        let component_type = component.component_type();
+        let imports: Vec<String> = component_type.imports(runtime.engine()).map(|(name, _)| name.to_owned()).collect();
+        let exports: Vec<String> = component_type.exports(runtime.engine()).map(|(name, _)| name.to_owned()).collect();
+        let publishes = imports.iter().any(|name| name.starts_with("skiff:messaging/producer@"));
         let proxy = ProxyPre::new(instance_pre.clone()).map_err(|e| CompileError::NotHttp(format!("{e:#}")))?;
         // A component without a database of its own exports no migrations.
         let migrations = MigrationsPre::new(instance_pre.clone()).ok();
@@ -94,7 +97,14 @@ impl ComponentVersion {
             migrations,
             consumer,
             publishes,
+            imports,
+            exports,
         })
+    }
+
+    /// `label` and `digest` as header values (`None` if one is not a valid header value).
+    pub fn header_values(&self) -> (Option<&HeaderValue>, Option<&HeaderValue>) {
+        (self.label_header.as_ref(), self.digest_header.as_ref())
     }
 
     /// Whether the component exports `skiff:sql/migrations`.

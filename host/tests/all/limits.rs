@@ -177,6 +177,24 @@ async fn hostile_requests_leave_other_requests_latency_normal() {
     app.stop().await;
 }
 
+/// Two limits apply to headers: hyper's read buffer (64 KiB, `MAX_READ_BUFFER_BYTES`), which
+/// the test below exceeds, and the router's header-section limit (32 KiB,
+/// `MAX_HEADER_SECTION_BYTES`), which only a section between the two reaches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_section_over_the_routers_limit_gets_a_problem() {
+    let (app, _db) = testbed(RequestLimits::default(), 4).await;
+    let padded = app.client.get(app.url("/hello")).header("x-padding", "x".repeat(40 * 1024)).send().await.unwrap();
+    assert_eq!(padded.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert_eq!(padded.headers()["content-type"], "application/problem+json");
+    let problem: serde_json::Value = padded.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:skiff:problem:headers-too-large");
+    assert!(problem["detail"].as_str().unwrap().contains("32768"), "{problem}");
+    // Just under the limit is served.
+    let fits = app.client.get(app.url("/hello")).header("x-padding", "x".repeat(30 * 1024)).send().await.unwrap();
+    assert_eq!(fits.status(), StatusCode::OK);
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_headers_and_slow_clients_are_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,24 +1,19 @@
 //! What the wasm side of a request costs, without a network: `instantiate` is the
 //! instantiation alone (store ready, `InstancePre` instantiated, nothing called);
 //! `request` is the whole per-request path skiff runs for each HTTP request — host state, store,
-//! instance, the `wasi:http` handler call and the response body — through `Service::handle`,
-//! the same function the listener calls.
+//! instance, the `wasi:http` handler call and the response body — through `Service::handle`
+//! and `into_response`, the same functions the listener calls.
 
 use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{BodyExt, Empty};
-use skiff::capability::config::ComponentConfig;
-use skiff::capability::crypto::Crypto;
-use skiff::capability::outbound_http::OutboundPolicy;
-use skiff::capability::sql::{Database, DatabaseOptions};
-use skiff::runtime::{Capabilities, Runtime, RuntimeOptions};
-use skiff::server::metrics::Metrics;
-use skiff::service::{RequestLimits, Service, ServiceContext, SwapOptions};
+use skiff::launch::{Host, HostSpec, ServiceSpec, sqlite_url};
+use skiff::server::into_response;
+use skiff::service::Service;
 use skiff_bench::Percentiles;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
 
 #[derive(Parser)]
 struct Args {
@@ -40,24 +35,15 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let data = std::env::temp_dir().join(format!("skiff-bench-{}", std::process::id()));
     std::fs::create_dir_all(&data)?;
-    let runtime = Runtime::new(RuntimeOptions::default())?;
-    let sql = Database::connect(&format!("sqlite://{}/bench.db", data.display()), &DatabaseOptions::default()).await?;
-    let ctx = ServiceContext {
-        runtime: runtime.clone(),
-        capabilities: Capabilities {
-            sql,
-            config: ComponentConfig::from_pairs(Vec::new()),
-            crypto: Arc::new(Crypto::new(&[], Crypto::bcrypt_pool())),
-            outbox: None,
-            outbound: Arc::new(OutboundPolicy::new(Vec::new(), Vec::new())),
-        },
-        limits: RequestLimits::default(),
-        instances: Arc::new(Semaphore::new(RuntimeOptions::default().max_instances as usize)),
-        metrics: Arc::new(Metrics::default()),
-        swap: SwapOptions::default(),
+    // The service as a host loads it, with the host's defaults; its listener is never served.
+    let hello = ServiceSpec {
+        name: "hello".into(),
+        component: args.component.clone(),
+        version_label: None,
+        database_url: sqlite_url(&data, "bench"),
     };
-    let bytes = std::fs::read(&args.component)?;
-    let service = Arc::new(Service::load("hello", bytes, None, ctx).await?);
+    let host = Host::build(HostSpec::with_services("127.0.0.1:0".parse()?, vec![hello], data.clone())).await?;
+    let service = host.services().next().cloned().ok_or_else(|| anyhow::anyhow!("the host loaded no service"))?;
 
     // On a runtime worker, as the listener's connection tasks run, not on the main thread.
     let (iterations, probe) = (args.iterations, Probe { path: args.path, expect_body: args.expect_body });
@@ -104,7 +90,7 @@ async fn request(service: &Arc<Service>, probe: &Probe) -> anyhow::Result<()> {
     let request = http::Request::get(format!("http://localhost{}", probe.path))
         .header(http::header::HOST, "localhost")
         .body(Empty::<Bytes>::new())?;
-    let response = service.handle(request).await;
+    let response = into_response(service.handle(request).await);
     anyhow::ensure!(response.status() == 200, "the component answered {} to {}", response.status(), probe.path);
     let body = response.into_body().collect().await.map_err(|e| anyhow::anyhow!("{e:?}"))?.to_bytes();
     if let Some(expected) = &probe.expect_body {

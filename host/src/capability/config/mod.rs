@@ -1,11 +1,12 @@
 //! `wasi:config/store`: a component's settings, given to the host as `key=value` pairs.
 
+use async_trait::async_trait;
 use std::sync::Arc;
 use wasmtime::component::Linker;
 use wasmtime_wasi_config::WasiConfig;
 pub use wasmtime_wasi_config::WasiConfigVariables;
 
-use crate::runtime::HostState;
+use super::{Capability, CapabilityStore, ServiceSetup};
 
 /// The settings every instance of a component sees; shared, never copied per request.
 #[derive(Clone, Default)]
@@ -16,14 +17,48 @@ impl ComponentConfig {
         Self(Arc::new(pairs.into_iter().collect()))
     }
 
-    fn view(&self) -> WasiConfig<'_> {
+    pub fn view(&self) -> WasiConfig<'_> {
         WasiConfig::from(&*self.0)
     }
 }
 
-pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
-    wasmtime_wasi_config::add_to_linker(linker, |state| state.config.view())?;
+/// Links `wasi:config/store`; `get` borrows the instance's settings from the store.
+pub fn add_to_linker<T: 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> WasiConfig<'_>) -> anyhow::Result<()> {
+    wasmtime_wasi_config::add_to_linker(linker, get)?;
     Ok(())
+}
+
+/// The configuration capability: one set of settings for every service of the host.
+pub struct ConfigCapability {
+    settings: ComponentConfig,
+}
+
+impl ConfigCapability {
+    pub fn new(settings: ComponentConfig) -> Self {
+        Self { settings }
+    }
+}
+
+#[async_trait]
+impl Capability for ConfigCapability {
+    type Service = ComponentConfig;
+    type Instance = ComponentConfig;
+
+    fn name(&self) -> &'static str {
+        "config"
+    }
+
+    fn add_to_linker<T: CapabilityStore>(linker: &mut Linker<T>) -> anyhow::Result<()> {
+        add_to_linker(linker, |store| store.capability::<Self>().state.view())
+    }
+
+    async fn configure(&self, _service: &ServiceSetup<'_>) -> anyhow::Result<ComponentConfig> {
+        Ok(self.settings.clone())
+    }
+
+    fn instance(&self, service: &ComponentConfig) -> ComponentConfig {
+        service.clone()
+    }
 }
 
 /// Parses a `key=value` argument; the key is what the component asks `wasi:config` for.

@@ -7,12 +7,13 @@
 
 mod host;
 
+use async_trait::async_trait;
 use service_kit::token::Verifier;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use wasmtime::component::{HasData, Linker};
 
-use crate::runtime::HostState;
+use super::{Capability, CapabilityStore, ServiceSetup};
 
 // The only place the crypto world is turned into Rust.
 mod bindings {
@@ -56,8 +57,42 @@ impl HasData for HasCrypto {
     type Data<'a> = &'a Crypto;
 }
 
-pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
-    bindings::skiff::crypto::passwords::add_to_linker::<HostState, HasCrypto>(linker, |state| &state.crypto)?;
-    bindings::skiff::crypto::tokens::add_to_linker::<HostState, HasCrypto>(linker, |state| &state.crypto)?;
+/// Links `skiff:crypto`; `get` borrows the instance's [`Crypto`] from the store.
+pub fn add_to_linker<T: Send + 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> &Crypto) -> anyhow::Result<()> {
+    bindings::skiff::crypto::passwords::add_to_linker::<T, HasCrypto>(linker, get)?;
+    bindings::skiff::crypto::tokens::add_to_linker::<T, HasCrypto>(linker, get)?;
     Ok(())
+}
+
+/// The crypto capability: one [`Crypto`] (key and bcrypt pool) for every service of the host.
+pub struct CryptoCapability {
+    crypto: Arc<Crypto>,
+}
+
+impl CryptoCapability {
+    pub fn new(crypto: Crypto) -> Self {
+        Self { crypto: Arc::new(crypto) }
+    }
+}
+
+#[async_trait]
+impl Capability for CryptoCapability {
+    type Service = Arc<Crypto>;
+    type Instance = Arc<Crypto>;
+
+    fn name(&self) -> &'static str {
+        "crypto"
+    }
+
+    fn add_to_linker<T: CapabilityStore>(linker: &mut Linker<T>) -> anyhow::Result<()> {
+        add_to_linker(linker, |store| &**store.capability::<Self>().state)
+    }
+
+    async fn configure(&self, _service: &ServiceSetup<'_>) -> anyhow::Result<Arc<Crypto>> {
+        Ok(self.crypto.clone())
+    }
+
+    fn instance(&self, service: &Arc<Crypto>) -> Arc<Crypto> {
+        service.clone()
+    }
 }

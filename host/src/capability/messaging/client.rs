@@ -1,11 +1,7 @@
-//! The broker trait behind `skiff:messaging`, and choosing a broker from settings.
+//! The broker trait behind `skiff:messaging`.
 
 use async_trait::async_trait;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
-
-use super::{amqp, embedded};
 
 /// A message on its way to an exchange.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,9 +59,19 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
 }
 
+impl RetryPolicy {
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+    pub const DEFAULT_BASE_DELAY: Duration = Duration::from_millis(500);
+    pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(30);
+}
+
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { max_attempts: 5, base_delay: Duration::from_millis(500), max_delay: Duration::from_secs(30) }
+        Self {
+            max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
+            base_delay: Self::DEFAULT_BASE_DELAY,
+            max_delay: Self::DEFAULT_MAX_DELAY,
+        }
     }
 }
 
@@ -74,14 +80,6 @@ impl RetryPolicy {
     pub fn delay_after(&self, attempt: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
         self.base_delay.saturating_mul(factor).min(self.max_delay)
-    }
-}
-
-/// RabbitMQ when `amqp_url` is given, else the embedded queue in `data_dir/broker.db`.
-pub async fn connect_broker(amqp_url: Option<&str>, data_dir: &Path) -> anyhow::Result<Arc<dyn Broker>> {
-    match amqp_url {
-        Some(url) => Ok(Arc::new(amqp::AmqpBroker::new(url))),
-        None => Ok(Arc::new(embedded::EmbeddedBroker::open(&data_dir.join("broker.db")).await?)),
     }
 }
 

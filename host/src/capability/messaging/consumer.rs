@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use super::Outcome;
 use super::client::{Broker, DeliveryStream, InboundDelivery, RetryPolicy, SubscriptionSpec};
+use crate::retry::retry_forever;
 
 /// Something that handles one delivery and says what to do with it (a service's component).
 #[async_trait::async_trait]
@@ -16,7 +16,7 @@ pub trait MessageHandler: Send + Sync {
 /// Consumes `subscription` for as long as the process runs, starting with `initial` if the
 /// caller already subscribed, and resubscribing after connection loss. `connected` tells
 /// readiness whether the broker is there.
-pub async fn run_subscription(
+pub(super) async fn run_subscription(
     broker: Arc<dyn Broker>,
     subscription: SubscriptionSpec,
     mut initial: Option<Box<dyn DeliveryStream>>,
@@ -24,27 +24,20 @@ pub async fn run_subscription(
     policy: RetryPolicy,
     connected: Arc<AtomicBool>,
 ) {
-    let mut backoff = Duration::from_millis(200);
     loop {
-        let subscribed = match initial.take() {
-            Some(stream) => Ok(stream),
-            None => broker.subscribe(&subscription).await,
-        };
-        let mut stream = match subscribed {
-            Ok(stream) => {
-                connected.store(true, Ordering::Release);
-                tracing::info!(queue = %subscription.queue, exchange = %subscription.exchange, backend = broker.backend(), "consuming");
-                backoff = Duration::from_millis(200);
-                stream
-            }
-            Err(error) => {
-                connected.store(false, Ordering::Release);
-                tracing::warn!(queue = %subscription.queue, error = %format!("{error:#}"), retry_in = ?backoff, "cannot subscribe");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
+        let mut stream = match initial.take() {
+            Some(stream) => stream,
+            None => {
+                let subscribe = || broker.subscribe(&subscription);
+                retry_forever(subscribe, |error: &anyhow::Error, retry_in| {
+                    connected.store(false, Ordering::Release);
+                    tracing::warn!(queue = %subscription.queue, error = %format!("{error:#}"), ?retry_in, "cannot subscribe");
+                })
+                .await
             }
         };
+        connected.store(true, Ordering::Release);
+        tracing::info!(queue = %subscription.queue, exchange = %subscription.exchange, backend = broker.backend(), "consuming");
         loop {
             let delivery = match stream.next().await {
                 Ok(delivery) => delivery,

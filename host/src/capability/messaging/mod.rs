@@ -7,20 +7,29 @@
 
 mod amqp;
 mod client;
+mod connect;
 mod consumer;
 mod embedded;
 mod host;
 mod outbox;
 
+use async_trait::async_trait;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use wasmtime::component::{HasData, Linker};
 
 pub use client::SubscriptionSpec;
-pub use client::{Broker, InboundDelivery, OutboundMessage, RetryPolicy, connect_broker};
-pub use consumer::{MessageHandler, run_subscription};
+pub use client::{Broker, InboundDelivery, OutboundMessage, RetryPolicy};
+pub use connect::connect_broker;
+pub use consumer::MessageHandler;
 pub use outbox::Outbox;
 
-use crate::runtime::HostState;
+use super::sql::SqlCapability;
+use super::{Capability, CapabilityStore, ServiceSetup};
+use crate::metrics::{Metrics, RouteLabels};
+use consumer::run_subscription;
 
 // The only place the messaging world is turned into Rust.
 mod bindings {
@@ -47,12 +56,122 @@ impl HasData for HasMessaging {
     type Data<'a> = MessagingView<'a>;
 }
 
-pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
-    bindings::skiff::messaging::types::add_to_linker::<HostState, HasMessaging>(linker, view)?;
-    bindings::skiff::messaging::producer::add_to_linker::<HostState, HasMessaging>(linker, view)?;
+impl<'a> MessagingView<'a> {
+    pub fn new(outbox: Option<&'a Arc<Outbox>>) -> Self {
+        Self { outbox }
+    }
+}
+
+/// Links `skiff:messaging`; `get` borrows the instance's outbox from the store.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> MessagingView<'_>,
+) -> anyhow::Result<()> {
+    bindings::skiff::messaging::types::add_to_linker::<T, HasMessaging>(linker, get)?;
+    bindings::skiff::messaging::producer::add_to_linker::<T, HasMessaging>(linker, get)?;
     Ok(())
 }
 
-fn view(state: &mut HostState) -> MessagingView<'_> {
-    MessagingView { outbox: state.outbox.as_ref() }
+/// The messaging capability: one broker for the host; per service an outbox if its component
+/// publishes, and its subscriptions if it consumes.
+pub struct MessagingCapability {
+    broker: Arc<dyn Broker>,
+    retry: RetryPolicy,
+    metrics: Arc<Metrics>,
+}
+
+impl MessagingCapability {
+    pub fn new(broker: Arc<dyn Broker>, retry: RetryPolicy, metrics: Arc<Metrics>) -> Self {
+        Self { broker, retry, metrics }
+    }
+}
+
+/// One service's messaging.
+pub struct ServiceMessaging {
+    broker: Arc<dyn Broker>,
+    retry: RetryPolicy,
+    outbox: Option<Arc<Outbox>>,
+    /// For a consuming service: whether every subscription is live (readiness).
+    subscribed: Option<Arc<AtomicBool>>,
+}
+
+impl ServiceMessaging {
+    /// The outbox of a service whose component publishes.
+    pub fn outbox(&self) -> Option<&Arc<Outbox>> {
+        self.outbox.as_ref()
+    }
+
+    /// Subscribes `handler` to every queue in `subscriptions`. Subscribing once here, before
+    /// the outbox relays start, binds the queues before the first event is published; if the
+    /// broker is down, each subscription keeps trying in the background.
+    pub async fn consume(&self, subscriptions: Vec<SubscriptionSpec>, handler: Arc<dyn MessageHandler>) {
+        let Some(subscribed) = &self.subscribed else { return };
+        for spec in subscriptions {
+            let initial = self.broker.subscribe(&spec).await.inspect_err(|error| {
+                tracing::warn!(queue = %spec.queue, error = %format!("{error:#}"), "cannot subscribe yet");
+            });
+            let task = run_subscription(
+                self.broker.clone(),
+                spec,
+                initial.ok(),
+                handler.clone(),
+                self.retry,
+                subscribed.clone(),
+            );
+            tokio::spawn(task);
+        }
+    }
+}
+
+#[async_trait]
+impl Capability for MessagingCapability {
+    type Service = ServiceMessaging;
+    type Instance = Option<Arc<Outbox>>;
+
+    fn name(&self) -> &'static str {
+        "messaging"
+    }
+
+    fn add_to_linker<T: CapabilityStore>(linker: &mut Linker<T>) -> anyhow::Result<()> {
+        add_to_linker(linker, |store| MessagingView::new(store.capability::<Self>().state.as_ref()))
+    }
+
+    async fn configure(&self, service: &ServiceSetup<'_>) -> anyhow::Result<ServiceMessaging> {
+        let outbox = if service.imports_interface("skiff:messaging/producer@") {
+            // The outbox lives in the service's own database, so an event waits with its data.
+            let Some(sql) = service.state_of::<SqlCapability>() else {
+                anyhow::bail!("the outbox needs the sql capability composed before messaging");
+            };
+            let depth = self.metrics.outbox_depth.get_or_create(&RouteLabels { route: service.name.to_owned() });
+            Some(Arc::new(Outbox::new((*sql).clone(), depth.clone())))
+        } else {
+            None
+        };
+        let subscribed =
+            service.exports_interface("skiff:messaging/consumer@").then(|| Arc::new(AtomicBool::new(false)));
+        Ok(ServiceMessaging { broker: self.broker.clone(), retry: self.retry, outbox, subscribed })
+    }
+
+    fn instance(&self, service: &ServiceMessaging) -> Option<Arc<Outbox>> {
+        service.outbox.clone()
+    }
+
+    async fn prepare(&self, service: &ServiceMessaging) -> anyhow::Result<()> {
+        if let Some(outbox) = &service.outbox {
+            outbox.prepare().await.map_err(|e| anyhow::anyhow!("creating the outbox: {e:?}"))?;
+        }
+        Ok(())
+    }
+
+    async fn ready(&self, service: &ServiceMessaging) -> Result<(), String> {
+        match &service.subscribed {
+            Some(live) if !live.load(Ordering::Acquire) => Err("not subscribed to the broker".into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn background(&self, service: &Arc<ServiceMessaging>, service_name: &str) -> Vec<BoxFuture<'static, ()>> {
+        let relay = service.outbox.clone().map(|outbox| outbox.relay(service.broker.clone(), service_name.to_owned()));
+        relay.into_iter().map(FutureExt::boxed).collect()
+    }
 }

@@ -9,12 +9,12 @@ use tokio::sync::Notify;
 
 use super::client::{Broker, OutboundMessage};
 use crate::capability::sql::{SqlClient, SqlError, Value};
+use crate::retry::retry_forever;
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS skiff_outbox (\
      id TEXT PRIMARY KEY, exchange TEXT NOT NULL, routing_key TEXT NOT NULL, content_type TEXT NOT NULL, \
      headers TEXT NOT NULL, body BYTEA NOT NULL, created_at TIMESTAMPTZ NOT NULL)";
 const BATCH: i64 = 100;
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Even without a wake-up, look again this often (rows written by another replica).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
@@ -58,19 +58,16 @@ impl Outbox {
 
     /// Delivers outbox rows to `broker` for as long as the process runs.
     pub async fn relay(self: Arc<Self>, broker: Arc<dyn Broker>, service: String) {
-        let mut backoff = Duration::from_millis(100);
         loop {
-            match self.relay_batch(broker.as_ref()).await {
-                Ok(0) => {
-                    backoff = Duration::from_millis(100);
-                    let _ = tokio::time::timeout(IDLE_POLL, self.wake.notified()).await;
-                }
-                Ok(_) => backoff = Duration::from_millis(100),
-                Err(error) => {
-                    tracing::warn!(%service, error = %format!("{error:#}"), retry_in = ?backoff, "outbox relay: broker or database unavailable");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
+            let delivered = retry_forever(
+                || self.relay_batch(broker.as_ref()),
+                |error: &anyhow::Error, retry_in| {
+                    tracing::warn!(%service, error = %format!("{error:#}"), ?retry_in, "outbox relay: broker or database unavailable");
+                },
+            )
+            .await;
+            if delivered == 0 {
+                let _ = tokio::time::timeout(IDLE_POLL, self.wake.notified()).await;
             }
         }
     }

@@ -42,9 +42,14 @@ pub struct DatabaseOptions {
     pub acquire_timeout: Duration,
 }
 
+impl DatabaseOptions {
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+    pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+}
+
 impl Default for DatabaseOptions {
     fn default() -> Self {
-        Self { max_connections: 10, acquire_timeout: Duration::from_secs(5) }
+        Self { max_connections: Self::DEFAULT_MAX_CONNECTIONS, acquire_timeout: Self::DEFAULT_ACQUIRE_TIMEOUT }
     }
 }
 

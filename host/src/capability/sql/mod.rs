@@ -9,13 +9,15 @@ mod migrate;
 mod postgres;
 mod sqlite;
 
+use async_trait::async_trait;
 use std::sync::Arc;
+use std::time::Duration;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
 pub use client::{Database, DatabaseOptions, SqlClient, SqlTransaction};
 pub use migrate::apply_migrations;
 
-use crate::runtime::HostState;
+use super::{Capability, CapabilityStore, InstanceView, ServiceSetup};
 
 // The only place the SQL world is turned into Rust.
 mod bindings {
@@ -46,12 +48,62 @@ impl HasData for HasSql {
     type Data<'a> = SqlView<'a>;
 }
 
-pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
-    bindings::skiff::sql::types::add_to_linker::<HostState, HasSql>(linker, sql_view)?;
-    bindings::skiff::sql::client::add_to_linker::<HostState, HasSql>(linker, sql_view)?;
+impl<'a> SqlView<'a> {
+    pub fn new(client: &'a Arc<dyn SqlClient>, table: &'a mut ResourceTable) -> Self {
+        Self { client, table }
+    }
+}
+
+/// Links `skiff:sql`; `get` borrows the instance's database and resource table from the store.
+pub fn add_to_linker<T: Send + 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> SqlView<'_>) -> anyhow::Result<()> {
+    bindings::skiff::sql::types::add_to_linker::<T, HasSql>(linker, get)?;
+    bindings::skiff::sql::client::add_to_linker::<T, HasSql>(linker, get)?;
     Ok(())
 }
 
-fn sql_view(state: &mut HostState) -> SqlView<'_> {
-    SqlView { client: &state.sql, table: &mut state.table }
+/// How long readiness waits for the database to answer.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The SQL capability: each service gets a pool on its own database.
+pub struct SqlCapability {
+    options: DatabaseOptions,
+}
+
+impl SqlCapability {
+    pub fn new(options: DatabaseOptions) -> Self {
+        Self { options }
+    }
+}
+
+#[async_trait]
+impl Capability for SqlCapability {
+    type Service = Arc<dyn SqlClient>;
+    type Instance = Arc<dyn SqlClient>;
+
+    fn name(&self) -> &'static str {
+        "sql"
+    }
+
+    fn add_to_linker<T: CapabilityStore>(linker: &mut Linker<T>) -> anyhow::Result<()> {
+        add_to_linker(linker, |store| {
+            let InstanceView { state, table } = store.capability::<Self>();
+            SqlView::new(state, table)
+        })
+    }
+
+    async fn configure(&self, service: &ServiceSetup<'_>) -> anyhow::Result<Arc<dyn SqlClient>> {
+        Database::connect(service.database_url, &self.options).await
+    }
+
+    fn instance(&self, service: &Arc<dyn SqlClient>) -> Arc<dyn SqlClient> {
+        service.clone()
+    }
+
+    async fn ready(&self, service: &Arc<dyn SqlClient>) -> Result<(), String> {
+        match tokio::time::timeout(PING_TIMEOUT, service.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(format!("the database does not answer: {error:?}")),
+            Err(_) => Err(format!("the database did not answer within {PING_TIMEOUT:?}")),
+        }
+    }
 }

@@ -1,19 +1,14 @@
-//! `wasi:http/outgoing-handler` for components: only service names and allow-listed hosts are
-//! reachable. A service name resolves to a `host:port` from configuration (the Kubernetes
-//! Service DNS name in a cluster) or, in `skiff dev`, to the component in this process.
+//! The hooks wasi:http calls for every outgoing request, and the policy they apply.
 
 use http::uri::{Authority, Uri};
 use http_body_util::BodyExt;
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::service::Service;
-
-/// Marks a request that came from inside (internal listener, or another component in this
-/// process); the host strips it from everything that arrives on a public listener.
-pub const INTERNAL_HEADER: &str = "skiff-internal";
+use super::INTERNAL_HEADER;
+use super::local::{LocalService, LocalServices};
 
 /// Timeouts used when the component does not set its own.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -26,24 +21,18 @@ pub struct OutboundPolicy {
     services: HashMap<String, String>,
     /// Hosts (`host` or `host:port`) reachable as they are, e.g. a webhook receiver.
     allowed: Vec<String>,
-    /// Services in this process, reached without a socket (filled once they are loaded).
-    local: OnceLock<HashMap<String, Weak<Service>>>,
+    /// Services in this process, reached without a socket.
+    local: Arc<LocalServices>,
 }
 
 impl OutboundPolicy {
-    pub fn new(services: Vec<(String, String)>, allowed: Vec<String>) -> Self {
-        Self { services: services.into_iter().collect(), allowed, local: OnceLock::new() }
-    }
-
-    /// Makes the services of this process reachable by name.
-    pub fn set_local_services(&self, services: &[Arc<Service>]) {
-        let local = services.iter().map(|s| (s.name().to_owned(), Arc::downgrade(s))).collect();
-        let _ = self.local.set(local);
+    pub fn new(services: Vec<(String, String)>, allowed: Vec<String>, local: Arc<LocalServices>) -> Self {
+        Self { services: services.into_iter().collect(), allowed, local }
     }
 
     fn route(&self, authority: &Authority) -> Route {
         let host = authority.host();
-        if let Some(service) = self.local.get().and_then(|local| local.get(host)).and_then(Weak::upgrade) {
+        if let Some(service) = self.local.get(host) {
             return Route::InProcess(service);
         }
         if let Some(target) = self.services.get(host) {
@@ -55,7 +44,7 @@ impl OutboundPolicy {
 }
 
 enum Route {
-    InProcess(Arc<Service>),
+    InProcess(Arc<dyn LocalService>),
     /// Over the network, to the rewritten authority if any.
     Remote(Option<String>),
     Denied,
@@ -86,7 +75,7 @@ impl WasiHttpHooks for OutboundHttp {
                 request.headers_mut().insert(INTERNAL_HEADER, http::HeaderValue::from_static("1"));
                 let timeout = options.as_ref().and_then(|o| o.first_byte_timeout).unwrap_or(DEFAULT_RESPONSE_TIMEOUT);
                 Box::new(async move {
-                    let response = tokio::time::timeout(timeout, service.handle(request))
+                    let response = tokio::time::timeout(timeout, service.call(request))
                         .await
                         .map_err(|_| Error::ConnectionReadTimeout)?;
                     Ok((response, Box::new(async { Ok(()) }) as ResponseFuture))
@@ -135,6 +124,7 @@ mod tests {
         let policy = OutboundPolicy::new(
             vec![("users".into(), "users-cluster-ip-service:4001".into())],
             vec!["hooks.example".into(), "127.0.0.1:9000".into()],
+            Arc::default(),
         );
         let route = |a: &str| policy.route(&a.parse::<Authority>().unwrap());
         assert!(matches!(route("users"), Route::Remote(Some(t)) if t == "users-cluster-ip-service:4001"));
