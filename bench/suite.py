@@ -5,8 +5,8 @@ Every scenario runs skiff and its baseline in the same run, on this machine, ove
 with wrk as the load generator. Where both sides serve HTTP (hello, users GET), they alternate
 round by round and the median round counts; the native bcrypt rate is measured once, before
 the login rounds. A full run writes bench/results/latest.json (raw figures, ratios, targets,
-machine) and the table between the bench markers in README.md; a run with --only writes
-bench/results/partial.json, so the full results the README cites stay in place.
+machine) and the table between the bench markers in docs/benchmarks.md; a run with --only writes
+bench/results/partial.json, so the full results that page cites stay in place.
 """
 
 import argparse
@@ -28,6 +28,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The page whose bench markers a full run rewrites with the table (a path under ROOT).
+TABLE_PAGE = "docs/benchmarks.md"
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 SKIFF = TARGET / "release" / "skiff"
 HARNESS = TARGET / "release"
@@ -655,12 +657,12 @@ def table(results):
     return "\n".join(rows)
 
 
-def write_readme(results):
-    readme = ROOT / "README.md"
-    text = readme.read_text()
+def write_table(results):
+    page = ROOT / TABLE_PAGE
+    text = page.read_text()
     start, end = "<!-- bench:start -->", "<!-- bench:end -->"
     if start not in text or end not in text:
-        log("README.md has no bench markers; table not written")
+        log(f"{TABLE_PAGE} has no bench markers; table not written")
         return
     m = results["machine"]
     block = (f"{start}\nMeasured {results['generated_at']} at commit `{results['commit']}` by `bench/run` on "
@@ -668,7 +670,8 @@ def write_readme(results):
              f"and RabbitMQ on the same cores. Raw figures: `bench/results/latest.json`.\n\n{table(results)}\n{end}")
     before, rest = text.split(start, 1)
     _, after = rest.split(end, 1)
-    readme.write_text(before + block + after)
+    page.write_text(before + block + after)
+    log(f"wrote the table in {TABLE_PAGE}")
 
 
 def main():
@@ -682,7 +685,9 @@ def main():
                                                           "start, swap)")
     parser.add_argument("--output", help="where the results go (default: bench/results/latest.json, or "
                                           "bench/results/partial.json with --only)")
-    parser.add_argument("--no-readme", action="store_true", help="do not rewrite the README table")
+    # --no-readme is the flag's name from when the table lived in README.md.
+    parser.add_argument("--no-table", "--no-readme", dest="no_table", action="store_true",
+                        help=f"do not rewrite the table in {TABLE_PAGE}")
     parser.add_argument("--profile", action="store_true", help="after the users GET rounds, profile both servers "
                                                                 "with perf: CPU per request and where it goes")
     args = parser.parse_args()
@@ -723,8 +728,8 @@ def main():
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
-    # Uncommitted changes to code (not to the README or results, which this run rewrites).
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!README.md",
+    # Uncommitted changes to code (not to the table's page or results, which this run rewrites).
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", f":!{TABLE_PAGE}",
                             ":!bench/results"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     results = {
         "generated_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -749,8 +754,8 @@ def main():
         PROFILE_OUTPUT.write_text(json.dumps(profile, indent=2, ensure_ascii=False) + "\n")
         log(f"wrote {PROFILE_OUTPUT}")
     print(table(results))
-    if not args.no_readme and not args.only:
-        write_readme(results)
+    if not args.no_table and not args.only:
+        write_table(results)
     missed = [name for name, ok in results["met"].items() if not ok]
     if missed:
         log(f"targets missed: {', '.join(missed)}")
