@@ -2,7 +2,7 @@
 //!
 //! Both are CPU-bound, and compiled to WebAssembly they ran well below native speed: the
 //! benchmark suite measured the login rate at 0.70 of native bcrypt, and Ed25519 verification
-//! as a third of the users service's CPU time (see README, Benchmarks). `host.rs` implements
+//! as a third of the users service's CPU time (see docs/benchmarks.md). `host.rs` implements
 //! the WIT traits.
 
 mod host;
