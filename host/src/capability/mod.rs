@@ -60,20 +60,14 @@ pub trait Capability: Send + Sync + 'static {
 
     /// Tasks that run for the life of the process once the service is prepared (an outbox
     /// relay).
-    fn background(&self, _service: &Arc<Self::Service>, _service_name: &str) -> Vec<BoxFuture<'static, ()>> {
+    fn background(&self, _service: &Self::Service, _service_name: &str) -> Vec<BoxFuture<'static, ()>> {
         Vec::new()
     }
 }
 
 /// What a capability learns about the service it is configured for.
 pub struct ServiceSetup<'a> {
-    pub name: &'a str,
-    /// Where the service's own database lives (`postgres://…` or `sqlite://…`).
-    pub database_url: &'a str,
-    /// The interfaces the component imports, e.g. `skiff:messaging/producer@0.1.0`.
-    pub imports: &'a [String],
-    /// The interfaces it exports, e.g. `skiff:messaging/consumer@0.1.0`.
-    pub exports: &'a [String],
+    pub service: &'a ServiceFacts,
     /// The state of the capabilities configured for this service so far.
     pub earlier: &'a ServiceStates,
 }
@@ -86,12 +80,12 @@ impl ServiceSetup<'_> {
 
     /// Whether the component imports an interface whose name starts with `prefix`.
     pub fn imports_interface(&self, prefix: &str) -> bool {
-        self.imports.iter().any(|name| name.starts_with(prefix))
+        self.service.imports.iter().any(|name| name.starts_with(prefix))
     }
 
     /// Whether the component exports an interface whose name starts with `prefix`.
     pub fn exports_interface(&self, prefix: &str) -> bool {
-        self.exports.iter().any(|name| name.starts_with(prefix))
+        self.service.exports.iter().any(|name| name.starts_with(prefix))
     }
 }
 

@@ -28,8 +28,11 @@ impl<T: CapabilityStore> Default for Capabilities<T> {
 #[derive(Debug, Clone)]
 pub struct ServiceFacts {
     pub name: String,
+    /// Where the service's own database lives (`postgres://…` or `sqlite://…`).
     pub database_url: String,
+    /// The interfaces the component imports, e.g. `skiff:messaging/producer@0.1.0`.
     pub imports: Vec<String>,
+    /// The interfaces it exports, e.g. `skiff:messaging/consumer@0.1.0`.
     pub exports: Vec<String>,
 }
 
@@ -74,13 +77,7 @@ impl<T: CapabilityStore> Capabilities<T> {
     pub async fn configure(&self, service: &ServiceFacts) -> anyhow::Result<ServiceStates> {
         let mut states = ServiceStates::default();
         for entry in &self.list {
-            let setup = ServiceSetup {
-                name: &service.name,
-                database_url: &service.database_url,
-                imports: &service.imports,
-                exports: &service.exports,
-                earlier: &states,
-            };
+            let setup = ServiceSetup { service, earlier: &states };
             let state = entry.configure(&setup).await?;
             states.states.push((entry.id(), state));
         }
@@ -134,6 +131,7 @@ struct Entry<C, T> {
 
 impl<C: Capability, T> Entry<C, T> {
     /// States are only ever made by this entry's `configure`, so the type always matches.
+    /// Borrowed, not cloned: `instance` runs on every request.
     fn state<'s>(&self, service: &'s SharedState) -> &'s C::Service {
         match (**service).downcast_ref::<C::Service>() {
             Some(state) => state,
@@ -154,8 +152,8 @@ impl<C: Capability, T: CapabilityStore> Erased<T> for Entry<C, T> {
 
     async fn configure(&self, setup: &ServiceSetup<'_>) -> anyhow::Result<SharedState> {
         let state = self.capability.configure(setup).await;
-        let state =
-            state.map_err(|e| e.context(format!("setting up {} for {}", self.capability.name(), setup.name)))?;
+        let state = state
+            .map_err(|e| e.context(format!("setting up {} for {}", self.capability.name(), setup.service.name)))?;
         Ok(Arc::new(state))
     }
 
@@ -174,9 +172,6 @@ impl<C: Capability, T: CapabilityStore> Erased<T> for Entry<C, T> {
     }
 
     fn background(&self, service: &SharedState, service_name: &str) -> Vec<BoxFuture<'static, ()>> {
-        match service.clone().downcast::<C::Service>() {
-            Ok(state) => self.capability.background(&state, service_name),
-            Err(_) => unreachable!("the {} capability was given another capability's state", self.capability.name()),
-        }
+        self.capability.background(self.state(service), service_name)
     }
 }

@@ -164,7 +164,7 @@ impl Service {
             return Err("the running version exports skiff:sql/migrations and the candidate does not".into());
         }
         let has_outbox = self.capability::<MessagingCapability>().is_some_and(|messaging| messaging.outbox().is_some());
-        if candidate.publishes && !has_outbox {
+        if candidate.publishes() && !has_outbox {
             return Err("the candidate publishes messages but this service started without an outbox; \
                         restart the host to add messaging"
                 .into());

@@ -7,7 +7,7 @@ use wasmtime::component::{Component, InstancePre};
 use wasmtime::{Engine, Precompiled};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use crate::capability::messaging::{ConsumerPre, Subscription};
+use crate::capability::messaging::{ConsumerPre, PRODUCER_INTERFACE, Subscription};
 use crate::capability::sql::{Migration, MigrationsPre};
 use crate::runtime::{HostState, Runtime};
 
@@ -24,8 +24,6 @@ pub struct ComponentVersion {
     pub(crate) proxy: ProxyPre<HostState>,
     migrations: Option<MigrationsPre<HostState>>,
     pub(crate) consumer: Option<ConsumerPre<HostState>>,
-    /// Whether the component imports the producer, and so needs an outbox.
-    pub publishes: bool,
     /// The interfaces it imports and exports, e.g. `skiff:sql/client@0.1.0`.
     pub imports: Vec<String>,
     pub exports: Vec<String>,
@@ -80,7 +78,6 @@ impl ComponentVersion {
         let component_type = component.component_type();
         let imports: Vec<String> = component_type.imports(runtime.engine()).map(|(name, _)| name.to_owned()).collect();
         let exports: Vec<String> = component_type.exports(runtime.engine()).map(|(name, _)| name.to_owned()).collect();
-        let publishes = imports.iter().any(|name| name.starts_with("skiff:messaging/producer@"));
         let proxy = ProxyPre::new(instance_pre.clone()).map_err(|e| CompileError::NotHttp(format!("{e:#}")))?;
         // A component without a database of its own exports no migrations.
         let migrations = MigrationsPre::new(instance_pre.clone()).ok();
@@ -96,7 +93,6 @@ impl ComponentVersion {
             proxy,
             migrations,
             consumer,
-            publishes,
             imports,
             exports,
         })
@@ -110,6 +106,11 @@ impl ComponentVersion {
     /// Whether the component exports `skiff:sql/migrations`.
     pub fn has_migrations(&self) -> bool {
         self.migrations.is_some()
+    }
+
+    /// Whether the component imports the producer, and so needs an outbox.
+    pub fn publishes(&self) -> bool {
+        self.imports.iter().any(|name| name.starts_with(PRODUCER_INTERFACE))
     }
 
     /// Whether the component exports `skiff:messaging/consumer`.

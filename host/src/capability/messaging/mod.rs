@@ -62,6 +62,11 @@ impl<'a> MessagingView<'a> {
     }
 }
 
+/// The interface a component imports to publish (and so gets an outbox), by version-less prefix.
+pub const PRODUCER_INTERFACE: &str = "skiff:messaging/producer@";
+/// The interface a component exports to consume.
+pub const CONSUMER_INTERFACE: &str = "skiff:messaging/consumer@";
+
 /// Links `skiff:messaging`; `get` borrows the instance's outbox from the store.
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
@@ -137,18 +142,17 @@ impl Capability for MessagingCapability {
     }
 
     async fn configure(&self, service: &ServiceSetup<'_>) -> anyhow::Result<ServiceMessaging> {
-        let outbox = if service.imports_interface("skiff:messaging/producer@") {
+        let outbox = if service.imports_interface(PRODUCER_INTERFACE) {
             // The outbox lives in the service's own database, so an event waits with its data.
             let Some(sql) = service.state_of::<SqlCapability>() else {
                 anyhow::bail!("the outbox needs the sql capability composed before messaging");
             };
-            let depth = self.metrics.outbox_depth.get_or_create(&RouteLabels { route: service.name.to_owned() });
+            let depth = self.metrics.outbox_depth.get_or_create(&RouteLabels { route: service.service.name.clone() });
             Some(Arc::new(Outbox::new((*sql).clone(), depth.clone())))
         } else {
             None
         };
-        let subscribed =
-            service.exports_interface("skiff:messaging/consumer@").then(|| Arc::new(AtomicBool::new(false)));
+        let subscribed = service.exports_interface(CONSUMER_INTERFACE).then(|| Arc::new(AtomicBool::new(false)));
         Ok(ServiceMessaging { broker: self.broker.clone(), retry: self.retry, outbox, subscribed })
     }
 
@@ -170,7 +174,7 @@ impl Capability for MessagingCapability {
         }
     }
 
-    fn background(&self, service: &Arc<ServiceMessaging>, service_name: &str) -> Vec<BoxFuture<'static, ()>> {
+    fn background(&self, service: &ServiceMessaging, service_name: &str) -> Vec<BoxFuture<'static, ()>> {
         let relay = service.outbox.clone().map(|outbox| outbox.relay(service.broker.clone(), service_name.to_owned()));
         relay.into_iter().map(FutureExt::boxed).collect()
     }

@@ -92,7 +92,7 @@ impl Capability for SqlCapability {
     }
 
     async fn configure(&self, service: &ServiceSetup<'_>) -> anyhow::Result<Arc<dyn SqlClient>> {
-        Database::connect(service.database_url, &self.options).await
+        Database::connect(&service.service.database_url, &self.options).await
     }
 
     fn instance(&self, service: &Arc<dyn SqlClient>) -> Arc<dyn SqlClient> {
