@@ -3,7 +3,6 @@
 
 use crate::bindings::skiff::sql::client;
 use crate::bindings::skiff::sql::types::{Error as SqlError, Value};
-use service_kit::time;
 
 #[derive(Debug)]
 pub enum StoreError {
@@ -30,11 +29,7 @@ pub fn recent_failures(subject: &str, since: i64, limit: u32) -> Result<Vec<i64>
     rows.rows
         .iter()
         .map(|row| match row.first() {
-            // Postgres returns timestamptz as a timestamp; SQLite keeps the RFC 3339 text it was given.
             Some(Value::Timestamp(micros)) => Ok(*micros),
-            Some(Value::Text(text)) => {
-                time::parse_rfc3339(text).ok_or_else(|| StoreError::Internal(format!("unexpected timestamp {text:?}")))
-            }
             other => Err(StoreError::Internal(format!("unexpected row shape: {other:?}"))),
         })
         .collect()

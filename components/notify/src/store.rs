@@ -3,7 +3,6 @@
 use crate::bindings::skiff::sql::client;
 use crate::bindings::skiff::sql::types::{Error as SqlError, Value};
 use crate::domain::Notification;
-use service_kit::time;
 
 const COLUMNS: &str = "id, event_id, user_id, kind, message, created_at, delivered_at, attempts";
 
@@ -84,29 +83,25 @@ pub fn list(user_id: Option<&str>, limit: u32, offset: u64) -> Result<Vec<Notifi
 fn from_row(row: &[Value]) -> Result<Notification, StoreError> {
     let bad_row = || StoreError::Internal(format!("unexpected row shape: {row:?}"));
     let text = |index: usize| match row.get(index) {
-        Some(Value::Text(text) | Value::Uuid(text)) => Ok(text.clone()),
+        Some(Value::Text(text)) => Ok(text.clone()),
         _ => Err(bad_row()),
     };
-    // Postgres returns timestamptz as a timestamp; SQLite keeps the RFC 3339 text it was given.
     let timestamp = |index: usize| match row.get(index) {
         Some(Value::Timestamp(micros)) => Ok(Some(*micros)),
-        Some(Value::Text(text)) => time::parse_rfc3339(text).map(Some).ok_or_else(bad_row),
-        Some(Value::Null) => Ok(None),
+        Some(Value::Null(_)) => Ok(None),
         _ => Err(bad_row()),
     };
-    let attempts = match row.get(7) {
-        Some(Value::Int32(n)) => i64::from(*n),
-        Some(Value::Int64(n)) => *n,
-        _ => return Err(bad_row()),
+    let (Some(Value::Uuid(id)), Some(Value::Int32(attempts))) = (row.first(), row.get(7)) else {
+        return Err(bad_row());
     };
     Ok(Notification {
-        id: text(0)?,
+        id: id.clone(),
         event_id: text(1)?,
         user_id: text(2)?,
         kind: text(3)?,
         message: text(4)?,
         created_at: timestamp(5)?.ok_or_else(bad_row)?,
         delivered_at: timestamp(6)?,
-        attempts,
+        attempts: i64::from(*attempts),
     })
 }

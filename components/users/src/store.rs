@@ -2,8 +2,8 @@
 //! parameter; statement texts are constants or built only from constant fragments.
 
 use crate::bindings::skiff::sql::client;
-use crate::bindings::skiff::sql::types::{Error as SqlError, Value};
-use crate::domain::{ListQuery, User, time};
+use crate::bindings::skiff::sql::types::{Error as SqlError, Value, ValueKind};
+use crate::domain::{ListQuery, User};
 use service_kit::token::Role;
 
 const COLUMNS: &str = "id, email, name, surname, phone, role, created_at, updated_at";
@@ -140,7 +140,7 @@ pub fn credentials(email: &str) -> Result<Option<StoredCredentials>, StoreError>
         client::query("SELECT id, role, password_hash FROM users WHERE email = $1", &[Value::Text(email.to_owned())])?;
     let Some(row) = rows.rows.into_iter().next() else { return Ok(None) };
     match row.as_slice() {
-        [Value::Text(id) | Value::Uuid(id), Value::Text(role), Value::Text(hash)] => Ok(Some(StoredCredentials {
+        [Value::Uuid(id), Value::Text(role), Value::Text(hash)] => Ok(Some(StoredCredentials {
             id: id.clone(),
             role: if role == "admin" { Role::Admin } else { Role::User },
             password_hash: hash.clone(),
@@ -157,28 +157,27 @@ fn role_text(role: Role) -> &'static str {
 }
 
 fn optional_text(value: Option<&str>) -> Value {
-    value.map_or(Value::Null, |text| Value::Text(text.to_owned()))
+    value.map_or(Value::Null(Some(ValueKind::Text)), |text| Value::Text(text.to_owned()))
 }
 
 fn user_from_row(row: &[Value]) -> Result<User, StoreError> {
     let bad_row = || StoreError::Internal(format!("unexpected row shape: {row:?}"));
     let text = |index: usize| match row.get(index) {
-        Some(Value::Text(text) | Value::Uuid(text)) => Ok(text.clone()),
+        Some(Value::Text(text)) => Ok(text.clone()),
         _ => Err(bad_row()),
     };
     let optional = |index: usize| match row.get(index) {
-        Some(Value::Null) => Ok(None),
+        Some(Value::Null(_)) => Ok(None),
         Some(Value::Text(text)) => Ok(Some(text.clone())),
         _ => Err(bad_row()),
     };
-    // Postgres returns timestamptz as a timestamp; SQLite keeps the RFC 3339 text it was given.
     let timestamp = |index: usize| match row.get(index) {
         Some(Value::Timestamp(micros)) => Ok(*micros),
-        Some(Value::Text(text)) => time::parse_rfc3339(text).ok_or_else(bad_row),
         _ => Err(bad_row()),
     };
+    let Some(Value::Uuid(id)) = row.first() else { return Err(bad_row()) };
     Ok(User {
-        id: text(0)?,
+        id: id.clone(),
         email: text(1)?,
         name: text(2)?,
         surname: text(3)?,

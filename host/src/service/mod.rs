@@ -50,6 +50,8 @@ pub struct Service {
     /// One rollout at a time per service.
     deploying: Mutex<()>,
     migrated: AtomicBool,
+    /// Why the last start-up attempt to migrate failed, for the readiness answer.
+    migration_failure: std::sync::Mutex<Option<String>>,
 }
 
 impl Service {
@@ -85,6 +87,7 @@ impl Service {
             sql: (*sql).clone(),
             deploying: Mutex::new(()),
             migrated: AtomicBool::new(false),
+            migration_failure: std::sync::Mutex::new(None),
             ctx,
         })
     }
@@ -119,7 +122,7 @@ impl Service {
         let migrations = version.migrations(self.new_state(), &self.ctx.runtime).await?;
         let applied = apply_migrations(&self.sql, &migrations)
             .await
-            .map_err(|e| anyhow::anyhow!("applying migrations of {}: {e:?}", self.name))?;
+            .map_err(|e| anyhow::anyhow!("applying migrations of {}: {e}", self.name))?;
         self.ctx.runtime.capabilities().prepare(&self.capabilities).await?;
         self.migrated.store(true, Ordering::Release);
         Ok(applied)
@@ -131,7 +134,9 @@ impl Service {
         let applied = retry_forever(
             || self.migrate(),
             |error: &anyhow::Error, retry_in| {
-                tracing::warn!(service = %self.name, error = %format!("{error:#}"), ?retry_in, "database not ready");
+                let error = format!("{error:#}");
+                tracing::warn!(service = %self.name, %error, ?retry_in, "migrations not applied; retrying");
+                *self.migration_failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(error);
             },
         )
         .await;
@@ -146,7 +151,11 @@ impl Service {
     /// consumer is subscribed); `Err` says what is missing.
     pub async fn readiness(&self) -> Result<(), String> {
         if !self.is_migrated() {
-            return Err("migrations not applied yet".into());
+            let failure = self.migration_failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+            return Err(match failure {
+                Some(failure) => format!("migrations not applied yet: {failure}"),
+                None => "migrations not applied yet".into(),
+            });
         }
         self.ctx.runtime.capabilities().ready(&self.capabilities).await
     }

@@ -17,5 +17,6 @@ mod precompiled;
 mod rabbitmq;
 mod rate_limit;
 mod reliability;
+mod sql_types;
 mod swap;
 mod users_api;

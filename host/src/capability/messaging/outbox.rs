@@ -111,7 +111,6 @@ impl Outbox {
             .map_err(|e| anyhow::anyhow!("counting the outbox: {e:?}"))?;
         match counted.rows.first().and_then(|row| row.first()) {
             Some(Value::Int64(count)) => Ok(*count),
-            Some(Value::Int32(count)) => Ok(i64::from(*count)),
             other => anyhow::bail!("unexpected outbox count: {other:?}"),
         }
     }

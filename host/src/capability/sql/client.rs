@@ -1,10 +1,10 @@
-//! The backend trait behind `skiff:sql`, and opening a database from its URL.
+//! The database traits behind `skiff:sql`, their pool settings, and sqlx errors mapped to what
+//! a component can act on.
 
 use async_trait::async_trait;
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Rows, SqlError, Value, postgres, sqlite};
+use super::{Rows, SqlError, Value};
 
 /// One database a component owns.
 #[async_trait]
@@ -14,8 +14,6 @@ pub trait SqlClient: Send + Sync + 'static {
     async fn begin(&self) -> Result<Box<dyn SqlTransaction>, SqlError>;
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> Result<(), SqlError>;
-    /// Serialises migrations across processes sharing the database, for the life of `tx`.
-    async fn lock_for_migrations(&self, tx: &mut dyn SqlTransaction) -> Result<(), SqlError>;
     /// `postgres` or `sqlite`, for logs and metrics.
     fn backend(&self) -> &'static str;
 }
@@ -27,6 +25,8 @@ pub trait SqlTransaction: Send {
     async fn execute(&mut self, statement: &str, params: Vec<Value>) -> Result<u64, SqlError>;
     /// Runs a script of several statements without parameters (migrations).
     async fn execute_script(&mut self, script: &str) -> Result<(), SqlError>;
+    /// Serialises migrations across processes sharing the database, until this transaction ends.
+    async fn lock_for_migrations(&mut self) -> Result<(), SqlError>;
     async fn commit(self: Box<Self>) -> Result<(), SqlError>;
     async fn rollback(self: Box<Self>) -> Result<(), SqlError>;
 }
@@ -50,21 +50,6 @@ impl DatabaseOptions {
 impl Default for DatabaseOptions {
     fn default() -> Self {
         Self { max_connections: Self::DEFAULT_MAX_CONNECTIONS, acquire_timeout: Self::DEFAULT_ACQUIRE_TIMEOUT }
-    }
-}
-
-/// Opens the database named by `url`: `postgres://…` or `sqlite://path`.
-pub struct Database;
-
-impl Database {
-    pub async fn connect(url: &str, options: &DatabaseOptions) -> anyhow::Result<Arc<dyn SqlClient>> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Arc::new(postgres::PostgresClient::connect(url, options)?))
-        } else if url.starts_with("sqlite:") {
-            Ok(Arc::new(sqlite::SqliteClient::connect(url, options).await?))
-        } else {
-            anyhow::bail!("unsupported database URL scheme (expected postgres:// or sqlite:): {}", redact(url))
-        }
     }
 }
 

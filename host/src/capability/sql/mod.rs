@@ -1,21 +1,27 @@
 //! `skiff:sql`: typed SQL for components, on Postgres or the embedded SQLite.
 //!
-//! `client.rs` is the backend trait, `postgres.rs` and `sqlite.rs` its two implementations,
-//! `host.rs` the WIT `Host` traits over it, and `migrate.rs` applies a component's migrations.
+//! `client.rs` holds the database traits the rest of the host uses; `sqlx_client.rs` implements
+//! them once over sqlx, with `postgres.rs` and `sqlite.rs` (and its `sqlite_catalog.rs` of
+//! declared column types) saying what differs; `connect.rs` picks the backend a URL names;
+//! `host.rs` is the WIT `Host` traits; `migrate.rs` applies a component's migrations.
 
 mod client;
+mod connect;
 mod host;
 mod migrate;
 mod postgres;
 mod sqlite;
+mod sqlite_catalog;
+mod sqlx_client;
 
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
-pub use client::{Database, DatabaseOptions, SqlClient, SqlTransaction};
-pub use migrate::apply_migrations;
+pub use client::{DatabaseOptions, SqlClient, SqlTransaction};
+pub use connect::Database;
+pub use migrate::{MigrationError, apply_migrations};
 
 use super::{Capability, CapabilityStore, InstanceView, ServiceSetup};
 
@@ -26,6 +32,7 @@ mod bindings {
         world: "skiff:sql/sql-service",
         imports: { default: async | trappable },
         exports: { default: async },
+        additional_derives: [PartialEq],
         with: {
             "skiff:sql/client.transaction": super::client::TransactionSlot,
         },
@@ -34,7 +41,7 @@ mod bindings {
 
 pub use bindings::SqlServicePre as MigrationsPre;
 pub use bindings::exports::skiff::sql::migrations::Migration;
-pub use bindings::skiff::sql::types::{Error as SqlError, Rows, Value};
+pub use bindings::skiff::sql::types::{Error as SqlError, Rows, Value, ValueKind};
 
 /// What the SQL host functions borrow from the store for one call.
 pub struct SqlView<'a> {
