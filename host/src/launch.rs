@@ -13,6 +13,7 @@ use crate::admin::watch::{WatchSpec, watch};
 use crate::admin::{self, Admin, AdminSpec};
 use crate::capability::config::{ComponentConfig, ConfigCapability};
 use crate::capability::crypto::{Crypto, CryptoCapability};
+use crate::capability::logging::LoggingCapability;
 use crate::capability::messaging::{MessagingCapability, RetryPolicy, connect_broker};
 use crate::capability::outbound_http::{LocalServices, OutboundHttpCapability, OutboundPolicy};
 use crate::capability::sql::{DatabaseOptions, SqlCapability};
@@ -99,7 +100,8 @@ impl HostSpec {
         let broker = connect_broker(self.amqp_url.as_deref(), &self.data_dir).await?;
         let outbound = OutboundPolicy::new(self.service_routes.clone(), self.outbound_allow.clone(), local.clone());
         Ok(HostCapabilities::default()
-            .with(ConfigCapability::new(ComponentConfig::from_pairs(self.config.clone())))
+            .with(ConfigCapability::new(ComponentConfig::from_pairs(component_settings(&self.config))))
+            .with(LoggingCapability)
             .with(CryptoCapability::new(Crypto::new(&self.config, Crypto::bcrypt_pool())))
             .with(SqlCapability::new(self.database.clone()))
             .with(MessagingCapability::new(broker, self.retry, metrics.clone()))
@@ -301,4 +303,24 @@ pub fn generate_token_keys() -> anyhow::Result<(String, String)> {
     getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes();
     Ok((STANDARD.encode(seed), STANDARD.encode(public)))
+}
+
+/// The settings components see through `wasi:config`: all but the secrets the host keeps (the
+/// token signing key is used by the host's `skiff:crypto`, never handed to a component).
+fn component_settings(config: &[(String, String)]) -> Vec<(String, String)> {
+    config.iter().filter(|(key, _)| !Crypto::HOST_ONLY_SETTINGS.contains(&key.as_str())).cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::component_settings;
+    use crate::capability::crypto::{TOKEN_PUBLIC_KEY, TOKEN_SIGNING_KEY};
+
+    #[test]
+    fn components_never_see_the_token_signing_key() {
+        let config = [(TOKEN_SIGNING_KEY, "seed"), (TOKEN_PUBLIC_KEY, "public"), ("bcrypt_cost", "4")]
+            .map(|(key, value)| (key.to_owned(), value.to_owned()));
+        let keys: Vec<String> = component_settings(&config).into_iter().map(|(key, _)| key).collect();
+        assert_eq!(keys, [TOKEN_PUBLIC_KEY, "bcrypt_cost"]);
+    }
 }

@@ -2,7 +2,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use skiff::admin::watch::WatchSpec;
-use skiff::capability::crypto::TOKEN_PUBLIC_KEY;
+use skiff::capability::crypto::{TOKEN_PUBLIC_KEY, TOKEN_SIGNING_KEY};
 use skiff::cli::{Cli, Command, CommonArgs, CompileArgs, DevArgs, ServeArgs, config_from_env};
 use skiff::launch::{Host, HostSpec, ServiceSpec, components_in, generate_token_keys, service_name, sqlite_url};
 use skiff::runtime::{HostCapabilities, Runtime, RuntimeOptions};
@@ -102,15 +102,15 @@ fn add_config_from_env(common: &mut CommonArgs) {
     common.config = pairs;
 }
 
-/// In `skiff dev`, auth signs and users and notify verify with a key pair made at start-up,
+/// In `skiff dev`, the host signs (for auth) and verifies (for users and notify) with a key pair made at start-up,
 /// unless one is configured. Tokens do not outlive the process.
 fn add_dev_token_keys(config: &mut Vec<(String, String)>) -> anyhow::Result<()> {
     let has = |key: &str| config.iter().any(|(k, _)| k == key);
-    if has("token_signing_key") || has(TOKEN_PUBLIC_KEY) {
+    if has(TOKEN_SIGNING_KEY) || has(TOKEN_PUBLIC_KEY) {
         return Ok(());
     }
     let (private, public) = generate_token_keys()?;
-    config.push(("token_signing_key".into(), private));
+    config.push((TOKEN_SIGNING_KEY.into(), private));
     config.push((TOKEN_PUBLIC_KEY.into(), public));
     tracing::info!(
         "generated a development token key pair (set token_signing_key and token_public_key to keep tokens across restarts)"

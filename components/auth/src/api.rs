@@ -3,14 +3,14 @@
 use serde_json::json;
 use service_kit::http::{Method, Request, Response};
 use service_kit::problem::{invalid_fields, problem};
-use service_kit::token::{Claims, Issuer, Role};
+use service_kit::token::{Claims, Role};
 use service_kit::{trace, uuid};
 
 use crate::domain::{
     LOGIN_EXCHANGE, LoginEvent, LoginRequest, Throttle, Verdict, account_key, decide, source_address, source_key,
     stricter, token_ttl,
 };
-use crate::platform::{now_micros, publish, random_bytes, setting};
+use crate::platform::{now_micros, publish, random_bytes, setting, sign_token};
 use crate::send;
 use crate::store::{self, StoreError};
 
@@ -152,11 +152,6 @@ fn login(request: &Request) -> Result<Response, ApiError> {
         eprintln!("auth: failed logins of an account not cleared: {error:?}");
     }
 
-    let issuer = Issuer::from_base64(
-        &setting("token_signing_key")?
-            .ok_or_else(|| ApiError::Internal("token_signing_key is not configured".into()))?,
-    )
-    .map_err(|e| ApiError::Internal(format!("token_signing_key: {e}")))?;
     let ttl = token_ttl(setting("token_ttl_secs")?.as_deref())?;
     let now = now_micros();
     let claims = Claims {
@@ -166,7 +161,8 @@ fn login(request: &Request) -> Result<Response, ApiError> {
         exp: now / 1_000_000 + ttl,
         jti: uuid::from_random_bytes(random_bytes::<16>()),
     };
-    let token = issuer.sign(&claims);
+    // Signed by the host: the signing key never enters the component.
+    let token = sign_token(claims).map_err(ApiError::Internal)?;
 
     let event = LoginEvent {
         event_id: uuid::from_random_bytes(random_bytes::<16>()),

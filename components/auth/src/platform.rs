@@ -1,10 +1,13 @@
-//! What the component asks of its host besides HTTP: settings, time, randomness, publishing.
+//! What the component asks of its host besides HTTP: settings, time, randomness, publishing,
+//! token signing.
 
+use crate::bindings::skiff::crypto::{issuing, tokens};
 use crate::bindings::skiff::messaging::producer;
 use crate::bindings::skiff::messaging::types::Message;
 use crate::bindings::wasi::clocks::wall_clock;
 use crate::bindings::wasi::config::store as config;
 use crate::bindings::wasi::random::random;
+use service_kit::token::{Claims, Role};
 
 pub fn setting(key: &str) -> Result<Option<String>, String> {
     config::get(key).map_err(|e| format!("config {key}: {e:?}"))
@@ -38,4 +41,22 @@ pub fn publish(
         body,
     };
     producer::publish(exchange, &message).map_err(|e| format!("{e:?}"))
+}
+
+/// The bearer token for `claims`, signed by the host with its `token_signing_key`.
+pub fn sign_token(claims: Claims) -> Result<String, String> {
+    let claims = tokens::Claims {
+        sub: claims.sub,
+        role: match claims.role {
+            Role::User => tokens::Role::User,
+            Role::Admin => tokens::Role::Admin,
+        },
+        iat: claims.iat,
+        exp: claims.exp,
+        jti: claims.jti,
+    };
+    issuing::sign(&claims).map_err(|error| match error {
+        tokens::TokenError::NotConfigured(cause) => cause,
+        tokens::TokenError::Unauthorized => "the host refused to sign".into(),
+    })
 }

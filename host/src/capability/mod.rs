@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod crypto;
+pub mod logging;
 pub mod messaging;
 pub mod outbound_http;
 mod registry;

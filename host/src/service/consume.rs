@@ -38,8 +38,10 @@ impl MessageHandler for Service {
         let version = self.current();
         let Some(pre) = version.consumer.clone() else { anyhow::bail!("this version does not consume messages") };
         let deadline = Instant::now() + self.ctx.limits.timeout;
-        let mut store = self.ctx.runtime.store(self.new_state(), deadline);
         let message = delivery.message();
+        // The component's own log records (wasi:logging) go under this span.
+        let span = tracing::info_span!("component", service = %self.name, version = %version.label, message = %message.id);
+        let mut store = self.ctx.runtime.store(span.in_scope(|| self.new_state()), deadline);
         let wit_delivery = Delivery {
             message: Message {
                 id: message.id.clone(),

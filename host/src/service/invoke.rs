@@ -115,7 +115,9 @@ impl Service {
     {
         let limits = &self.ctx.limits;
         let deadline = Instant::now() + limits.timeout;
-        let mut store = self.ctx.runtime.store(self.new_state(), deadline);
+        // The component's own log records (wasi:logging) go under this span.
+        let span = tracing::info_span!("component", service = %self.name, version = %version.label);
+        let mut store = self.ctx.runtime.store(span.in_scope(|| self.new_state()), deadline);
         let max_body = limits.max_body_bytes;
         let request = request.map(move |body| {
             Limited::new(body, max_body).map_err(move |error| {

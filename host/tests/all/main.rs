@@ -11,6 +11,7 @@ mod fixtures;
 mod helpers;
 mod host_routes;
 mod lifecycle;
+mod component_logs;
 mod limits;
 mod messaging;
 mod precompiled;

@@ -1,8 +1,8 @@
 //! The generated `skiff:crypto` host traits.
 
 use super::Crypto;
-use super::bindings::skiff::crypto::{passwords, tokens};
-use service_kit::token::Role;
+use super::bindings::skiff::crypto::{issuing, passwords, tokens};
+use service_kit::token::{Claims, Role};
 
 impl passwords::Host for &Crypto {
     #[tracing::instrument(level = "debug", name = "skiff.crypto.hash", skip_all, fields(cost = cost))]
@@ -61,10 +61,31 @@ impl tokens::Host for &Crypto {
     }
 }
 
+impl issuing::Host for &Crypto {
+    #[tracing::instrument(level = "debug", name = "skiff.crypto.sign", skip_all)]
+    async fn sign(&mut self, claims: tokens::Claims) -> wasmtime::Result<Result<String, tokens::TokenError>> {
+        let issuer = match &self.issuer {
+            Ok(issuer) => issuer,
+            Err(cause) => return Ok(Err(tokens::TokenError::NotConfigured(cause.clone()))),
+        };
+        let claims = Claims {
+            sub: claims.sub,
+            role: match claims.role {
+                tokens::Role::User => Role::User,
+                tokens::Role::Admin => Role::Admin,
+            },
+            iat: claims.iat,
+            exp: claims.exp,
+            jti: claims.jti,
+        };
+        Ok(Ok(issuer.sign(&claims)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capability::crypto::TOKEN_PUBLIC_KEY;
+    use crate::capability::crypto::{TOKEN_PUBLIC_KEY, TOKEN_SIGNING_KEY};
     use service_kit::token::{Claims, Issuer, public_key_of};
     use std::sync::Arc;
     use tokio::sync::Semaphore;
@@ -114,5 +135,20 @@ mod tests {
         let mut broken = &crypto(&[(TOKEN_PUBLIC_KEY, "not base64!")]);
         let outcome = tokens::Host::verify(&mut broken, token(60)).await.unwrap();
         assert!(matches!(outcome, Err(tokens::TokenError::NotConfigured(cause)) if cause.contains(TOKEN_PUBLIC_KEY)));
+    }
+
+    #[tokio::test]
+    async fn signs_with_the_host_held_key_what_the_public_key_verifies() {
+        let key = public_key_of(SEED).unwrap();
+        let mut signer = &crypto(&[(TOKEN_PUBLIC_KEY, &key), (TOKEN_SIGNING_KEY, SEED)]);
+        let now = chrono::Utc::now().timestamp();
+        let claims =
+            tokens::Claims { sub: "u2".into(), role: tokens::Role::User, iat: now, exp: now + 60, jti: "j2".into() };
+        let token = issuing::Host::sign(&mut signer, claims.clone()).await.unwrap().unwrap();
+        let verified = tokens::Host::verify(&mut signer, token).await.unwrap().unwrap();
+        assert_eq!((verified.sub, verified.role, verified.exp), (claims.sub, claims.role, claims.exp));
+        let mut unconfigured = &crypto(&[(TOKEN_PUBLIC_KEY, &key)]);
+        let refused = issuing::Host::sign(&mut unconfigured, claims).await.unwrap();
+        assert!(matches!(refused, Err(tokens::TokenError::NotConfigured(cause)) if cause.contains(TOKEN_SIGNING_KEY)));
     }
 }

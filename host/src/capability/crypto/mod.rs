@@ -1,4 +1,4 @@
-//! `skiff:crypto`: bcrypt and token verification, natively in the host.
+//! `skiff:crypto`: bcrypt, token verification and token signing, natively in the host.
 //!
 //! Both are CPU-bound, and compiled to WebAssembly they ran well below native speed: the
 //! benchmark suite measured the login rate at 0.70 of native bcrypt, and Ed25519 verification
@@ -8,7 +8,7 @@
 mod host;
 
 use async_trait::async_trait;
-use service_kit::token::Verifier;
+use service_kit::token::{Issuer, Verifier};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use wasmtime::component::{HasData, Linker};
@@ -26,10 +26,13 @@ mod bindings {
 
 /// The setting that holds a service's token public key (base64 of the 32-byte Ed25519 key).
 pub const TOKEN_PUBLIC_KEY: &str = "token_public_key";
+/// The setting that holds the token signing key (base64 of the 32-byte Ed25519 seed).
+pub const TOKEN_SIGNING_KEY: &str = "token_signing_key";
 
-/// What a service's instances verify tokens with, and the process-wide bcrypt pool.
+/// What a service's instances verify and sign tokens with, and the process-wide bcrypt pool.
 pub struct Crypto {
     verifier: Result<Verifier, String>,
+    issuer: Result<Issuer, String>,
     /// One bcrypt at a time per core: more would only time-slice the cores, while each login
     /// holds an instance slot and a connection.
     bcrypt_slots: Arc<Semaphore>,
@@ -42,8 +45,15 @@ impl Crypto {
             Some((_, key)) => Verifier::from_base64(key).map_err(|e| format!("{TOKEN_PUBLIC_KEY}: {e}")),
             None => Err(format!("{TOKEN_PUBLIC_KEY} is not configured")),
         };
-        Self { verifier, bcrypt_slots }
+        let issuer = match config.iter().rev().find(|(key, _)| key == TOKEN_SIGNING_KEY) {
+            Some((_, seed)) => Issuer::from_base64(seed).map_err(|e| format!("{TOKEN_SIGNING_KEY}: {e}")),
+            None => Err(format!("{TOKEN_SIGNING_KEY} is not configured")),
+        };
+        Self { verifier, issuer, bcrypt_slots }
     }
+
+    /// Settings this capability reads that components must not see (secrets the host keeps).
+    pub const HOST_ONLY_SETTINGS: &[&str] = &[TOKEN_SIGNING_KEY];
 
     /// A pool sized to this machine's cores.
     pub fn bcrypt_pool() -> Arc<Semaphore> {
@@ -61,6 +71,7 @@ impl HasData for HasCrypto {
 pub fn add_to_linker<T: Send + 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> &Crypto) -> anyhow::Result<()> {
     bindings::skiff::crypto::passwords::add_to_linker::<T, HasCrypto>(linker, get)?;
     bindings::skiff::crypto::tokens::add_to_linker::<T, HasCrypto>(linker, get)?;
+    bindings::skiff::crypto::issuing::add_to_linker::<T, HasCrypto>(linker, get)?;
     Ok(())
 }
 

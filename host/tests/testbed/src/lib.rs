@@ -5,12 +5,20 @@
 //! - `/healthcheck` (also under `/testbed-ms/`) answers 200: the hot-swap smoke test calls it.
 //! - `/spin` never returns; `/trap` panics; `/grow` allocates until memory runs out;
 //!   `/recurse` overflows the stack; `/big?bytes=N` answers with N bytes.
+//! - `/log` writes one record through `wasi:logging` (the component-logs test looks for it).
 
 #[allow(unsafe_code)]
 mod bindings {
     wit_bindgen::generate!({
-        world: "wasi:http/proxy@0.2.12",
+        inline: "
+            package skiff:testbed;
+            world testbed {
+                include wasi:http/proxy@0.2.12;
+                import wasi:logging/logging;
+            }
+        ",
         path: "../../../wit",
+        world: "skiff:testbed/testbed",
         generate_all,
     });
 
@@ -20,6 +28,7 @@ mod bindings {
 
 use bindings::exports::wasi::http::incoming_handler::Guest;
 use bindings::wasi::clocks::monotonic_clock;
+use bindings::wasi::logging::logging::{self, Level};
 use bindings::wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
 
 struct Testbed;
@@ -52,6 +61,10 @@ impl Guest for Testbed {
             "/recurse" => {
                 let depth = recurse(u64::MAX);
                 respond(out, 200, depth.to_string().into_bytes());
+            }
+            "/log" => {
+                logging::log(Level::Warn, "testbed", "a record from inside the component");
+                respond(out, 200, b"logged".to_vec());
             }
             "/big" => respond(out, 200, vec![b'x'; usize::try_from(number("bytes")).unwrap_or(0)]),
             _ => respond(out, 404, b"not found".to_vec()),

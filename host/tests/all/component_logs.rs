@@ -1,0 +1,59 @@
+//! Components log through the host: a `wasi:logging` record becomes one of the host's JSON log
+//! lines, inside the request's span (its id) and the component's (service and version).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{ScratchDir, component};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_record_lands_in_the_json_log_with_request_service_and_version() {
+    let scratch = ScratchDir::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log_path = scratch.0.join("skiff.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--component-version", "v7"])
+        .arg("--component")
+        .arg(component("testbed"))
+        .arg("--data-dir")
+        .arg(&scratch.0)
+        .env("SKIFF_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+        assert!(Instant::now() < deadline, "skiff did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answer = client.get(format!("{base}/log")).header("x-request-id", "req-logs-1").send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+
+    // The record is written before the response; wait for it to reach the file all the same.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let record = loop {
+        let logs = std::fs::read_to_string(&log_path).unwrap();
+        if let Some(line) = logs.lines().find(|line| line.contains("a record from inside the component")) {
+            break serde_json::from_str::<serde_json::Value>(line).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no component record in the log:\n{logs}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+
+    assert_eq!(record["level"], "WARN", "{record}");
+    assert_eq!(record["target"], "skiff::component", "{record}");
+    assert_eq!(record["context"], "testbed", "{record}");
+    assert_eq!(record["service"], "testbed", "{record}");
+    let spans = record["spans"].as_array().unwrap_or_else(|| panic!("no span list: {record}"));
+    assert!(spans.iter().any(|span| span["name"] == "request" && span["id"] == "req-logs-1"), "{record}");
+    assert!(
+        spans.iter().any(|span| span["name"] == "component" && span["service"] == "testbed" && span["version"] == "v7"),
+        "{record}"
+    );
+}
