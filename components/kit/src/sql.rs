@@ -1,0 +1,121 @@
+//! What every component's store shares on top of `skiff:sql`: the errors a store reports and
+//! reading typed columns out of a row on either backend.
+
+use crate::bindings::skiff::sql::types::{Error as SqlError, Value};
+use crate::time;
+
+/// Why a statement failed, as the API layer needs to tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// A unique constraint refused the write (the constraint's name when the backend says).
+    UniqueViolation(Option<String>),
+    /// The database is unreachable; worth retrying.
+    Unavailable(String),
+    /// Anything else: a bug, a broken schema or an unexpected row.
+    Internal(String),
+}
+
+impl From<SqlError> for StoreError {
+    fn from(error: SqlError) -> Self {
+        match error {
+            SqlError::UniqueViolation(constraint) => Self::UniqueViolation(constraint),
+            SqlError::ConnectionFailed(cause) => Self::Unavailable(cause),
+            other => Self::Internal(format!("{other:?}")),
+        }
+    }
+}
+
+/// A text parameter, or NULL.
+pub fn text_or_null(value: Option<&str>) -> Value {
+    value.map_or(Value::Null, |text| Value::Text(text.to_owned()))
+}
+
+/// One result row, read column by column. A column of an unexpected type is an internal error
+/// that shows the row (in the log, never to the client).
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a>(pub &'a [Value]);
+
+impl Row<'_> {
+    fn bad(&self) -> StoreError {
+        StoreError::Internal(format!("unexpected row shape: {:?}", self.0))
+    }
+
+    /// A text or uuid column.
+    pub fn text(&self, index: usize) -> Result<String, StoreError> {
+        match self.0.get(index) {
+            Some(Value::Text(text) | Value::Uuid(text)) => Ok(text.clone()),
+            _ => Err(self.bad()),
+        }
+    }
+
+    /// A nullable text column.
+    pub fn optional_text(&self, index: usize) -> Result<Option<String>, StoreError> {
+        match self.0.get(index) {
+            Some(Value::Null) => Ok(None),
+            Some(Value::Text(text)) => Ok(Some(text.clone())),
+            _ => Err(self.bad()),
+        }
+    }
+
+    /// A timestamp column, in microseconds since the epoch.
+    pub fn timestamp(&self, index: usize) -> Result<i64, StoreError> {
+        self.optional_timestamp(index)?.ok_or_else(|| self.bad())
+    }
+
+    /// A nullable timestamp column. Postgres returns a `timestamptz` as a timestamp; SQLite
+    /// keeps the RFC 3339 text it was given.
+    pub fn optional_timestamp(&self, index: usize) -> Result<Option<i64>, StoreError> {
+        match self.0.get(index) {
+            Some(Value::Timestamp(micros)) => Ok(Some(*micros)),
+            Some(Value::Text(text)) => time::parse_rfc3339(text).map(Some).ok_or_else(|| self.bad()),
+            Some(Value::Null) => Ok(None),
+            _ => Err(self.bad()),
+        }
+    }
+
+    /// An integer column of either width.
+    pub fn integer(&self, index: usize) -> Result<i64, StoreError> {
+        match self.0.get(index) {
+            Some(Value::Int32(n)) => Ok(i64::from(*n)),
+            Some(Value::Int64(n)) => Ok(*n),
+            _ => Err(self.bad()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_read_the_same_on_both_backends() {
+        let postgres = [Value::Uuid("id".into()), Value::Timestamp(5), Value::Null, Value::Int32(2)];
+        let sqlite =
+            [Value::Text("id".into()), Value::Text("1970-01-01T00:00:00.000005Z".into()), Value::Null, Value::Int64(2)];
+        for row in [Row(&postgres), Row(&sqlite)] {
+            assert_eq!(row.text(0), Ok("id".to_owned()));
+            assert_eq!(row.timestamp(1), Ok(5));
+            assert_eq!(row.optional_timestamp(2), Ok(None));
+            assert_eq!(row.optional_text(2), Ok(None));
+            assert_eq!(row.integer(3), Ok(2));
+        }
+    }
+
+    #[test]
+    fn unexpected_columns_are_internal_errors() {
+        let row = [Value::Boolean(true), Value::Text("yesterday".into())];
+        let row = Row(&row);
+        assert!(matches!(row.text(0), Err(StoreError::Internal(_))));
+        assert!(matches!(row.timestamp(1), Err(StoreError::Internal(_))));
+        assert!(matches!(row.timestamp(7), Err(StoreError::Internal(_))));
+        assert!(matches!(row.integer(1), Err(StoreError::Internal(_))));
+    }
+
+    #[test]
+    fn sql_errors_keep_what_the_caller_can_act_on() {
+        assert_eq!(StoreError::from(SqlError::UniqueViolation(None)), StoreError::UniqueViolation(None));
+        assert_eq!(StoreError::from(SqlError::ConnectionFailed("down".into())), StoreError::Unavailable("down".into()));
+        assert!(matches!(StoreError::from(SqlError::BadQuery("x".into())), StoreError::Internal(_)));
+        assert!(matches!(text_or_null(None), Value::Null));
+    }
+}
