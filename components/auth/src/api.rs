@@ -1,4 +1,5 @@
-//! The REST contract of the auth service, and the one place its failures become HTTP.
+//! The REST contract of the auth service: its routes and what login does. Failures become HTTP
+//! in `error.rs`.
 
 use serde_json::json;
 use service_kit::error::{ApiError, json_body};
