@@ -1,23 +1,9 @@
 //! Failed logins, through the host's `skiff:sql` capability (bound parameters only). Instances
 //! are fresh per request, so the throttle's memory is this table.
 
-use crate::bindings::skiff::sql::client;
-use crate::bindings::skiff::sql::types::{Error as SqlError, Value};
-
-#[derive(Debug)]
-pub enum StoreError {
-    Unavailable(String),
-    Internal(String),
-}
-
-impl From<SqlError> for StoreError {
-    fn from(error: SqlError) -> Self {
-        match error {
-            SqlError::ConnectionFailed(cause) => Self::Unavailable(cause),
-            other => Self::Internal(format!("{other:?}")),
-        }
-    }
-}
+use service_kit::bindings::skiff::sql::client;
+use service_kit::bindings::skiff::sql::types::Value;
+use service_kit::sql::{Row, StoreError};
 
 /// The newest `limit` failures under `subject` after `since` (micros), newest first: enough
 /// for [`crate::domain::decide`], and bounded however many there are.
@@ -26,13 +12,7 @@ pub fn recent_failures(subject: &str, since: i64, limit: u32) -> Result<Vec<i64>
         "SELECT at FROM login_failures WHERE subject = $1 AND at > $2 ORDER BY at DESC LIMIT $3",
         &[Value::Text(subject.to_owned()), Value::Timestamp(since), Value::Int64(i64::from(limit))],
     )?;
-    rows.rows
-        .iter()
-        .map(|row| match row.first() {
-            Some(Value::Timestamp(micros)) => Ok(*micros),
-            other => Err(StoreError::Internal(format!("unexpected row shape: {other:?}"))),
-        })
-        .collect()
+    rows.rows.iter().map(|row| Row(row).timestamp(0)).collect()
 }
 
 /// Records one failure under each subject, and deletes failures that have left the window

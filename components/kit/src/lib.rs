@@ -1,12 +1,20 @@
-//! What every skiff service component shares, free of WIT bindings so it is unit-tested
-//! natively: request/response values and the `wasi:http` glue macro, problem+json, bearer
-//! tokens, RFC 3339 time and UUIDs.
+//! What every skiff service component shares: the platform's WIT bindings (generated once,
+//! reused by every component with wit-bindgen's `with`), request/response values and the
+//! `wasi:http` glue, the host helpers, problem+json and the common API errors, SQL errors and
+//! rows, pagination, bearer tokens, RFC 3339 time and UUIDs. Everything but the calls into the
+//! host is unit-tested natively.
 
+pub mod bindings;
+pub mod error;
 pub mod http;
 pub mod json;
+pub mod page;
+pub mod platform;
 pub mod problem;
 pub mod query;
+pub mod sql;
 pub mod time;
 pub mod token;
 pub mod trace;
 pub mod uuid;
+pub mod wasi_http;

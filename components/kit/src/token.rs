@@ -131,38 +131,6 @@ pub fn public_key_of(seed: &str) -> Result<String, String> {
     Ok(STANDARD.encode(signing.verifying_key().to_bytes()))
 }
 
-/// Defines `verify_bearer(request)` in a component: the request's bearer token, checked by the
-/// host natively (`skiff:crypto/tokens`, against the service's `token_public_key`), as the
-/// kit's [`Claims`]. A macro because each component has its own generated bindings.
-// `crate::bindings` is meant: the bindings are generated in the component that expands this.
-#[allow(clippy::crate_in_macro_def)]
-#[macro_export]
-macro_rules! host_verified_bearer {
-    () => {
-        pub fn verify_bearer(
-            request: &$crate::http::Request,
-        ) -> Result<$crate::token::Claims, $crate::token::BearerError> {
-            use crate::bindings::skiff::crypto::tokens;
-            use $crate::token::{BearerError, Claims, Role};
-            let token = request.bearer_token().ok_or(BearerError::Unauthorized)?;
-            match tokens::verify(token) {
-                Ok(claims) => Ok(Claims {
-                    sub: claims.sub,
-                    role: match claims.role {
-                        tokens::Role::User => Role::User,
-                        tokens::Role::Admin => Role::Admin,
-                    },
-                    iat: claims.iat,
-                    exp: claims.exp,
-                    jti: claims.jti,
-                }),
-                Err(tokens::TokenError::Unauthorized) => Err(BearerError::Unauthorized),
-                Err(tokens::TokenError::NotConfigured(cause)) => Err(BearerError::NotConfigured(cause)),
-            }
-        }
-    };
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

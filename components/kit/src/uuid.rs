@@ -1,22 +1,19 @@
-//! Random (version 4) UUIDs in their canonical text form.
+//! Random (version 4) UUIDs in their canonical text form, through the `uuid` crate.
+
+use uuid::{Builder, Uuid};
 
 /// Builds a version 4 UUID from 16 random bytes.
-pub fn from_random_bytes(mut bytes: [u8; 16]) -> String {
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+pub fn from_random_bytes(bytes: [u8; 16]) -> String {
+    Builder::from_random_bytes(bytes).into_uuid().hyphenated().to_string()
 }
 
-/// Returns the canonical lower-case form if `text` is a UUID, else `None`.
+/// Returns the canonical lower-case form if `text` is a hyphenated UUID, else `None`.
 pub fn parse(text: &str) -> Option<String> {
-    let valid = text.len() == 36
-        && text.char_indices().all(
-            |(i, c)| {
-                if matches!(i, 8 | 13 | 18 | 23) { c == '-' } else { c.is_ascii_hexdigit() }
-            },
-        );
-    valid.then(|| text.to_ascii_lowercase())
+    // `Uuid::try_parse` also takes the simple, braced and URN forms; ids in paths are hyphenated.
+    if text.len() != 36 {
+        return None;
+    }
+    Uuid::try_parse(text).ok().map(|id| id.hyphenated().to_string())
 }
 
 #[cfg(test)]
@@ -39,5 +36,7 @@ mod tests {
         assert_eq!(parse("not-a-uuid"), None);
         assert_eq!(parse("abcdef00x0000-4000-8000-000000000000"), None);
         assert_eq!(parse("abcdef00-0000-4000-8000-00000000000g"), None);
+        assert_eq!(parse("abcdef00000040008000000000000000"), None, "simple form");
+        assert_eq!(parse("{abcdef00-0000-4000-8000-000000000000}"), None, "braced form");
     }
 }

@@ -2,12 +2,11 @@
 //! with the message.
 
 use service_kit::http::Method;
-use service_kit::uuid;
+use service_kit::platform::{log_warning, new_uuid, now_micros, setting};
+use service_kit::wasi_http::{Outgoing, send};
 
 use crate::bindings::exports::skiff::messaging::consumer::{Delivery, Outcome};
 use crate::domain::{LoginEvent, Notification, split_url};
-use crate::platform::{now_micros, random_16, setting};
-use crate::send;
 use crate::store;
 
 /// How long the webhook may take before the attempt counts as failed.
@@ -18,7 +17,7 @@ pub fn handle(delivery: &Delivery) -> Outcome {
     let event = match LoginEvent::parse(&message.body) {
         Ok(event) => event,
         Err(error) => {
-            eprintln!("notify: rejecting message {}: {error}", message.id);
+            log_warning("notify", &format!("rejecting message {}: {error}", message.id));
             return Outcome::Reject;
         }
     };
@@ -26,7 +25,7 @@ pub fn handle(delivery: &Delivery) -> Outcome {
     match deliver_once(&event, traceparent) {
         Ok(outcome) => outcome,
         Err(error) => {
-            eprintln!("notify: event {} attempt {} failed: {error}", event.event_id, delivery.attempt);
+            log_warning("notify", &format!("event {} attempt {} failed: {error}", event.event_id, delivery.attempt));
             Outcome::Retry
         }
     }
@@ -36,7 +35,7 @@ pub fn handle(delivery: &Delivery) -> Outcome {
 /// delivered, is simply acknowledged.
 fn deliver_once(event: &LoginEvent, traceparent: Option<String>) -> Result<Outcome, String> {
     let fresh = Notification {
-        id: uuid::from_random_bytes(random_16()),
+        id: new_uuid(),
         event_id: event.event_id.clone(),
         user_id: event.user_id.clone(),
         kind: "login".into(),
@@ -61,7 +60,15 @@ fn deliver_once(event: &LoginEvent, traceparent: Option<String>) -> Result<Outco
     ];
     headers.extend(traceparent.map(|value| ("traceparent".to_owned(), value)));
     let body = event.webhook_payload(&stored.id).to_string();
-    let sent = send(Method::Post, &scheme, &authority, &path, &headers, body.as_bytes(), WEBHOOK_TIMEOUT_MS);
+    let sent = send(Outgoing {
+        method: Method::Post,
+        scheme: &scheme,
+        authority: &authority,
+        path_with_query: &path,
+        headers: &headers,
+        body: body.as_bytes(),
+        timeout_ms: WEBHOOK_TIMEOUT_MS,
+    });
     match sent {
         Ok(response) if (200..300).contains(&response.status) => {
             store::record_attempt(&event.event_id, Some(now_micros())).map_err(|e| format!("{e:?}"))?;

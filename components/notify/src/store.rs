@@ -1,25 +1,12 @@
 //! The notifications table, through the host's `skiff:sql` capability (bound parameters only).
 
-use crate::bindings::skiff::sql::client;
-use crate::bindings::skiff::sql::types::{Error as SqlError, Value};
 use crate::domain::Notification;
+use service_kit::bindings::skiff::sql::client;
+use service_kit::bindings::skiff::sql::types::Value;
+use service_kit::page::Page;
+use service_kit::sql::{Row, StoreError};
 
 const COLUMNS: &str = "id, event_id, user_id, kind, message, created_at, delivered_at, attempts";
-
-#[derive(Debug)]
-pub enum StoreError {
-    Unavailable(String),
-    Internal(String),
-}
-
-impl From<SqlError> for StoreError {
-    fn from(error: SqlError) -> Self {
-        match error {
-            SqlError::ConnectionFailed(cause) => Self::Unavailable(cause),
-            other => Self::Internal(format!("{other:?}")),
-        }
-    }
-}
 
 /// Stores the notification unless one for its event exists already (a redelivery).
 pub fn insert_if_new(notification: &Notification, payload: &str) -> Result<(), StoreError> {
@@ -60,7 +47,7 @@ pub fn record_attempt(event_id: &str, delivered_at: Option<i64>) -> Result<(), S
     Ok(())
 }
 
-pub fn list(user_id: Option<&str>, limit: u32, offset: u64) -> Result<Vec<Notification>, StoreError> {
+pub fn list(user_id: Option<&str>, page: Page) -> Result<Vec<Notification>, StoreError> {
     let mut params = Vec::new();
     let filter = match user_id {
         Some(user) => {
@@ -69,8 +56,8 @@ pub fn list(user_id: Option<&str>, limit: u32, offset: u64) -> Result<Vec<Notifi
         }
         None => "",
     };
-    params.push(Value::Int64(i64::from(limit)));
-    params.push(Value::Int64(i64::try_from(offset).unwrap_or(i64::MAX)));
+    params.push(Value::Int64(i64::from(page.limit)));
+    params.push(Value::Int64(i64::try_from(page.offset).unwrap_or(i64::MAX)));
     let statement = format!(
         "SELECT {COLUMNS} FROM notifications {filter} ORDER BY created_at, id LIMIT ${} OFFSET ${}",
         params.len() - 1,
@@ -81,27 +68,15 @@ pub fn list(user_id: Option<&str>, limit: u32, offset: u64) -> Result<Vec<Notifi
 }
 
 fn from_row(row: &[Value]) -> Result<Notification, StoreError> {
-    let bad_row = || StoreError::Internal(format!("unexpected row shape: {row:?}"));
-    let text = |index: usize| match row.get(index) {
-        Some(Value::Text(text)) => Ok(text.clone()),
-        _ => Err(bad_row()),
-    };
-    let timestamp = |index: usize| match row.get(index) {
-        Some(Value::Timestamp(micros)) => Ok(Some(*micros)),
-        Some(Value::Null(_)) => Ok(None),
-        _ => Err(bad_row()),
-    };
-    let (Some(Value::Uuid(id)), Some(Value::Int32(attempts))) = (row.first(), row.get(7)) else {
-        return Err(bad_row());
-    };
+    let row = Row(row);
     Ok(Notification {
-        id: id.clone(),
-        event_id: text(1)?,
-        user_id: text(2)?,
-        kind: text(3)?,
-        message: text(4)?,
-        created_at: timestamp(5)?.ok_or_else(bad_row)?,
-        delivered_at: timestamp(6)?,
-        attempts: i64::from(*attempts),
+        id: row.uuid(0)?,
+        event_id: row.text(1)?,
+        user_id: row.text(2)?,
+        kind: row.text(3)?,
+        message: row.text(4)?,
+        created_at: row.timestamp(5)?,
+        delivered_at: row.optional_timestamp(6)?,
+        attempts: i64::from(row.int32(7)?),
     })
 }

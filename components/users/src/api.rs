@@ -1,14 +1,16 @@
 //! The REST contract of the users service: routes, who may call them, and what each does.
 
 use serde_json::json;
+use service_kit::error::{ApiError, json_body};
 use service_kit::http::{Method, Request, Response};
-use service_kit::token::{BearerError, Claims, Role};
+use service_kit::platform::{new_uuid, now_micros, setting, verify_bearer};
+use service_kit::token::{Claims, Role};
 
 use crate::domain::password::parse_bcrypt_cost;
 use crate::domain::{Credentials, ListQuery, NewUser, Password, User, UserChanges, is_admin_email, uuid};
-use crate::error::ApiError;
-use crate::platform::{hash_password, now_micros, password_matches, random_16, setting, verify_bearer};
-use crate::store::{self, StoreError, UserRecord, UserUpdate};
+use crate::error::{Error, FORBIDDEN};
+use crate::platform::{hash_password, password_matches};
+use crate::store::{self, UserRecord, UserUpdate};
 
 /// Where a created user can be read back.
 const USERS_PATH: &str = "/users-ms/users";
@@ -17,52 +19,49 @@ const USERS_PATH: &str = "/users-ms/users";
 const INTERNAL_HEADER: &str = "skiff-internal";
 
 pub fn handle(request: &Request) -> Response {
-    route(request).unwrap_or_else(ApiError::into_response)
+    route(request).unwrap_or_else(Error::into_response)
 }
 
-fn route(request: &Request) -> Result<Response, ApiError> {
+fn route(request: &Request) -> Result<Response, Error> {
     // `/users/{id}` is the original contract's alias of `/users-ms/users/{id}`.
     let path = request.path.strip_prefix("/users-ms").unwrap_or(&request.path);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (request.method, segments.as_slice()) {
         (Method::Get, ["healthcheck"]) => Ok(Response::json(200, &json!({"status": "ok"}))),
-        (_, ["healthcheck"]) => Err(ApiError::MethodNotAllowed("GET")),
+        (_, ["healthcheck"]) => Err(ApiError::MethodNotAllowed("GET").into()),
         (Method::Post, ["internal", "credentials"]) if request.header(INTERNAL_HEADER) == Some("1") => {
             check_credentials(request)
         }
         (Method::Post, ["users"]) => create(request),
         (Method::Get, ["users"]) => list(request, &authenticate(request)?),
-        (_, ["users"]) => Err(ApiError::MethodNotAllowed("GET, POST")),
+        (_, ["users"]) => Err(ApiError::MethodNotAllowed("GET, POST").into()),
         (Method::Get, ["users", id]) => get(&authorize(request, id)?),
         (Method::Put, ["users", id]) => update(&authorize(request, id)?, request),
         (Method::Delete, ["users", id]) => delete(&authorize(request, id)?),
-        (_, ["users", _]) => Err(ApiError::MethodNotAllowed("GET, PUT, DELETE")),
-        _ => Err(ApiError::NotFound),
+        (_, ["users", _]) => Err(ApiError::MethodNotAllowed("GET, PUT, DELETE").into()),
+        _ => Err(ApiError::NotFound.into()),
     }
 }
 
 /// The bearer token's claims, checked with the configured public key.
-fn authenticate(request: &Request) -> Result<Claims, ApiError> {
-    verify_bearer(request).map_err(|error| match error {
-        BearerError::Unauthorized => ApiError::Unauthorized,
-        BearerError::NotConfigured(cause) => ApiError::Internal(cause),
-    })
+fn authenticate(request: &Request) -> Result<Claims, Error> {
+    Ok(verify_bearer(request)?)
 }
 
 /// The id in the path, once the token may act on it. A token that may not gets 403 whether or
 /// not the user exists, so ids cannot be probed.
-fn authorize(request: &Request, raw_id: &str) -> Result<String, ApiError> {
+fn authorize(request: &Request, raw_id: &str) -> Result<String, Error> {
     let claims = authenticate(request)?;
     let id = uuid::parse(raw_id).ok_or(ApiError::NotFound)?;
-    if claims.may_act_on(&id) { Ok(id) } else { Err(ApiError::Forbidden) }
+    if claims.may_act_on(&id) { Ok(id) } else { Err(ApiError::Forbidden(FORBIDDEN).into()) }
 }
 
-fn create(request: &Request) -> Result<Response, ApiError> {
+fn create(request: &Request) -> Result<Response, Error> {
     let new_user = NewUser::parse(json_body(request)?).map_err(ApiError::InvalidFields)?;
     let admin = is_admin_email(&new_user.email, setting("admin_emails")?.as_deref());
     let now = now_micros();
     let user = User {
-        id: uuid::from_random_bytes(random_16()),
+        id: new_uuid(),
         email: new_user.email.as_str().to_owned(),
         name: new_user.name.as_str().to_owned(),
         surname: new_user.surname.as_str().to_owned(),
@@ -71,37 +70,31 @@ fn create(request: &Request) -> Result<Response, ApiError> {
         created_at: now,
         updated_at: now,
     };
-    let password_hash = hash_password(new_user.password, bcrypt_cost()?).map_err(ApiError::Internal)?;
-    store::insert(UserRecord { user: &user, password_hash: &password_hash }).map_err(store_error)?;
+    let password_hash = hash_password(new_user.password, bcrypt_cost()?)?;
+    store::insert(UserRecord { user: &user, password_hash: &password_hash })?;
     Ok(Response::json(201, &user.to_json()).header("location", format!("{USERS_PATH}/{}", user.id)))
 }
 
 /// Listing every user is for admins; a user lists only themself.
-fn list(request: &Request, claims: &Claims) -> Result<Response, ApiError> {
+fn list(request: &Request, claims: &Claims) -> Result<Response, Error> {
     let query = ListQuery::parse(&request.query).map_err(ApiError::InvalidFields)?;
     let users: Vec<User> = if claims.role == Role::Admin {
-        store::list(&query).map_err(store_error)?
+        store::list(&query)?
     } else {
-        store::get(&claims.sub).map_err(store_error)?.into_iter().filter(|user| query.matches(user)).collect()
+        store::get(&claims.sub)?.into_iter().filter(|user| query.matches(user)).collect()
     };
-    let full_page = users.len() == query.page.limit as usize;
-    let next_offset = full_page.then(|| query.page.offset + u64::from(query.page.limit));
-    let items: Vec<_> = users.iter().map(User::to_json).collect();
-    Ok(Response::json(
-        200,
-        &json!({"items": items, "limit": query.page.limit, "offset": query.page.offset, "next_offset": next_offset}),
-    ))
+    Ok(Response::json(200, &query.page.body(users.iter().map(User::to_json).collect())))
 }
 
-fn get(id: &str) -> Result<Response, ApiError> {
-    let user = store::get(id).map_err(store_error)?.ok_or(ApiError::NotFound)?;
+fn get(id: &str) -> Result<Response, Error> {
+    let user = store::get(id)?.ok_or(ApiError::NotFound)?;
     Ok(Response::json(200, &user.to_json()))
 }
 
-fn update(id: &str, request: &Request) -> Result<Response, ApiError> {
+fn update(id: &str, request: &Request) -> Result<Response, Error> {
     let changes = UserChanges::parse(json_body(request)?).map_err(ApiError::InvalidFields)?;
     let password_hash = match changes.password {
-        Some(password) => Some(hash_password(password, bcrypt_cost()?).map_err(ApiError::Internal)?),
+        Some(password) => Some(hash_password(password, bcrypt_cost()?)?),
         None => None,
     };
     let update = UserUpdate {
@@ -112,54 +105,32 @@ fn update(id: &str, request: &Request) -> Result<Response, ApiError> {
         password_hash,
         updated_at: now_micros(),
     };
-    let user = store::update(id, update).map_err(store_error)?.ok_or(ApiError::NotFound)?;
+    let user = store::update(id, update)?.ok_or(ApiError::NotFound)?;
     Ok(Response::json(200, &user.to_json()))
 }
 
-fn delete(id: &str) -> Result<Response, ApiError> {
-    if store::delete(id).map_err(store_error)? { Ok(Response::no_content()) } else { Err(ApiError::NotFound) }
+fn delete(id: &str) -> Result<Response, Error> {
+    if store::delete(id)? { Ok(Response::no_content()) } else { Err(ApiError::NotFound.into()) }
 }
 
 /// `POST /users-ms/internal/credentials` (internal only): 200 with id and role, or 401. An
 /// unknown email costs one bcrypt hash, like a wrong password, so timing tells nothing.
-fn check_credentials(request: &Request) -> Result<Response, ApiError> {
+fn check_credentials(request: &Request) -> Result<Response, Error> {
     let credentials = Credentials::parse(json_body(request)?).map_err(ApiError::InvalidFields)?;
-    let stored = store::credentials(&credentials.email).map_err(store_error)?;
+    let stored = store::credentials(&credentials.email)?;
     let candidate = Password::unchecked(credentials.password);
     match stored {
         Some(stored) if password_matches(&candidate, &stored.password_hash) => {
             Ok(Response::json(200, &json!({"id": stored.id, "role": stored.role})))
         }
-        Some(_) => Err(ApiError::BadCredentials),
+        Some(_) => Err(Error::BadCredentials),
         None => {
             let _equal_time = hash_password(candidate, bcrypt_cost()?);
-            Err(ApiError::BadCredentials)
+            Err(Error::BadCredentials)
         }
     }
 }
 
-fn json_body(request: &Request) -> Result<serde_json::Value, ApiError> {
-    if !request.has_json_body() {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    serde_json::from_slice(&request.body)
-        .map_err(|e| ApiError::MalformedBody(format!("the body is not valid JSON: {e}")))
-}
-
-fn store_error(error: StoreError) -> ApiError {
-    match error {
-        StoreError::DuplicateEmail => ApiError::DuplicateEmail,
-        StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
-        StoreError::Internal(cause) => ApiError::Internal(cause),
-    }
-}
-
-fn bcrypt_cost() -> Result<u32, ApiError> {
-    parse_bcrypt_cost(setting("bcrypt_cost")?.as_deref()).map_err(ApiError::Internal)
-}
-
-impl From<String> for ApiError {
-    fn from(cause: String) -> Self {
-        Self::Internal(cause)
-    }
+fn bcrypt_cost() -> Result<u32, Error> {
+    Ok(parse_bcrypt_cost(setting("bcrypt_cost")?.as_deref())?)
 }

@@ -1,30 +1,8 @@
-//! What the component asks of its host besides HTTP and SQL: settings, time, randomness,
-//! bcrypt and token checks.
+//! bcrypt through the host: what users asks of its host beyond the kit's helpers.
 
-use crate::bindings::skiff::crypto::passwords;
-use crate::bindings::wasi::clocks::wall_clock;
-use crate::bindings::wasi::config::store as config;
-use crate::bindings::wasi::random::random;
+use service_kit::bindings::skiff::crypto::passwords;
+
 use crate::domain::Password;
-
-/// A setting from `wasi:config`; `Err` only when the host cannot answer.
-pub fn setting(key: &str) -> Result<Option<String>, String> {
-    config::get(key).map_err(|e| format!("config {key}: {e:?}"))
-}
-
-pub fn now_micros() -> i64 {
-    let now = wall_clock::now();
-    i64::try_from(now.seconds).unwrap_or(i64::MAX) * 1_000_000 + i64::from(now.nanoseconds / 1000)
-}
-
-pub fn random_16() -> [u8; 16] {
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&random::get_random_bytes(16)[..16]);
-    bytes
-}
-
-// `verify_bearer(request)`: the bearer token, checked by the host.
-service_kit::host_verified_bearer!();
 
 /// A bcrypt hash of `password` at `cost`, made by the host; the clear text is dropped here.
 pub fn hash_password(password: Password, cost: u32) -> Result<String, String> {

@@ -1,29 +1,13 @@
 //! The users table, through the host's `skiff:sql` capability. Every value is a bound
 //! parameter; statement texts are constants or built only from constant fragments.
 
-use crate::bindings::skiff::sql::client;
-use crate::bindings::skiff::sql::types::{Error as SqlError, Value, ValueKind};
 use crate::domain::{ListQuery, User};
+use service_kit::bindings::skiff::sql::client;
+use service_kit::bindings::skiff::sql::types::Value;
+use service_kit::sql::{Row, StoreError, text_or_null};
 use service_kit::token::Role;
 
 const COLUMNS: &str = "id, email, name, surname, phone, role, created_at, updated_at";
-
-#[derive(Debug)]
-pub enum StoreError {
-    DuplicateEmail,
-    Unavailable(String),
-    Internal(String),
-}
-
-impl From<SqlError> for StoreError {
-    fn from(error: SqlError) -> Self {
-        match error {
-            SqlError::UniqueViolation(_) => Self::DuplicateEmail,
-            SqlError::ConnectionFailed(cause) => Self::Unavailable(cause),
-            other => Self::Internal(format!("{other:?}")),
-        }
-    }
-}
 
 /// A profile to insert, with its password already hashed.
 pub struct UserRecord<'a> {
@@ -41,7 +25,7 @@ pub fn insert(record: UserRecord<'_>) -> Result<(), StoreError> {
             Value::Text(user.email.clone()),
             Value::Text(user.name.clone()),
             Value::Text(user.surname.clone()),
-            optional_text(user.phone.as_deref()),
+            text_or_null(user.phone.as_deref()),
             Value::Text(record.password_hash.to_owned()),
             Value::Text(role_text(user.role).to_owned()),
             Value::Timestamp(user.created_at),
@@ -110,7 +94,7 @@ pub fn update(id: &str, update: UserUpdate) -> Result<Option<User>, StoreError> 
         set("surname", Value::Text(surname));
     }
     if let Some(phone) = update.phone {
-        set("phone", optional_text(phone.as_deref()));
+        set("phone", text_or_null(phone.as_deref()));
     }
     if let Some(hash) = update.password_hash {
         set("password_hash", Value::Text(hash));
@@ -156,34 +140,16 @@ fn role_text(role: Role) -> &'static str {
     }
 }
 
-fn optional_text(value: Option<&str>) -> Value {
-    value.map_or(Value::Null(Some(ValueKind::Text)), |text| Value::Text(text.to_owned()))
-}
-
 fn user_from_row(row: &[Value]) -> Result<User, StoreError> {
-    let bad_row = || StoreError::Internal(format!("unexpected row shape: {row:?}"));
-    let text = |index: usize| match row.get(index) {
-        Some(Value::Text(text)) => Ok(text.clone()),
-        _ => Err(bad_row()),
-    };
-    let optional = |index: usize| match row.get(index) {
-        Some(Value::Null(_)) => Ok(None),
-        Some(Value::Text(text)) => Ok(Some(text.clone())),
-        _ => Err(bad_row()),
-    };
-    let timestamp = |index: usize| match row.get(index) {
-        Some(Value::Timestamp(micros)) => Ok(*micros),
-        _ => Err(bad_row()),
-    };
-    let Some(Value::Uuid(id)) = row.first() else { return Err(bad_row()) };
+    let row = Row(row);
     Ok(User {
-        id: id.clone(),
-        email: text(1)?,
-        name: text(2)?,
-        surname: text(3)?,
-        phone: optional(4)?,
-        role: if text(5)? == "admin" { Role::Admin } else { Role::User },
-        created_at: timestamp(6)?,
-        updated_at: timestamp(7)?,
+        id: row.uuid(0)?,
+        email: row.text(1)?,
+        name: row.text(2)?,
+        surname: row.text(3)?,
+        phone: row.optional_text(4)?,
+        role: if row.text(5)? == "admin" { Role::Admin } else { Role::User },
+        created_at: row.timestamp(6)?,
+        updated_at: row.timestamp(7)?,
     })
 }

@@ -40,7 +40,8 @@ impl MessageHandler for Service {
         let deadline = Instant::now() + self.ctx.limits.timeout;
         let message = delivery.message();
         // The component's own log records (wasi:logging) go under this span.
-        let span = tracing::info_span!("component", service = %self.name, version = %version.label, message = %message.id);
+        let span =
+            tracing::info_span!("component", service = %self.name, version = %version.label, message = %message.id);
         let mut store = self.ctx.runtime.store(span.in_scope(|| self.new_state()), deadline);
         let wit_delivery = Delivery {
             message: Message {

@@ -50,10 +50,13 @@ async fn a_component_record_lands_in_the_json_log_with_request_service_and_versi
     assert_eq!(record["target"], "skiff::component", "{record}");
     assert_eq!(record["context"], "testbed", "{record}");
     assert_eq!(record["service"], "testbed", "{record}");
-    let spans = record["spans"].as_array().unwrap_or_else(|| panic!("no span list: {record}"));
-    assert!(spans.iter().any(|span| span["name"] == "request" && span["id"] == "req-logs-1"), "{record}");
-    assert!(
-        spans.iter().any(|span| span["name"] == "component" && span["service"] == "testbed" && span["version"] == "v7"),
+    // The innermost span is the component's; the request's is among its parents.
+    let component = &record["span"];
+    assert_eq!(
+        (&component["name"], &component["service"], &component["version"]),
+        (&"component".into(), &"testbed".into(), &"v7".into()),
         "{record}"
     );
+    let spans = record["spans"].as_array().unwrap_or_else(|| panic!("no span list: {record}"));
+    assert!(spans.iter().any(|span| span["name"] == "request" && span["id"] == "req-logs-1"), "{record}");
 }

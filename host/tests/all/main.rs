@@ -7,11 +7,11 @@
 // A failed unwrap is a failed test, with its location: exactly what a test should do.
 #![allow(clippy::unwrap_used)]
 
+mod component_logs;
 mod fixtures;
 mod helpers;
 mod host_routes;
 mod lifecycle;
-mod component_logs;
 mod limits;
 mod messaging;
 mod precompiled;

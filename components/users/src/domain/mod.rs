@@ -10,7 +10,7 @@ mod user;
 
 pub use credentials::{Credentials, is_admin_email};
 pub use email::Email;
-pub use page::{ListQuery, Page};
+pub use page::ListQuery;
 pub use password::Password;
 pub use person_name::PersonName;
 pub use phone::Phone;

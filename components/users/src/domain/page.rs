@@ -1,19 +1,8 @@
-//! The list endpoint's query string: filters and offset pagination with a bounded page size.
+//! The list endpoint's query string: exact-match filters and the kit's offset pagination.
 
 use super::{Email, FieldError, User};
-use service_kit::query::percent_decode;
-
-/// Page size when the client does not ask for one.
-pub const DEFAULT_LIMIT: u32 = 20;
-/// Largest page a client may ask for.
-pub const MAX_LIMIT: u32 = 100;
-
-/// A window into the list, ordered by creation time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Page {
-    pub limit: u32,
-    pub offset: u64,
-}
+use service_kit::page::Page;
+use service_kit::query::read_params;
 
 /// `GET /users-ms/users?email=&name=&surname=&limit=&offset=`; filters are exact matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,34 +15,21 @@ pub struct ListQuery {
 
 impl ListQuery {
     pub fn parse(query: &str) -> Result<Self, Vec<FieldError>> {
-        let mut parsed =
-            ListQuery { email: None, name: None, surname: None, page: Page { limit: DEFAULT_LIMIT, offset: 0 } };
-        let mut errors = Vec::new();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-            let (Some(key), Some(value)) = (percent_decode(raw_key), percent_decode(raw_value)) else {
-                errors.push(FieldError::new(raw_key, "is not valid percent-encoded UTF-8"));
-                continue;
-            };
-            match key.as_str() {
-                "email" => match Email::parse(&value) {
-                    Ok(email) => parsed.email = Some(email),
-                    Err(message) => errors.push(FieldError::new("email", message)),
-                },
-                "name" => parsed.name = Some(value.trim().to_owned()),
-                "surname" => parsed.surname = Some(value.trim().to_owned()),
-                "limit" => match value.parse::<u32>() {
-                    Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => parsed.page.limit = limit,
-                    _ => errors.push(FieldError::new("limit", format!("must be an integer from 1 to {MAX_LIMIT}"))),
-                },
-                "offset" => match value.parse::<u64>() {
-                    Ok(offset) if offset <= i64::MAX as u64 => parsed.page.offset = offset,
-                    _ => errors.push(FieldError::new("offset", "must be a non-negative integer")),
-                },
-                other => errors.push(FieldError::new(other, "is not a known query parameter")),
+        let mut parsed = ListQuery { email: None, name: None, surname: None, page: Page::default() };
+        read_params(query, |key, value, errors| match key {
+            "email" => match Email::parse(&value) {
+                Ok(email) => parsed.email = Some(email),
+                Err(message) => errors.push(FieldError::new("email", message)),
+            },
+            "name" => parsed.name = Some(value.trim().to_owned()),
+            "surname" => parsed.surname = Some(value.trim().to_owned()),
+            other => {
+                if !parsed.page.accept(other, &value, errors) {
+                    errors.push(FieldError::new(other, "is not a known query parameter"));
+                }
             }
-        }
-        if errors.is_empty() { Ok(parsed) } else { Err(errors) }
+        })?;
+        Ok(parsed)
     }
 
     /// Whether `user` passes the filters (used where the list is not filtered in SQL).
@@ -67,6 +43,7 @@ impl ListQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use service_kit::page::DEFAULT_LIMIT;
 
     #[test]
     fn defaults_to_a_bounded_first_page() {

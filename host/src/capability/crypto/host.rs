@@ -146,7 +146,7 @@ mod tests {
             tokens::Claims { sub: "u2".into(), role: tokens::Role::User, iat: now, exp: now + 60, jti: "j2".into() };
         let token = issuing::Host::sign(&mut signer, claims.clone()).await.unwrap().unwrap();
         let verified = tokens::Host::verify(&mut signer, token).await.unwrap().unwrap();
-        assert_eq!((verified.sub, verified.role, verified.exp), (claims.sub, claims.role, claims.exp));
+        assert_eq!((verified.sub, verified.role, verified.exp), (claims.sub.clone(), claims.role, claims.exp));
         let mut unconfigured = &crypto(&[(TOKEN_PUBLIC_KEY, &key)]);
         let refused = issuing::Host::sign(&mut unconfigured, claims).await.unwrap();
         assert!(matches!(refused, Err(tokens::TokenError::NotConfigured(cause)) if cause.contains(TOKEN_SIGNING_KEY)));

@@ -28,8 +28,8 @@ mod bindings {
 
 use bindings::exports::wasi::http::incoming_handler::Guest;
 use bindings::wasi::clocks::monotonic_clock;
-use bindings::wasi::logging::logging::{self, Level};
 use bindings::wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use bindings::wasi::logging::logging::{self, Level};
 
 struct Testbed;
 

@@ -1,0 +1,81 @@
+//! The one place where the auth service turns failures into HTTP responses: clients get an
+//! RFC 9457 problem+json body, internal detail goes to the log only.
+
+use service_kit::error::ApiError;
+use service_kit::http::Response;
+use service_kit::platform::log_error;
+use service_kit::problem::problem;
+use service_kit::sql::StoreError;
+
+#[derive(Debug)]
+pub enum Error {
+    /// The failures every service answers alike.
+    Api(ApiError),
+    /// Unknown email and wrong password look the same.
+    BadCredentials,
+    /// users could not be asked.
+    UsersUnavailable(String),
+    /// Too many failed logins for the account or the source address; seconds to wait.
+    TooManyAttempts(i64),
+    /// The failure counts could not be read: login is refused rather than left unthrottled.
+    ThrottleUnavailable(String),
+}
+
+impl Error {
+    pub fn into_response(self) -> Response {
+        match self {
+            Self::Api(error) => error.into_response("auth"),
+            Self::BadCredentials => problem(401, "bad-credentials", "Unauthorized", "wrong email or password")
+                .header("www-authenticate", "Bearer"),
+            Self::UsersUnavailable(cause) => {
+                log_error("auth", &format!("users service unavailable: {cause}"));
+                problem(
+                    503,
+                    "users-unavailable",
+                    "Service unavailable",
+                    "credentials cannot be checked right now, retry later",
+                )
+                .header("retry-after", "1")
+            }
+            Self::TooManyAttempts(seconds) => problem(
+                429,
+                "too-many-attempts",
+                "Too many requests",
+                "too many failed logins for this account or from this address, retry later",
+            )
+            .header("retry-after", seconds.to_string()),
+            Self::ThrottleUnavailable(cause) => {
+                log_error("auth", &format!("login throttle unavailable: {cause}"));
+                problem(
+                    503,
+                    "throttle-unavailable",
+                    "Service unavailable",
+                    "login attempts cannot be counted right now, retry later",
+                )
+                .header("retry-after", "1")
+            }
+        }
+    }
+}
+
+impl From<ApiError> for Error {
+    fn from(error: ApiError) -> Self {
+        Self::Api(error)
+    }
+}
+
+/// auth's only table is the throttle's: when it is out of reach, login is refused.
+impl From<StoreError> for Error {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(cause) => Self::ThrottleUnavailable(cause),
+            other => Self::Api(other.into()),
+        }
+    }
+}
+
+impl From<String> for Error {
+    fn from(cause: String) -> Self {
+        Self::Api(cause.into())
+    }
+}

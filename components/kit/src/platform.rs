@@ -1,0 +1,116 @@
+//! What a component asks of its host besides HTTP and SQL: settings, time, randomness, bearer
+//! token checks and signing, publishing and logging. Thin calls into the host; the rules around them live in the
+//! modules that are tested natively.
+
+use crate::bindings::skiff::crypto::{issuing, tokens};
+use crate::bindings::skiff::messaging::producer;
+use crate::bindings::skiff::messaging::types::Message;
+use crate::bindings::wasi::clocks::wall_clock;
+use crate::bindings::wasi::config::store as config;
+use crate::bindings::wasi::logging::logging;
+use crate::bindings::wasi::random::random;
+use crate::http::Request;
+use crate::token::{BearerError, Claims, Role};
+
+/// A setting from `wasi:config`; `Err` only when the host cannot answer.
+pub fn setting(key: &str) -> Result<Option<String>, String> {
+    config::get(key).map_err(|e| format!("config {key}: {e:?}"))
+}
+
+/// The wall-clock time in microseconds since the Unix epoch.
+pub fn now_micros() -> i64 {
+    let now = wall_clock::now();
+    i64::try_from(now.seconds).unwrap_or(i64::MAX) * 1_000_000 + i64::from(now.nanoseconds / 1000)
+}
+
+/// `N` bytes from the host's secure random source.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    let fresh = random::get_random_bytes(N as u64);
+    bytes.copy_from_slice(&fresh[..N]);
+    bytes
+}
+
+/// A new random (version 4) UUID in its canonical text form.
+pub fn new_uuid() -> String {
+    crate::uuid::from_random_bytes(random_bytes())
+}
+
+/// The request's bearer token, checked by the host natively (`skiff:crypto/tokens`, against
+/// the service's `token_public_key`), as the kit's [`Claims`].
+pub fn verify_bearer(request: &Request) -> Result<Claims, BearerError> {
+    let token = request.bearer_token().ok_or(BearerError::Unauthorized)?;
+    match tokens::verify(token) {
+        Ok(claims) => Ok(Claims {
+            sub: claims.sub,
+            role: match claims.role {
+                tokens::Role::User => Role::User,
+                tokens::Role::Admin => Role::Admin,
+            },
+            iat: claims.iat,
+            exp: claims.exp,
+            jti: claims.jti,
+        }),
+        Err(tokens::TokenError::Unauthorized) => Err(BearerError::Unauthorized),
+        Err(tokens::TokenError::NotConfigured(cause)) => Err(BearerError::NotConfigured(cause)),
+    }
+}
+
+/// The bearer token for `claims`, signed by the host with its `token_signing_key` (which no
+/// component can read); `Err` says why the host cannot sign.
+pub fn sign_token(claims: Claims) -> Result<String, String> {
+    let claims = tokens::Claims {
+        sub: claims.sub,
+        role: match claims.role {
+            Role::User => tokens::Role::User,
+            Role::Admin => tokens::Role::Admin,
+        },
+        iat: claims.iat,
+        exp: claims.exp,
+        jti: claims.jti,
+    };
+    issuing::sign(&claims).map_err(|error| match error {
+        tokens::TokenError::NotConfigured(cause) => cause,
+        tokens::TokenError::Unauthorized => "the host refused to sign the token".into(),
+    })
+}
+
+/// A warning in the host's log (`wasi:logging`), under the request's span: with the request id,
+/// service and version, as JSON in production.
+pub fn log_warning(context: &str, message: &str) {
+    emit(logging::Level::Warn, context, message);
+}
+
+/// An error in the host's log; see [`log_warning`].
+pub fn log_error(context: &str, message: &str) {
+    emit(logging::Level::Error, context, message);
+}
+
+#[cfg(target_arch = "wasm32")]
+fn emit(level: logging::Level, context: &str, message: &str) {
+    logging::log(level, context, message);
+}
+
+/// Native builds are the unit tests, which have no host to log to.
+#[cfg(not(target_arch = "wasm32"))]
+fn emit(level: logging::Level, context: &str, message: &str) {
+    eprintln!("{level:?} {context}: {message}");
+}
+
+/// Hands a JSON event to the host's outbox, which delivers it to `exchange`.
+pub fn publish(
+    exchange: &str,
+    id: &str,
+    routing_key: &str,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+) -> Result<(), String> {
+    let message = Message {
+        id: id.to_owned(),
+        routing_key: routing_key.to_owned(),
+        content_type: "application/json".into(),
+        headers,
+        body,
+    };
+    producer::publish(exchange, &message).map_err(|e| format!("{e:?}"))
+}
