@@ -135,3 +135,6 @@ fn message_from_row(row: &[Value]) -> anyhow::Result<OutboundMessage> {
         body,
     })
 }
+
+#[cfg(test)]
+mod tests;
