@@ -101,6 +101,8 @@ async fn deliveries_come_in_publish_order_and_an_ack_settles_for_good() {
         delivery.ack().await.unwrap();
     }
     assert_nothing_for(&mut stream, QUIET).await;
+    let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM messages").fetch_one(&broker.pool).await.unwrap();
+    assert_eq!(left, 0, "acknowledged messages are deleted, not just leased");
     // Not after a restart either.
     drop(stream);
     drop(broker);
