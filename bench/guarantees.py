@@ -1,13 +1,14 @@
 """The figures behind docs/guarantees.md, measured by the suite (`bench/run --only guarantees`).
 
 The host tests (`host/tests/all/`) assert what must hold under hostile requests, slow clients,
-overload, kill -9, a bad canary and a Postgres outage; this module measures how it holds: the
-latency next to hostile requests, when a slow client is cut off, how much of an overload is
-shed, what survives kill -9, how many requests a bad canary gets, how fast readiness follows
-the database. Each scenario starts its own `skiff serve` on loopback.
+overload, kill -9, a bad canary and Postgres and RabbitMQ outages; this module measures how it
+holds: the latency next to hostile requests, when a slow client is cut off, how much of an
+overload is shed, what survives kill -9, how many requests a bad canary gets, how fast
+readiness follows the database, how a broker outage delays events. Each scenario starts its own `skiff serve` on loopback.
 """
 
 import json
+import shutil
 import socket
 import sqlite3
 import tempfile
@@ -314,14 +315,98 @@ def postgres_outage(logs):
     return result
 
 
+# RFC 8032's published Ed25519 test key pair (as the Kubernetes dev overlay uses): auth signs
+# the tokens and the login events with it, notify checks them.
+TOKEN_SIGNING_KEY = "nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A="
+TOKEN_PUBLIC_KEY = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+
+
+def broker_outage(logs, logins=1000, outage_s=30):
+    """RabbitMQ cut off from auth (behind a proxy) for 30 s while 1000 logins go through (as
+    `rabbitmq::a_broker_outage…`): how long the logins took, and once the broker is back, how
+    many notifications arrive, how many distinct, and how soon."""
+    vhost_url = suite.rabbitmq_vhost("skiff-bench-outage")
+    broker = vhost_url.rsplit("@", 1)[1].split("/", 1)[0]
+    host, port = broker.rsplit(":", 1)
+    proxy = Proxy((host, int(port)))
+    via_proxy = vhost_url.replace(f"@{broker}/", f"@127.0.0.1:{proxy.port}/")
+    dirs = {name: tempfile.mkdtemp(prefix=f"skiff-bench-outage-{name}-") for name in ("users", "auth", "notify")}
+    internal = suite.free_port()
+    started = []
+    try:
+        users, users_base = serve("outage-users", suite.WASM / "users.wasm", logs, dirs["users"], "--config",
+                                  "bcrypt_cost=4", "--config", f"token_public_key={TOKEN_PUBLIC_KEY}",
+                                  SKIFF_INTERNAL_LISTEN=f"127.0.0.1:{internal}")
+        started.append(users)
+        notify, _ = serve("outage-notify", suite.WASM / "notify.wasm", logs, dirs["notify"], "--config",
+                          f"token_public_key={TOKEN_PUBLIC_KEY}", SKIFF_AMQP_URL=vhost_url)
+        started.append(notify)
+        auth, auth_base = serve("outage-auth", suite.WASM / "auth.wasm", logs, dirs["auth"], "--config",
+                                f"token_signing_key={TOKEN_SIGNING_KEY}", SKIFF_AMQP_URL=via_proxy,
+                                SKIFF_SERVICES=f"users=127.0.0.1:{internal}")
+        started.append(auth)
+
+        def counted():
+            with sqlite3.connect(Path(dirs["notify"]) / "notify.db") as db:
+                return db.execute("SELECT COUNT(*), COUNT(DISTINCT event_id) FROM notifications").fetchone()
+
+        def until(condition, timeout):
+            deadline = time.monotonic() + timeout
+            while not condition():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"broker outage: still {counted()} notifications after {timeout} s")
+                time.sleep(0.05)
+
+        credentials = {"email": "outage@example.org", "password": "long enough"}
+        assert status_of(f"{users_base}/users-ms/users", "POST",
+                         dict(credentials, name="Out", surname="Age")) == 201
+        login = f"{auth_base}/auth-ms/auth/login"
+        assert status_of(login, "POST", credentials) == 200
+        until(lambda: counted()[0] == 1, 30)
+
+        proxy.take_down()
+        outage = time.monotonic()
+        failed = []
+
+        def client(_):
+            for _ in range(logins // 4):
+                if status_of(login, "POST", credentials) != 200:
+                    failed.append(1)
+
+        for thread in in_threads(4, client):
+            thread.join()
+        logins_took = time.monotonic() - outage
+        time.sleep(max(0.0, outage_s - (time.monotonic() - outage)))
+        during = counted()[0] - 1
+        proxy.bring_up()
+        back = time.monotonic()
+        until(lambda: counted()[0] >= logins + 1, 120)
+        delivered_in = time.monotonic() - back
+        time.sleep(0.5)
+        total, distinct = counted()
+    finally:
+        for process in started:
+            process.stop()
+    result = {"outage_s": outage_s, "logins": logins, "failed_logins": len(failed),
+              "logins_took_ms": round(logins_took * 1000), "notifications_during_outage": during,
+              "notifications_after": total - 1, "distinct_after": distinct - 1,
+              "delivered_within_ms_of_return": round(delivered_in * 1000)}
+    suite.log(f"broker outage: {result}")
+    return result
+
+
 def run(args, logs):
-    """Every scenario above; the Postgres one only where Postgres answers."""
+    """Every scenario above; the RabbitMQ and Postgres ones only where those answer."""
     raw = {
         "hostile_neighbours": hostile_neighbours_and_slow_clients(logs),
         "overload": overload(logs),
         "kill_9_durability": kill_9_durability(logs),
         "bad_canary": bad_canary(logs),
     }
+    if shutil.which("rabbitmqctl"):
+        raw["broker_outage"] = broker_outage(logs)
+    else:
+        suite.log("broker outage: skipped, no rabbitmqctl to make a vhost with")
     try:
         suite.psql("SELECT 1")
     except Exception as error:  # noqa: BLE001 - any failure means no Postgres to measure on

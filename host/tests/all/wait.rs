@@ -47,3 +47,36 @@ where
 pub fn check(condition: bool, message: impl FnOnce() -> String) -> Result<(), String> {
     if condition { Ok(()) } else { Err(message()) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    #[should_panic(expected = "after 100ms: still missing")]
+    async fn eventually_fails_once_its_deadline_has_passed() {
+        eventually(Duration::from_millis(100), || async { Err::<(), _>("still missing".to_owned()) }).await;
+    }
+
+    #[tokio::test]
+    async fn eventually_returns_what_came() {
+        let started = Instant::now();
+        let waited = eventually(Duration::from_secs(5), || async {
+            let elapsed = started.elapsed();
+            if elapsed > Duration::from_millis(50) { Ok(elapsed) } else { Err("not yet".into()) }
+        })
+        .await;
+        assert!(waited < Duration::from_secs(1), "{waited:?}");
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "broke after")]
+    async fn assert_stays_fails_when_the_condition_breaks_within_its_period() {
+        let started = Instant::now();
+        assert_stays(Duration::from_millis(300), || async {
+            let elapsed = started.elapsed();
+            check(elapsed < Duration::from_millis(100), || format!("broke after {elapsed:?}"))
+        })
+        .await;
+    }
+}
