@@ -682,7 +682,7 @@ def main():
     parser.add_argument("--starts", type=int, default=5, help="process starts per start-to-ready figure")
     parser.add_argument("--logins", type=int, default=200, help="logins for the notification latency")
     parser.add_argument("--only", action="append", help="run only these scenarios (hello, pods, overhead, "
-                                                          "start, swap)")
+                                                          "start, swap, guarantees)")
     parser.add_argument("--output", help="where the results go (default: bench/results/latest.json, or "
                                           "bench/results/partial.json with --only)")
     # --no-readme is the flag's name from when the table lived in README.md.
@@ -694,7 +694,7 @@ def main():
     args.output = args.output or str(ROOT / "bench/results" / ("partial.json" if args.only else "latest.json"))
     logs = tempfile.mkdtemp(prefix="skiff-bench-logs-")
     log(f"server logs in {logs}")
-    wanted = set(args.only or ["hello", "pods", "overhead", "start", "swap"])
+    wanted = set(args.only or ["hello", "pods", "overhead", "start", "swap", "guarantees"])
     raw, ratios = {}, {}
     if "overhead" in wanted:
         raw["wasm_overhead"] = wasm_overhead(args, logs)
@@ -709,6 +709,10 @@ def main():
         raw["start_to_ready"] = start_to_ready(args, logs)
     if "swap" in wanted:
         raw["swap"] = swap_under_load(args, logs)
+    if "guarantees" in wanted:
+        # The figures of docs/guarantees.md, beside the host tests that assert them (bench/guarantees.py).
+        import guarantees
+        raw["guarantees"] = guarantees.run(args, logs)
 
     figures = dict(ratios)
     if "wasm_overhead" in raw:

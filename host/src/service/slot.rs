@@ -311,3 +311,6 @@ impl Deployed {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+use crate::wait::eventually;
+
 /// One request the webhook receiver got.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -78,15 +80,15 @@ impl Webhook {
 
     /// Waits until `count` deliveries arrived, or panics after `timeout`.
     pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<Received> {
-        let deadline = Instant::now() + timeout;
-        loop {
+        eventually(timeout, || async {
             let received = self.received();
             if received.len() >= count {
-                return received;
+                Ok(received)
+            } else {
+                Err(format!("only {} of {count} webhook deliveries arrived", received.len()))
             }
-            assert!(Instant::now() < deadline, "only {} of {count} webhook deliveries arrived", received.len());
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        })
+        .await
     }
 }
 
@@ -135,13 +137,13 @@ impl Proxy {
     }
 }
 
-/// `SKIFF_TEST_AMQP_URL` pointed at a fresh vhost of this test's own, or `None` when the
-/// variable is not set (local runs). When it is set, an unreachable broker fails the test.
-pub fn amqp_vhost() -> Option<(String, SocketAddr)> {
-    let Some(base) = std::env::var("SKIFF_TEST_AMQP_URL").ok().filter(|url| !url.is_empty()) else {
-        eprintln!("skipped on RabbitMQ: SKIFF_TEST_AMQP_URL is not set");
-        return None;
-    };
+/// `SKIFF_TEST_AMQP_URL` pointed at a fresh vhost of this test's own. Tests that call this are
+/// `#[ignore]`d and run only when asked for, so an unset URL or an unreachable broker fails.
+pub fn amqp_vhost() -> (String, SocketAddr) {
+    let base = std::env::var("SKIFF_TEST_AMQP_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| panic!("this test needs RabbitMQ: set SKIFF_TEST_AMQP_URL"));
     let vhost = format!("skiff_test_{}", uuid::Uuid::new_v4().simple());
     for args in [vec!["add_vhost", &vhost], vec!["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]] {
         let output = Command::new("rabbitmqctl").args(&args).output().expect("rabbitmqctl runs");
@@ -153,7 +155,7 @@ pub fn amqp_vhost() -> Option<(String, SocketAddr)> {
     let addr: SocketAddr = authority.parse().expect("SKIFF_TEST_AMQP_URL has HOST:PORT as an IP address");
     std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))
         .unwrap_or_else(|e| panic!("SKIFF_TEST_AMQP_URL is set but RabbitMQ is unreachable: {e}"));
-    Some((format!("{without_vhost}/{vhost}"), addr))
+    (format!("{without_vhost}/{vhost}"), addr)
 }
 
 /// Replaces the host:port of an AMQP URL (to go through a [`Proxy`]).
@@ -187,16 +189,7 @@ impl SkiffProcess {
     }
 
     pub async fn wait_ready(&self) {
-        let client = reqwest::Client::new();
-        for _ in 0..300 {
-            if let Ok(response) = client.get(format!("http://{}/readyz", self.addr)).send().await
-                && response.status() == 200
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("skiff serve did not become ready within 15 s");
+        ready(&format!("http://{}/readyz", self.addr), "skiff serve").await;
     }
 
     /// SIGKILL: no drain, no goodbye, as a crash.
@@ -210,4 +203,17 @@ impl Drop for SkiffProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Waits up to 15 s for `readyz_url` to answer 200.
+pub async fn ready(readyz_url: &str, what: &str) {
+    let client = reqwest::Client::new();
+    eventually(Duration::from_secs(15), || async {
+        match client.get(readyz_url).send().await {
+            Ok(response) if response.status() == 200 => Ok(()),
+            Ok(response) => Err(format!("{what} is not ready: {}", response.status())),
+            Err(error) => Err(format!("{what} does not answer: {error}")),
+        }
+    })
+    .await;
 }

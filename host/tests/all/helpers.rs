@@ -64,18 +64,18 @@ pub struct TestDb {
 }
 
 impl TestDb {
-    /// `None` when Postgres is asked for and `SKIFF_TEST_POSTGRES_URL` is not set (local runs);
-    /// when it is set, an unreachable server fails the test.
-    pub async fn new(backend: Backend, service: &str) -> Option<Self> {
+    /// On Postgres, a fresh database on `SKIFF_TEST_POSTGRES_URL`'s server. Tests that ask for
+    /// one are `#[ignore]`d and run only when asked for, so an unset URL or an unreachable
+    /// server fails the test.
+    pub async fn new(backend: Backend, service: &str) -> Self {
         let scratch = ScratchDir::new();
         let url = match backend {
             Backend::Sqlite => sqlite_url(&scratch.0, service),
             Backend::Postgres => {
-                let Some(admin_url) = std::env::var("SKIFF_TEST_POSTGRES_URL").ok().filter(|url| !url.is_empty())
-                else {
-                    eprintln!("skipped on Postgres: SKIFF_TEST_POSTGRES_URL is not set");
-                    return None;
-                };
+                let admin_url = std::env::var("SKIFF_TEST_POSTGRES_URL")
+                    .ok()
+                    .filter(|url| !url.is_empty())
+                    .unwrap_or_else(|| panic!("this test needs Postgres: set SKIFF_TEST_POSTGRES_URL"));
                 let mut admin = sqlx::PgConnection::connect(&admin_url)
                     .await
                     .unwrap_or_else(|e| panic!("SKIFF_TEST_POSTGRES_URL is set but Postgres is unreachable: {e}"));
@@ -85,7 +85,7 @@ impl TestDb {
                 format!("{base}/{name}")
             }
         };
-        Some(Self { url, backend, scratch })
+        Self { url, backend, scratch }
     }
 }
 
@@ -219,15 +219,7 @@ impl TestApp {
     }
 
     pub async fn wait_ready(&self) {
-        for _ in 0..300 {
-            if let Ok(response) = self.client.get(self.url("/readyz")).send().await
-                && response.status() == 200
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the host did not become ready within 15 s");
+        crate::fixtures::ready(&self.url("/readyz"), "the host").await;
     }
 
     /// Stops the host the way SIGTERM does and waits for it to finish draining.
@@ -250,7 +242,8 @@ impl Drop for TestApp {
 }
 
 /// Runs a test body on SQLite and on Postgres: `both_backends!(name, …)` expects
-/// `async fn name(backend: Backend)` in the same module.
+/// `async fn name(backend: Backend)` in the same module. The Postgres ones are ignored unless
+/// asked for (`--ignored postgres`, as `scripts/test` does when `SKIFF_TEST_POSTGRES_URL` is set).
 #[macro_export]
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
@@ -265,6 +258,7 @@ macro_rules! both_backends {
         mod on_postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "needs Postgres (SKIFF_TEST_POSTGRES_URL)"]
                 async fn $name() {
                     super::$name($crate::helpers::Backend::Postgres).await
                 }

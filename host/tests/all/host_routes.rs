@@ -1,12 +1,14 @@
 //! The host's own routes: probes, metrics and the OpenAPI document.
 
 use reqwest::StatusCode;
+use std::time::Duration;
 
 use crate::helpers::{Backend, TestApp, TestDb};
+use crate::wait::{assert_stays, check};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_and_metrics_answer() {
-    let db = TestDb::new(Backend::Sqlite, "users").await.unwrap();
+    let db = TestDb::new(Backend::Sqlite, "users").await;
     let app = TestApp::spawn("users", &db).await;
     for probe in ["/livez", "/readyz", "/startupz", "/users-ms/healthcheck"] {
         let response = app.client.get(app.url(probe)).send().await.unwrap();
@@ -52,22 +54,22 @@ async fn readiness_waits_for_the_database() {
         db.scratch.0.clone(),
     );
     spec.runtime.max_instances = 4;
-    spec.database.acquire_timeout = std::time::Duration::from_millis(300);
-    spec.shutdown_grace = std::time::Duration::from_secs(1);
+    spec.database.acquire_timeout = Duration::from_millis(300);
+    spec.shutdown_grace = Duration::from_secs(1);
     let host = skiff::launch::Host::build(spec).await.unwrap();
     let addr = host.local_addr().unwrap();
     let task = tokio::spawn(host.serve(std::future::pending()));
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let client = reqwest::Client::new();
     assert_eq!(client.get(format!("http://{addr}/livez")).send().await.unwrap().status(), StatusCode::OK);
-    assert_eq!(
-        client.get(format!("http://{addr}/readyz")).send().await.unwrap().status(),
-        StatusCode::SERVICE_UNAVAILABLE
-    );
-    assert_eq!(
-        client.get(format!("http://{addr}/startupz")).send().await.unwrap().status(),
-        StatusCode::SERVICE_UNAVAILABLE
-    );
+    // While the database does not answer, the host never turns ready or started.
+    assert_stays(Duration::from_millis(500), || async {
+        for probe in ["readyz", "startupz"] {
+            let status = client.get(format!("http://{addr}/{probe}")).send().await.unwrap().status();
+            check(status == StatusCode::SERVICE_UNAVAILABLE, || format!("/{probe} answered {status}"))?;
+        }
+        Ok(())
+    })
+    .await;
     // Requests that need the database fail fast and clearly instead of hanging.
     let response = client
         .post(format!("http://{addr}/users-ms/users"))

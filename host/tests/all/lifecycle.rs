@@ -1,9 +1,11 @@
 //! The `skiff` binary as a pod runs it: SIGTERM drains in-flight requests, then exits.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::fixtures::ready;
 use crate::helpers::{ScratchDir, component};
+use crate::wait::{check, eventually};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -26,30 +28,29 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
         .unwrap();
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
-            && r.status() == 200
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "skiff did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    ready(&format!("{base}/readyz"), "skiff").await;
 
     let in_flight = {
         let url = format!("{base}/sleep?ms=1500");
         let client = client.clone();
         tokio::spawn(async move { client.get(url).send().await.map(|r| r.status().as_u16()) })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The request is running in an instance before the signal comes.
+    eventually(Duration::from_secs(5), || async {
+        let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+        check(metrics.lines().any(|l| l == "skiff_live_instances 1"), || "the request has not started".into())
+    })
+    .await;
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
-    tokio::time::sleep(Duration::from_millis(200)).await;
 
     // No new connections once draining…
-    let refused = reqwest::Client::new().get(format!("{base}/livez")).send().await;
-    assert!(refused.is_err(), "a new connection was accepted while draining");
+    eventually(Duration::from_millis(500), || async {
+        let refused = reqwest::Client::new().get(format!("{base}/livez")).send().await;
+        check(refused.is_err(), || "a new connection was accepted while draining".into())
+    })
+    .await;
+    assert!(!in_flight.is_finished(), "refused because draining, not because the host is gone");
     // …but the request already running finishes normally.
     assert_eq!(in_flight.await.unwrap().unwrap(), 200);
 
@@ -80,11 +81,7 @@ async fn passwords_and_tokens_never_reach_the_logs() {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while client.get(format!("{base}/readyz")).send().await.map(|r| r.status() != 200).unwrap_or(true) {
-        assert!(Instant::now() < deadline, "skiff dev did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    ready(&format!("{base}/readyz"), "skiff dev").await;
     let secret = "Zebra-Quartz-7731-secret";
     let body = serde_json::json!({"name": "Ada", "surname": "L", "email": "ada@example.org", "password": secret});
     assert_eq!(client.post(format!("{base}/users-ms/users")).json(&body).send().await.unwrap().status(), 201);

@@ -8,9 +8,10 @@ use skiff::runtime::RuntimeOptions;
 use skiff::service::RequestLimits;
 
 use crate::helpers::{AppOptions, Backend, TestApp, TestDb};
+use crate::wait::{check, eventually};
 
 async fn testbed(limits: RequestLimits, max_instances: u32) -> (TestApp, TestDb) {
-    let db = TestDb::new(Backend::Sqlite, "testbed").await.unwrap();
+    let db = TestDb::new(Backend::Sqlite, "testbed").await;
     let options = AppOptions {
         runtime: RuntimeOptions { max_instances, max_memory_bytes: 32 << 20, ..RuntimeOptions::default() },
         limits,
@@ -21,6 +22,22 @@ async fn testbed(limits: RequestLimits, max_instances: u32) -> (TestApp, TestDb)
 
 async fn get(app: &TestApp, path: &str) -> reqwest::Response {
     app.client.get(app.url(path)).send().await.unwrap()
+}
+
+/// The `skiff_live_instances` line of `/metrics`.
+async fn live_instances(app: &TestApp) -> Option<String> {
+    let metrics = get(app, "/metrics").await.text().await.unwrap();
+    metrics.lines().find(|l| l.starts_with("skiff_live_instances ")).map(str::to_owned)
+}
+
+/// Waits until `/metrics` counts `count` live instances (requests the test started are running).
+async fn until_live(app: &TestApp, count: usize) {
+    let expected = format!("skiff_live_instances {count}");
+    eventually(Duration::from_secs(5), || async {
+        let live = live_instances(app).await;
+        check(live.as_deref() == Some(expected.as_str()), || format!("{live:?}, waiting for {expected}"))
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,7 +53,7 @@ async fn a_request_past_its_deadline_is_stopped_and_others_keep_flowing() {
         })
     };
     // While one instance burns CPU, others are served promptly: epoch yields share the core.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    until_live(&app, 1).await;
     for _ in 0..5 {
         let started = Instant::now();
         assert_eq!(get(&app, "/hello").await.status(), StatusCode::OK);
@@ -69,12 +86,9 @@ async fn an_instance_whose_client_went_away_finishes_and_is_counted_out() {
     // The client gives up after 100 ms; the instance sleeps 400 ms before answering.
     let gave_up = app.client.get(app.url("/sleep?ms=400")).timeout(Duration::from_millis(100)).send().await;
     assert!(gave_up.is_err_and(|e| e.is_timeout()));
-    let live = |metrics: &str| metrics.lines().find(|l| l.starts_with("skiff_live_instances ")).map(str::to_owned);
-    let during = get(&app, "/metrics").await.text().await.unwrap();
-    assert_eq!(live(&during).as_deref(), Some("skiff_live_instances 1"), "{during}");
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let after = get(&app, "/metrics").await.text().await.unwrap();
-    assert_eq!(live(&after).as_deref(), Some("skiff_live_instances 0"), "{after}");
+    assert_eq!(live_instances(&app).await.as_deref(), Some("skiff_live_instances 1"));
+    // It finishes its 400 ms and is counted out.
+    until_live(&app, 0).await;
     app.stop().await;
 }
 
@@ -88,7 +102,7 @@ async fn beyond_the_instance_bound_requests_are_shed_with_retry_after() {
             tokio::spawn(async move { client.get(url).send().await.unwrap().status() })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_live(&app, 2).await;
     let shed = get(&app, "/hello").await;
     assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(shed.headers()["retry-after"], "1");
@@ -139,7 +153,6 @@ async fn hostile_requests_leave_other_requests_latency_normal() {
             (latencies[49], latencies[98])
         }
     };
-    let (quiet_p50, quiet_p99) = hello_latencies(&app).await;
     // Two infinite loops, a memory bomb, a stack overflow and a trap, over and over, while
     // /hello is measured again.
     let hostile: Vec<_> = ["/spin", "/spin", "/grow", "/recurse", "/trap"]
@@ -155,20 +168,17 @@ async fn hostile_requests_leave_other_requests_latency_normal() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually(Duration::from_secs(5), || async {
+        let live = live_instances(&app).await;
+        check(live.as_deref() != Some("skiff_live_instances 0"), || "no hostile request started".into())
+    })
+    .await;
     let (busy_p50, busy_p99) = hello_latencies(&app).await;
     for task in hostile {
         for status in task.await.unwrap() {
             assert!(status == StatusCode::GATEWAY_TIMEOUT || status == StatusCode::INTERNAL_SERVER_ERROR, "{status}");
         }
     }
-    println!(
-        "FIGURE hostile_neighbours hello_p50_ms quiet={:.2} hostile={:.2} hello_p99_ms quiet={:.2} hostile={:.2}",
-        quiet_p50.as_secs_f64() * 1000.0,
-        busy_p50.as_secs_f64() * 1000.0,
-        quiet_p99.as_secs_f64() * 1000.0,
-        busy_p99.as_secs_f64() * 1000.0
-    );
     // Spinning instances yield every 5 ms, so /hello is never stuck behind one until its 2 s
     // deadline. (The suite runs tests in parallel on 2 cores, so only the median is held tight.)
     assert!(busy_p50 < Duration::from_millis(50), "hello p50 {busy_p50:?} next to hostile requests");
@@ -213,7 +223,6 @@ async fn oversized_headers_and_slow_clients_are_cut_off() {
     let _last_read =
         tokio::time::timeout(Duration::from_secs(15), slow.read(&mut buffer)).await.expect("the host never hung up");
     let cut_after = started.elapsed();
-    println!("FIGURE slow_client_cut_after_s={:.1}", cut_after.as_secs_f64());
     assert!(cut_after < Duration::from_secs(12), "{cut_after:?}");
     assert_eq!(get(&app, "/hello").await.status(), StatusCode::OK);
     app.stop().await;

@@ -1,5 +1,8 @@
 //! Host tests: one binary that loads the real built components and talks to them over real
-//! HTTP, on SQLite and on Postgres (`SKIFF_TEST_POSTGRES_URL`, one database per test).
+//! HTTP, on SQLite and on Postgres (`SKIFF_TEST_POSTGRES_URL`, one database per test). The tests
+//! that need Postgres or RabbitMQ are `#[ignore]`d, so a plain run lists them as ignored;
+//! `cargo test … -- --ignored postgres` and `-- --ignored rabbitmq` run them (`scripts/test`
+//! does when the URLs are set).
 //!
 //! Build the components first (`./scripts/test` does): `users` into
 //! `target/wasm32-wasip2/release`, the misbehaving `testbed` into `target/wasm32-wasip2/testbed`.
@@ -21,3 +24,4 @@ mod reliability;
 mod sql_types;
 mod swap;
 mod users_api;
+mod wait;

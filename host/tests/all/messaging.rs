@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::fixtures::Webhook;
 use crate::helpers::{AppOptions, Backend, TestApp, TestDb, token_for};
+use crate::wait::{assert_stays, check, eventually};
 
 pub const PASSWORD: &str = "analytical engine";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -57,22 +58,27 @@ pub async fn all_notifications(app: &TestApp) -> Vec<Value> {
 
 /// Polls until `count` notifications exist (or fails after `timeout`).
 pub async fn wait_for_notifications(app: &TestApp, count: usize, timeout: Duration) -> Vec<Value> {
-    let deadline = Instant::now() + timeout;
-    loop {
+    eventually(timeout, || async {
         let items = all_notifications(app).await;
-        if items.len() >= count {
-            return items;
-        }
-        assert!(Instant::now() < deadline, "only {} of {count} notifications within {timeout:?}", items.len());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if items.len() >= count { Ok(items) } else { Err(format!("only {} of {count} notifications", items.len())) }
+    })
+    .await
+}
+
+/// Asserts that exactly `count` notifications exist throughout `period`.
+pub async fn assert_notifications_stay(app: &TestApp, count: usize, period: Duration) {
+    assert_stays(period, || async {
+        let items = all_notifications(app).await.len();
+        check(items == count, || format!("{items} notifications, expected {count}"))
+    })
+    .await;
 }
 
 async fn three_services(webhook: Option<&Webhook>) -> (TestApp, [TestDb; 3]) {
     let dbs = [
-        TestDb::new(Backend::Sqlite, "users").await.unwrap(),
-        TestDb::new(Backend::Sqlite, "auth").await.unwrap(),
-        TestDb::new(Backend::Sqlite, "notify").await.unwrap(),
+        TestDb::new(Backend::Sqlite, "users").await,
+        TestDb::new(Backend::Sqlite, "auth").await,
+        TestDb::new(Backend::Sqlite, "notify").await,
     ];
     let mut options = AppOptions::default();
     if let Some(webhook) = webhook {
@@ -153,8 +159,7 @@ async fn wrong_password_and_unknown_email_look_the_same() {
     let problem: Value = malformed.json().await.unwrap();
     assert_eq!(problem["errors"][0]["field"], "password");
     // Failed logins publish nothing.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(all_notifications(&app).await.is_empty());
+    assert_notifications_stay(&app, 0, Duration::from_millis(300)).await;
     app.stop().await;
 }
 
@@ -166,8 +171,10 @@ async fn a_failing_webhook_is_retried_and_the_event_delivered_once() {
     assert_eq!(login(&app, "ada@example.org", PASSWORD).await.status(), StatusCode::OK);
     let delivered = webhook.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(delivered[0].body["user_id"], id.as_str());
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(webhook.received().len(), 1, "delivered exactly once");
+    assert_stays(Duration::from_millis(500), || async {
+        check(webhook.received().len() == 1, || "delivered more than once".into())
+    })
+    .await;
     assert_eq!(webhook.attempts(), 3, "two failures, then success");
     let items = all_notifications(&app).await;
     assert_eq!(items.len(), 1);
@@ -177,7 +184,7 @@ async fn a_failing_webhook_is_retried_and_the_event_delivered_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_says_503_when_users_is_down() {
-    let db = TestDb::new(Backend::Sqlite, "auth").await.unwrap();
+    let db = TestDb::new(Backend::Sqlite, "auth").await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let options = AppOptions { service_routes: vec![("users".into(), closed.to_string())], ..AppOptions::default() };
     let app = TestApp::spawn_with("auth", &db, options).await;
@@ -195,9 +202,9 @@ async fn outbound_calls_off_the_allow_list_are_refused() {
     // so the event is retried and never delivered.
     let webhook = Webhook::start(0).await;
     let dbs = [
-        TestDb::new(Backend::Sqlite, "users").await.unwrap(),
-        TestDb::new(Backend::Sqlite, "auth").await.unwrap(),
-        TestDb::new(Backend::Sqlite, "notify").await.unwrap(),
+        TestDb::new(Backend::Sqlite, "users").await,
+        TestDb::new(Backend::Sqlite, "auth").await,
+        TestDb::new(Backend::Sqlite, "notify").await,
     ];
     let mut options = AppOptions::default();
     options.config.push(("webhook_url".into(), webhook.url()));
@@ -205,15 +212,17 @@ async fn outbound_calls_off_the_allow_list_are_refused() {
     sign_up(&app, "ada@example.org").await;
     assert_eq!(login(&app, "ada@example.org", PASSWORD).await.status(), StatusCode::OK);
     let items = wait_for_notifications(&app, 1, Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(webhook.attempts(), 0, "the host let a request through to a host off the allow-list");
+    assert_stays(Duration::from_millis(500), || async {
+        check(webhook.attempts() == 0, || "the host let a request through to a host off the allow-list".into())
+    })
+    .await;
     assert!(items[0]["delivered_at"].is_null());
     app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_credentials_check_answers_only_on_the_internal_listener() {
-    let db = TestDb::new(Backend::Sqlite, "users").await.unwrap();
+    let db = TestDb::new(Backend::Sqlite, "users").await;
     let app = TestApp::spawn_with("users", &db, AppOptions { internal_listener: true, ..AppOptions::default() }).await;
     let id = sign_up(&app, "ada@example.org").await;
     let internal = app.internal_addr.unwrap();
@@ -237,9 +246,9 @@ async fn the_credentials_check_answers_only_on_the_internal_listener() {
 async fn a_message_that_keeps_failing_is_dead_lettered_after_its_retries() {
     let webhook = Webhook::start(usize::MAX).await;
     let dbs = [
-        TestDb::new(Backend::Sqlite, "users").await.unwrap(),
-        TestDb::new(Backend::Sqlite, "auth").await.unwrap(),
-        TestDb::new(Backend::Sqlite, "notify").await.unwrap(),
+        TestDb::new(Backend::Sqlite, "users").await,
+        TestDb::new(Backend::Sqlite, "auth").await,
+        TestDb::new(Backend::Sqlite, "notify").await,
     ];
     let mut options = AppOptions::default();
     options.config.push(("webhook_url".into(), webhook.url()));
@@ -248,14 +257,16 @@ async fn a_message_that_keeps_failing_is_dead_lettered_after_its_retries() {
     let app = TestApp::spawn_many(&[("users", &dbs[0]), ("auth", &dbs[1]), ("notify", &dbs[2])], options).await;
     sign_up(&app, "ada@example.org").await;
     assert_eq!(login(&app, "ada@example.org", PASSWORD).await.status(), StatusCode::OK);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while webhook.attempts() < 3 {
-        assert!(Instant::now() < deadline, "only {} attempts", webhook.attempts());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // The back-off would have allowed several more attempts by now: the message was parked.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(webhook.attempts(), 3, "retried up to the budget, then dead-lettered");
+    eventually(Duration::from_secs(10), || async {
+        check(webhook.attempts() >= 3, || format!("only {} attempts", webhook.attempts()))
+    })
+    .await;
+    // The back-off would allow several more attempts in this time: the message was parked.
+    assert_stays(Duration::from_millis(1500), || async {
+        let attempts = webhook.attempts();
+        check(attempts == 3, || format!("{attempts} attempts: retried past the budget of 3 instead of dead-lettered"))
+    })
+    .await;
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"skiff_messages_handled_total{route="notify",outcome="retry"} 3"#), "{metrics}");
     app.stop().await;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::fixtures::SkiffProcess;
 use crate::helpers::{AppOptions, Backend, ScratchDir, TestApp, TestDb, component};
+use crate::wait::eventually;
 
 fn compile(wasm: &Path, output: &Path) {
     let status = Command::new(env!("CARGO_BIN_EXE_skiff"))
@@ -60,14 +61,11 @@ async fn without_a_wasm_beside_it_unusable_machine_code_stops_the_host() {
     let compiled = dir.0.join("testbed.cwasm");
     std::fs::write(&compiled, b"machine code for some other CPU").unwrap();
     let mut process = serve(&compiled, &dir.0);
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = process.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(std::time::Instant::now() < deadline, "the host kept running on an unusable component");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = eventually(Duration::from_secs(15), || {
+        let exited = process.child.try_wait().unwrap();
+        async move { exited.ok_or_else(|| "the host kept running on an unusable component".to_owned()) }
+    })
+    .await;
     assert!(!status.success());
 }
 
@@ -76,7 +74,7 @@ async fn the_admin_api_refuses_machine_code() {
     let dir = ScratchDir::new();
     let compiled = dir.0.join("testbed.cwasm");
     compile(&component("testbed"), &compiled);
-    let db = TestDb::new(Backend::Sqlite, "testbed").await.unwrap();
+    let db = TestDb::new(Backend::Sqlite, "testbed").await;
     let token = "test-admin-token";
     let app =
         TestApp::spawn_with("testbed", &db, AppOptions { admin_token: Some(token.into()), ..AppOptions::default() })

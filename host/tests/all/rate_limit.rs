@@ -13,11 +13,10 @@ use crate::messaging::{PASSWORD, login, sign_up};
 const PER_ACCOUNT: u32 = 3;
 const PER_SOURCE: u32 = 5;
 
-/// users and auth on `backend`, with small limits and a window of `window_secs`; `None` when
-/// Postgres is asked for and not configured.
-async fn spawn(backend: Backend, window_secs: u32) -> Option<(TestApp, TestDb, TestDb)> {
-    let users = TestDb::new(backend, "users").await?;
-    let auth = TestDb::new(backend, "auth").await?;
+/// users and auth on `backend`, with small limits and a window of `window_secs`.
+async fn spawn(backend: Backend, window_secs: u32) -> (TestApp, TestDb, TestDb) {
+    let users = TestDb::new(backend, "users").await;
+    let auth = TestDb::new(backend, "auth").await;
     let mut options = AppOptions::default();
     options.config.extend([
         ("login_max_failures_per_account".to_owned(), PER_ACCOUNT.to_string()),
@@ -25,7 +24,7 @@ async fn spawn(backend: Backend, window_secs: u32) -> Option<(TestApp, TestDb, T
         ("login_failure_window_secs".to_owned(), window_secs.to_string()),
     ]);
     let app = TestApp::spawn_many(&[("users", &users), ("auth", &auth)], options).await;
-    Some((app, users, auth))
+    (app, users, auth)
 }
 
 async fn login_from(app: &TestApp, address: &str, email: &str, password: &str) -> reqwest::Response {
@@ -51,7 +50,7 @@ async fn assert_throttled(response: reqwest::Response, window_secs: u64) -> u64 
 }
 
 async fn account_limit_refuses_even_the_right_password(backend: Backend) {
-    let Some((app, _users, _auth)) = spawn(backend, 60).await else { return };
+    let (app, _users, _auth) = spawn(backend, 60).await;
     sign_up(&app, "ada@example.org").await;
     sign_up(&app, "grace@example.org").await;
 
@@ -74,7 +73,7 @@ async fn account_limit_refuses_even_the_right_password(backend: Backend) {
 }
 
 async fn source_limit_spans_accounts(backend: Backend) {
-    let Some((app, _users, _auth)) = spawn(backend, 60).await else { return };
+    let (app, _users, _auth) = spawn(backend, 60).await;
     sign_up(&app, "ada@example.org").await;
     let attacker = "203.0.113.9";
 
@@ -97,7 +96,7 @@ async fn source_limit_spans_accounts(backend: Backend) {
 
 async fn throttle_lifts_after_the_window(backend: Backend) {
     let window: u64 = 2;
-    let Some((app, _users, _auth)) = spawn(backend, 2).await else { return };
+    let (app, _users, _auth) = spawn(backend, 2).await;
     sign_up(&app, "ada@example.org").await;
 
     for _ in 0..PER_ACCOUNT {
@@ -118,7 +117,7 @@ async fn throttle_lifts_after_the_window(backend: Backend) {
 }
 
 async fn success_clears_the_account_count(backend: Backend) {
-    let Some((app, _users, _auth)) = spawn(backend, 60).await else { return };
+    let (app, _users, _auth) = spawn(backend, 60).await;
     sign_up(&app, "ada@example.org").await;
     let address = "192.0.2.77";
 

@@ -1,5 +1,5 @@
-//! Overload, crashes and database outages: what holds, with the figures printed
-//! (`cargo test --release -p skiff --test all -- reliability --nocapture`).
+//! Overload, crashes and database outages: what holds. The figures (how much was shed, how
+//! fast readiness turns) are measured by the benchmark suite (`bench/guarantees.py`).
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -13,6 +13,7 @@ use skiff::service::RequestLimits;
 
 use crate::fixtures::{Proxy, SkiffProcess};
 use crate::helpers::{AppOptions, Backend, TOKEN_SEED, TestApp, TestDb, component, token_for};
+use crate::wait::{check, eventually};
 
 fn sign_up_body(n: usize) -> serde_json::Value {
     json!({"name": "Load", "surname": "Test", "email": format!("load-{n}-{}@example.org", uuid::Uuid::new_v4().simple()), "password": "long enough"})
@@ -20,7 +21,7 @@ fn sign_up_body(n: usize) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_overload_every_request_succeeds_or_is_shed_and_probes_keep_answering() {
-    let db = TestDb::new(Backend::Sqlite, "users").await.unwrap();
+    let db = TestDb::new(Backend::Sqlite, "users").await;
     let mut options = AppOptions {
         runtime: RuntimeOptions { max_instances: 4, ..RuntimeOptions::default() },
         limits: RequestLimits { queue_timeout: Duration::from_millis(50), ..RequestLimits::default() },
@@ -71,11 +72,6 @@ async fn under_overload_every_request_succeeds_or_is_shed_and_probes_keep_answer
     }
     let (created, shed, other) =
         (created.load(Ordering::Relaxed), shed.load(Ordering::Relaxed), other.load(Ordering::Relaxed));
-    println!(
-        "FIGURE overload clients={CLIENTS} seconds={} created={created} shed_503={shed} other={other} slowest_livez_ms={:.1}",
-        run_for.as_secs(),
-        slowest_probe.as_secs_f64() * 1000.0
-    );
     assert_eq!(other, 0, "every request either succeeds or is shed with 503 + Retry-After");
     assert!(created > 0 && shed > 0, "the load should both succeed and be shed: {created} created, {shed} shed");
     assert!(slowest_probe < Duration::from_secs(1), "liveness took {slowest_probe:?}");
@@ -83,7 +79,7 @@ async fn under_overload_every_request_succeeds_or_is_shed_and_probes_keep_answer
 }
 
 async fn acknowledged_writes_survive_kill_9(backend: Backend) {
-    let Some(db) = TestDb::new(backend, "users").await else { return };
+    let db = TestDb::new(backend, "users").await;
     let args = vec![
         "--component".to_owned(),
         component("users").display().to_string(),
@@ -144,10 +140,6 @@ async fn acknowledged_writes_survive_kill_9(backend: Backend) {
             missing += 1;
         }
     }
-    println!(
-        "FIGURE kill_9_durability backend={backend:?} acknowledged={} missing_after_restart={missing}",
-        acknowledged.len()
-    );
     assert_eq!(missing, 0, "every acknowledged write is there after kill -9");
 }
 
@@ -157,13 +149,15 @@ async fn acknowledged_writes_survive_kill_9_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Postgres (SKIFF_TEST_POSTGRES_URL)"]
 async fn acknowledged_writes_survive_kill_9_on_postgres() {
     acknowledged_writes_survive_kill_9(Backend::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Postgres (SKIFF_TEST_POSTGRES_URL)"]
 async fn a_postgres_outage_turns_readiness_off_gives_503s_and_heals() {
-    let Some(db) = TestDb::new(Backend::Postgres, "users").await else { return };
+    let db = TestDb::new(Backend::Postgres, "users").await;
     let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
     let through_proxy = TestDb {
         url: db.url.replace("127.0.0.1:5432", &proxy.addr.to_string()),
@@ -201,15 +195,11 @@ async fn a_postgres_outage_turns_readiness_off_gives_503s_and_heals() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     proxy.take_down();
-    let down = Instant::now();
-    loop {
-        if app.client.get(app.url("/readyz")).send().await.unwrap().status() == StatusCode::SERVICE_UNAVAILABLE {
-            break;
-        }
-        assert!(down.elapsed() < Duration::from_secs(5), "readiness still true 5 s into the outage");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let not_ready_after = down.elapsed();
+    eventually(Duration::from_secs(5), || async {
+        let status = app.client.get(app.url("/readyz")).send().await.unwrap().status();
+        check(status == StatusCode::SERVICE_UNAVAILABLE, || format!("readiness still {status} into the outage"))
+    })
+    .await;
     let attempt = Instant::now();
     let refused = sign_up().await.unwrap();
     let answered_in = attempt.elapsed();
@@ -219,28 +209,18 @@ async fn a_postgres_outage_turns_readiness_off_gives_503s_and_heals() {
     assert_eq!(app.client.get(app.url("/livez")).send().await.unwrap().status(), StatusCode::OK);
 
     proxy.bring_up();
-    let up = Instant::now();
     app.wait_ready().await;
-    let ready_again_after = up.elapsed();
     assert_eq!(sign_up().await.unwrap().status(), StatusCode::CREATED);
     load_running.store(false, Ordering::Relaxed);
-    let (mut requests, mut slowest) = (0, Duration::ZERO);
+    let mut slowest = Duration::ZERO;
     for worker in load {
         let (statuses, worker_slowest) = worker.await.unwrap();
         assert!(
             statuses.iter().all(|ok| *ok),
             "a request under load ended in something else than 201 or 503 + Retry-After"
         );
-        requests += statuses.len();
         slowest = slowest.max(worker_slowest);
     }
     assert!(slowest < Duration::from_secs(7), "a request under load hung for {slowest:?}");
-    println!(
-        "FIGURE postgres_outage not_ready_after_ms={} request_503_after_ms={} ready_again_after_ms={} load_requests={requests} slowest_ms={}",
-        not_ready_after.as_millis(),
-        answered_in.as_millis(),
-        ready_again_after.as_millis(),
-        slowest.as_millis()
-    );
     app.stop().await;
 }

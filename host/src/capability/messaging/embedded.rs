@@ -211,3 +211,6 @@ impl InboundDelivery for EmbeddedDelivery {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -134,3 +134,6 @@ fn message_from_row(row: &[Value]) -> anyhow::Result<OutboundMessage> {
         body,
     })
 }
+
+#[cfg(test)]
+mod tests;

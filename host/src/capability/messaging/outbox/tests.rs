@@ -1,0 +1,166 @@
+//! The outbox on an in-memory SQLite database, relaying to a broker that records what it is
+//! given and fails when told to.
+
+use async_trait::async_trait;
+use prometheus_client::metrics::gauge::Gauge;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{BATCH, Outbox};
+use crate::capability::messaging::client::{Broker, DeliveryStream, OutboundMessage, SubscriptionSpec};
+use crate::capability::sql::{Database, DatabaseOptions, Value};
+
+/// Takes every message until `accept` runs out, then refuses as a broker that went away does.
+struct RecordingBroker {
+    published: Mutex<Vec<OutboundMessage>>,
+    accept: AtomicUsize,
+}
+
+impl RecordingBroker {
+    fn new(accept: usize) -> Arc<Self> {
+        Arc::new(Self { published: Mutex::new(Vec::new()), accept: AtomicUsize::new(accept) })
+    }
+
+    fn come_back(&self) {
+        self.accept.store(usize::MAX, Ordering::SeqCst);
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.published.lock().unwrap().iter().map(|message| message.id.clone()).collect()
+    }
+}
+
+#[async_trait]
+impl Broker for RecordingBroker {
+    async fn publish(&self, message: &OutboundMessage) -> anyhow::Result<()> {
+        let taken = self.accept.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1));
+        anyhow::ensure!(taken.is_ok(), "the broker is unreachable");
+        self.published.lock().unwrap().push(message.clone());
+        Ok(())
+    }
+
+    async fn subscribe(&self, _: &SubscriptionSpec) -> anyhow::Result<Box<dyn DeliveryStream>> {
+        anyhow::bail!("the outbox never subscribes")
+    }
+
+    fn backend(&self) -> &'static str {
+        "recording"
+    }
+}
+
+async fn outbox() -> (Arc<Outbox>, Gauge) {
+    let sql = Database::connect("sqlite::memory:", &DatabaseOptions::default()).await.unwrap();
+    let depth = Gauge::default();
+    let outbox = Arc::new(Outbox::new(sql, depth.clone()));
+    outbox.prepare().await.unwrap();
+    (outbox, depth)
+}
+
+fn message(id: &str) -> OutboundMessage {
+    OutboundMessage {
+        exchange: "user_login_event".into(),
+        id: id.into(),
+        routing_key: "user.login".into(),
+        content_type: "application/json".into(),
+        headers: vec![("traceparent".into(), format!("00-{id}-01")), ("x-empty".into(), String::new())],
+        body: vec![0, 159, 146, 150, b'{', b'}', 255],
+    }
+}
+
+async fn rows(outbox: &Outbox) -> Vec<String> {
+    let rows = outbox.sql.query("SELECT id FROM skiff_outbox ORDER BY id", Vec::new()).await.unwrap();
+    rows.rows
+        .into_iter()
+        .map(|row| match &row[0] {
+            Value::Text(id) => id.clone(),
+            other => panic!("an id that is not text: {other:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn enqueued_messages_reach_the_broker_as_published_in_order_then_leave_the_outbox() {
+    let (outbox, depth) = outbox().await;
+    let sent: Vec<_> = ["m1", "m2", "m3"].map(message).into();
+    for message in &sent {
+        outbox.enqueue(message).await.unwrap();
+    }
+    assert_eq!(depth.get(), 3);
+    assert_eq!(rows(&outbox).await, ["m1", "m2", "m3"]);
+
+    let broker = RecordingBroker::new(usize::MAX);
+    assert_eq!(outbox.relay_batch(broker.as_ref()).await.unwrap(), 3);
+    // Headers, an empty header value and a body that is not UTF-8 come back unchanged.
+    assert_eq!(*broker.published.lock().unwrap(), sent);
+    assert!(rows(&outbox).await.is_empty());
+    assert_eq!(depth.get(), 0);
+    // Nothing is sent twice.
+    assert_eq!(outbox.relay_batch(broker.as_ref()).await.unwrap(), 0);
+    assert_eq!(broker.ids(), ["m1", "m2", "m3"]);
+}
+
+#[tokio::test]
+async fn a_broker_outage_keeps_every_unconfirmed_message_for_later() {
+    let (outbox, depth) = outbox().await;
+    for id in ["m1", "m2", "m3"] {
+        outbox.enqueue(&message(id)).await.unwrap();
+    }
+    // The broker confirms one message, then goes away.
+    let broker = RecordingBroker::new(1);
+    assert!(outbox.relay_batch(broker.as_ref()).await.is_err());
+    assert_eq!(broker.ids(), ["m1"]);
+    assert_eq!(rows(&outbox).await, ["m2", "m3"], "only the confirmed message left the outbox");
+    assert_eq!(depth.get(), 2);
+    assert!(outbox.relay_batch(broker.as_ref()).await.is_err());
+    assert_eq!(rows(&outbox).await, ["m2", "m3"]);
+
+    broker.come_back();
+    assert_eq!(outbox.relay_batch(broker.as_ref()).await.unwrap(), 2);
+    assert_eq!(broker.ids(), ["m1", "m2", "m3"], "none lost, none repeated");
+    assert_eq!(depth.get(), 0);
+}
+
+#[tokio::test]
+async fn a_batch_is_bounded_and_the_depth_counts_what_waits_beyond_it() {
+    let (outbox, depth) = outbox().await;
+    let total = usize::try_from(BATCH).unwrap() + 50;
+    for n in 0..total {
+        outbox.enqueue(&message(&format!("m{n:03}"))).await.unwrap();
+    }
+    let broker = RecordingBroker::new(usize::MAX);
+    assert_eq!(outbox.relay_batch(broker.as_ref()).await.unwrap(), 100);
+    assert_eq!(depth.get(), 50);
+    assert_eq!(outbox.relay_batch(broker.as_ref()).await.unwrap(), 50);
+    assert_eq!(depth.get(), 0);
+    let expected: Vec<String> = (0..total).map(|n| format!("m{n:03}")).collect();
+    assert_eq!(broker.ids(), expected, "oldest first, each once");
+}
+
+#[tokio::test]
+async fn the_relay_delivers_what_is_published_while_it_runs_and_outlasts_an_outage() {
+    let (outbox, _depth) = outbox().await;
+    let broker = RecordingBroker::new(0);
+    let relay = tokio::spawn(outbox.clone().relay(broker.clone(), "test".into()));
+    outbox.enqueue(&message("m1")).await.unwrap();
+    // Refused while the broker is away: it stays in the outbox.
+    tokio::time::timeout(Duration::from_millis(300), async {
+        loop {
+            assert_eq!(rows(&outbox).await, ["m1"]);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_err();
+    broker.come_back();
+    outbox.enqueue(&message("m2")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while broker.ids().len() < 2 || !rows(&outbox).await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("both messages relayed once the broker is back");
+    assert_eq!(broker.ids(), ["m1", "m2"]);
+    relay.abort();
+}
