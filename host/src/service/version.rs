@@ -24,7 +24,7 @@ pub struct ComponentVersion {
     pub(crate) proxy: ProxyPre<HostState>,
     migrations: Option<MigrationsPre<HostState>>,
     pub(crate) consumer: Option<ConsumerPre<HostState>>,
-    /// The interfaces it imports and exports, e.g. `skiff:sql/client@0.1.0`.
+    /// The interfaces it imports and exports, e.g. `skiff:sql/client@0.2.0`.
     pub imports: Vec<String>,
     pub exports: Vec<String>,
 }
