@@ -3,9 +3,11 @@
 //! The pieces, in the order a request meets them: [`server`] (listener, router, host routes),
 //! [`service`] (a component version and a fresh instance per request), [`runtime`] (the
 //! wasmtime engine and per-instance limits) and [`capability`] (what a component may import).
-//! [`admin`] rolls out new component versions while the host serves.
+//! [`admin`] rolls out new component versions while the host serves; [`admin_shell`] is its
+//! client for `skiff swap` and the other admin commands.
 
 pub mod admin;
+pub mod admin_shell;
 pub mod capability;
 pub mod cli;
 pub mod launch;

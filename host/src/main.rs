@@ -7,7 +7,7 @@ use skiff::cli::{Cli, Command, CommonArgs, CompileArgs, DevArgs, ServeArgs, conf
 use skiff::launch::{Host, HostSpec, ServiceSpec, components_in, generate_token_keys, service_name, sqlite_url};
 use skiff::runtime::{HostCapabilities, Runtime, RuntimeOptions};
 use skiff::service::precompile;
-use skiff::{admin, server, telemetry};
+use skiff::{admin_shell, server, telemetry};
 use std::time::Duration;
 
 #[tokio::main]
@@ -15,7 +15,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
     let spec = match cli.command {
-        Command::Admin(command) => return shell_outcome(admin::commands::run(command).await),
+        Command::Admin(command) => return shell_outcome(admin_shell::run(command).await),
         Command::Compile(args) => return shell_outcome(compile(&args)),
         Command::Serve(args) => serve_spec(args),
         Command::Dev(args) => dev_spec(args),

@@ -8,7 +8,6 @@
 mod api;
 mod auth;
 pub mod client;
-pub mod commands;
 mod error;
 pub mod watch;
 

@@ -3,7 +3,7 @@
 use http::Method;
 use serde_json::{Value, json};
 
-use super::client::AdminClient;
+use crate::admin::client::AdminClient;
 use crate::cli::{AdminCommand, CanaryArgs, SwapArgs};
 
 /// Runs one admin command and prints its outcome.
