@@ -11,8 +11,17 @@ use prometheus_client::registry::Registry;
 pub struct RequestLabels {
     /// The service that handled the request, or `host` for the host's own routes.
     pub route: String,
-    pub method: String,
+    /// See [`method_label`].
+    pub method: &'static str,
     pub status: u16,
+}
+
+/// A request method as a label: the standard methods by name, anything else `OTHER`. A client
+/// may send any token as a method, and each label value is a series kept for the life of the
+/// process.
+pub fn method_label(method: &str) -> &'static str {
+    const STANDARD: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"];
+    STANDARD.into_iter().find(|standard| *standard == method).unwrap_or("OTHER")
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

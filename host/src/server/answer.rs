@@ -15,6 +15,7 @@ pub const DIGEST_HEADER: &str = "skiff-component-digest";
 pub fn into_response(handled: Handled) -> Response<HyperOutgoingBody> {
     let response = match handled.outcome {
         Outcome::Answered(response) => response,
+        Outcome::Malformed(reason) => problem::malformed(&reason),
         Outcome::BodyTooLarge { limit } => problem::payload_too_large(limit),
         Outcome::Overloaded => problem::overloaded(),
         Outcome::DeadlineExceeded => problem::deadline_exceeded(),

@@ -31,6 +31,11 @@ pub fn deadline_exceeded() -> Response<HyperOutgoingBody> {
     problem(StatusCode::GATEWAY_TIMEOUT, "deadline-exceeded", "the request ran past its deadline and was stopped")
 }
 
+/// A request the host cannot pass on as it is; `reason` says what is wrong with it.
+pub fn malformed(reason: &str) -> Response<HyperOutgoingBody> {
+    problem(StatusCode::BAD_REQUEST, "bad-request", &format!("the request cannot be served: {reason}"))
+}
+
 pub fn component_failed() -> Response<HyperOutgoingBody> {
     problem(StatusCode::INTERNAL_SERVER_ERROR, "component-failed", "the service failed while handling the request")
 }

@@ -11,7 +11,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use super::unread_body::{self, WatchedBody};
 use super::{Health, full_body, into_response, problem};
 use crate::capability::outbound_http::INTERNAL_HEADER;
-use crate::metrics::{Metrics, RequestLabels, RouteLabels};
+use crate::metrics::{Metrics, RequestLabels, RouteLabels, method_label};
 use crate::service::Service;
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -106,7 +106,7 @@ impl App {
         span.in_scope(|| tracing::info!(status, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "served"));
         self.metrics
             .requests
-            .get_or_create(&RequestLabels { route: route.clone(), method: method.to_string(), status })
+            .get_or_create(&RequestLabels { route: route.clone(), method: method_label(method.as_str()), status })
             .inc();
         self.metrics.latency.get_or_create(&RouteLabels { route }).observe(started.elapsed().as_secs_f64());
         if let Ok(value) = HeaderValue::from_str(&request_id) {

@@ -136,10 +136,9 @@ impl Service {
             .and_then(|req| Ok((req, store.data_mut().http().new_response_outparam(sender)?)));
         let (incoming, outparam) = match prepared {
             Ok(pair) => pair,
-            Err(error) => {
-                tracing::error!(error = %format!("{error:#}"), "could not hand the request to the component");
-                return Outcome::ComponentFailed;
-            }
+            // wasi:http needs what the client must send (an authority), so what fails here is
+            // the request, not the service.
+            Err(error) => return Outcome::Malformed(format!("{error:#}")),
         };
         let pre = version.proxy.clone();
         let live = self.ctx.metrics.live_instances.clone();

@@ -16,6 +16,9 @@ pub struct Handled {
 pub enum Outcome {
     /// The component answered, with any status.
     Answered(Response<HyperOutgoingBody>),
+    /// The request cannot be handed to a component as it is (no `Host`, say): the client's
+    /// error, so it is never charged to the version.
+    Malformed(String),
     /// The declared body is larger than the limit; no instance was started.
     BodyTooLarge { limit: usize },
     /// Every instance slot stayed busy for the queue timeout; shed.
@@ -31,6 +34,7 @@ impl Outcome {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Answered(response) => response.status(),
+            Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,

@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod component_logs;
+mod edges;
 mod fixtures;
 mod helpers;
 mod host_routes;
