@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use wasmtime::component::{HasData, Linker};
 
 pub use client::SubscriptionSpec;
-pub use client::{Broker, InboundDelivery, OutboundMessage, RetryPolicy};
+pub use client::{Broker, DeliveryStream, InboundDelivery, OutboundMessage, RetryPolicy};
 pub use connect::connect_broker;
 pub use consumer::MessageHandler;
 pub use outbox::Outbox;
