@@ -89,7 +89,8 @@ async fn two_relays_on_one_postgres_outbox_send_each_message_once() {
     let sql = Database::connect(&db.url, &DatabaseOptions::default()).await.unwrap();
     let (first, second) = (relay(&sql, Duration::from_secs(30)).await, relay(&sql, Duration::from_secs(30)).await);
     let broker = CountingBroker::new(false);
-    let relays = [first.clone(), second.clone()].map(|outbox| tokio::spawn(outbox.relay(broker.clone(), "auth".into())));
+    let relays =
+        [first.clone(), second.clone()].map(|outbox| tokio::spawn(outbox.relay(broker.clone(), "auth".into())));
     // Written while both relays run, from both replicas, as logins arrive.
     let total = 600;
     for n in 0..total {

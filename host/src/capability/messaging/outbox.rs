@@ -1,6 +1,6 @@
 //! The transactional-outbox half of publishing: `publish` writes to `skiff_outbox` in the
-//! service's own database (inside the component's transaction when it publishes in one) and
-//! returns; the relay hands each row to the broker and deletes it only after the broker
+//! service's own database (`enqueue`, through the pool; `enqueue_in`, inside an open
+//! transaction) and returns; the relay hands each row to the broker and deletes it only after the broker
 //! confirmed it. A broker outage delays events, it loses none.
 //!
 //! Every replica of a service runs a relay on the same table, so a relay first claims a batch:
@@ -72,7 +72,8 @@ impl Outbox {
             if self.sql.query(&probe, Vec::new()).await.is_ok() {
                 continue;
             }
-            let added = self.sql.execute(&format!("ALTER TABLE skiff_outbox ADD COLUMN {column} {kind}"), Vec::new()).await;
+            let added =
+                self.sql.execute(&format!("ALTER TABLE skiff_outbox ADD COLUMN {column} {kind}"), Vec::new()).await;
             if let Err(error) = added {
                 // Another replica may have added it first; if the column is there, all is well.
                 self.sql.query(&probe, Vec::new()).await.map_err(|_| error)?;

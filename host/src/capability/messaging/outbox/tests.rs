@@ -258,7 +258,13 @@ async fn an_outbox_table_from_an_earlier_release_gains_the_claim_columns_and_kee
 
 #[tokio::test]
 async fn a_message_published_in_a_transaction_is_relayed_only_if_it_commits() {
-    let (outbox, _depth) = outbox().await;
+    // A database file, as a service has: a write outside the open transaction would wait for
+    // its lock instead of sharing it.
+    let dir = std::env::temp_dir().join(format!("skiff-outbox-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sql = Database::connect(&crate::launch::sqlite_url(&dir, "auth"), &DatabaseOptions::default()).await.unwrap();
+    let outbox = Outbox::new(sql, Gauge::default());
+    outbox.prepare().await.unwrap();
     let mut rolled_back = outbox.sql.begin().await.unwrap();
     outbox.enqueue_in(rolled_back.as_mut(), &message("rolled-back")).await.unwrap();
     rolled_back.rollback().await.unwrap();
@@ -273,4 +279,5 @@ async fn a_message_published_in_a_transaction_is_relayed_only_if_it_commits() {
     assert_eq!(outbox.relay_batch(broker.as_ref()).await.unwrap(), 1);
     assert_eq!(outbox.relay_batch(broker.as_ref()).await.unwrap(), 0);
     assert_eq!(broker.ids(), ["committed"], "the rolled-back and dropped ones never, the committed one once");
+    let _ = std::fs::remove_dir_all(&dir);
 }
