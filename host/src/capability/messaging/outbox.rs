@@ -1,7 +1,7 @@
 //! The transactional-outbox half of publishing: `publish` writes to `skiff_outbox` in the
 //! service's own database (`enqueue`, through the pool; `enqueue_in`, inside an open
-//! transaction) and returns; the relay hands each row to the broker and deletes it only after the broker
-//! confirmed it. A broker outage delays events, it loses none.
+//! transaction) and returns; the relay hands each row to the broker and deletes it only after
+//! the broker confirmed it. A broker outage delays events, it loses none.
 //!
 //! Every replica of a service runs a relay on the same table, so a relay first claims a batch:
 //! it stamps the rows with its own id and a lease (`claimed_by`, `claimed_until`, microseconds
