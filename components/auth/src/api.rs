@@ -82,7 +82,9 @@ fn login(request: &Request) -> Result<Response, Error> {
         user_agent: request.header("user-agent").map(str::to_owned),
     };
     // The outbox write is local; if even that fails the login still succeeds, and says so in
-    // the log.
+    // the log. Not `publish_in`: auth stores nothing about a successful login for the event
+    // to commit with (the event is its only record); clearing the failure count above is
+    // housekeeping that must not hold the event back when it fails.
     let headers = vec![("traceparent".to_owned(), traceparent)];
     if let Err(error) =
         publish(LOGIN_EXCHANGE, &event.event_id, "user.login", headers, event.to_json().to_string().into_bytes())

@@ -5,6 +5,7 @@
 use crate::bindings::skiff::crypto::{issuing, tokens};
 use crate::bindings::skiff::messaging::producer;
 use crate::bindings::skiff::messaging::types::Message;
+use crate::bindings::skiff::sql::client::Transaction;
 use crate::bindings::wasi::clocks::wall_clock;
 use crate::bindings::wasi::config::store as config;
 use crate::bindings::wasi::logging::logging;
@@ -105,12 +106,27 @@ pub fn publish(
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 ) -> Result<(), String> {
-    let message = Message {
+    producer::publish(exchange, &json_message(id, routing_key, headers, body)).map_err(|e| format!("{e:?}"))
+}
+
+/// Like [`publish`], inside `tx`: the event goes out once `tx` commits, never if it rolls back.
+pub fn publish_in(
+    tx: &Transaction,
+    exchange: &str,
+    id: &str,
+    routing_key: &str,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+) -> Result<(), String> {
+    producer::publish_in(tx, exchange, &json_message(id, routing_key, headers, body)).map_err(|e| format!("{e:?}"))
+}
+
+fn json_message(id: &str, routing_key: &str, headers: Vec<(String, String)>, body: Vec<u8>) -> Message {
+    Message {
         id: id.to_owned(),
         routing_key: routing_key.to_owned(),
         content_type: "application/json".into(),
         headers,
         body,
-    };
-    producer::publish(exchange, &message).map_err(|e| format!("{e:?}"))
+    }
 }

@@ -18,6 +18,7 @@ mod host_routes;
 mod lifecycle;
 mod limits;
 mod messaging;
+mod outbox;
 mod precompiled;
 mod rabbitmq;
 mod rate_limit;

@@ -18,16 +18,16 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use wasmtime::component::{HasData, Linker};
+use wasmtime::component::{HasData, Linker, ResourceTable};
 
 pub use client::SubscriptionSpec;
-pub use client::{Broker, InboundDelivery, OutboundMessage, RetryPolicy};
+pub use client::{Broker, DeliveryStream, InboundDelivery, OutboundMessage, RetryPolicy};
 pub use connect::connect_broker;
 pub use consumer::MessageHandler;
 pub use outbox::Outbox;
 
 use super::sql::SqlCapability;
-use super::{Capability, CapabilityStore, ServiceSetup};
+use super::{Capability, CapabilityStore, InstanceView, ServiceSetup};
 use crate::metrics::{Metrics, RouteLabels};
 use consumer::run_subscription;
 
@@ -38,6 +38,11 @@ mod bindings {
         world: "skiff:messaging/messaging-host",
         imports: { default: async | trappable },
         exports: { default: async },
+        // `publish-in` borrows the sql capability's transaction: the same resource, not a copy.
+        with: {
+            "skiff:sql/types": crate::capability::sql::bindings::skiff::sql::types,
+            "skiff:sql/client": crate::capability::sql::bindings::skiff::sql::client,
+        },
     });
 }
 
@@ -45,9 +50,11 @@ pub use bindings::MessagingHostPre as ConsumerPre;
 pub use bindings::exports::skiff::messaging::consumer::{Delivery, Outcome, Subscription};
 pub use bindings::skiff::messaging::types::{Error as MessagingError, Message};
 
-/// What the messaging host functions borrow from the store for one call.
+/// What the messaging host functions borrow from the store for one call: the outbox, and the
+/// resource table in which `publish-in` finds the component's open transaction.
 pub struct MessagingView<'a> {
     outbox: Option<&'a Arc<Outbox>>,
+    table: &'a mut ResourceTable,
 }
 
 struct HasMessaging;
@@ -57,8 +64,8 @@ impl HasData for HasMessaging {
 }
 
 impl<'a> MessagingView<'a> {
-    pub fn new(outbox: Option<&'a Arc<Outbox>>) -> Self {
-        Self { outbox }
+    pub fn new(outbox: Option<&'a Arc<Outbox>>, table: &'a mut ResourceTable) -> Self {
+        Self { outbox, table }
     }
 }
 
@@ -138,7 +145,10 @@ impl Capability for MessagingCapability {
     }
 
     fn add_to_linker<T: CapabilityStore>(linker: &mut Linker<T>) -> anyhow::Result<()> {
-        add_to_linker(linker, |store| MessagingView::new(store.capability::<Self>().state.as_ref()))
+        add_to_linker(linker, |store| {
+            let InstanceView { state, table } = store.capability::<Self>();
+            MessagingView::new(state.as_ref(), table)
+        })
     }
 
     async fn configure(&self, service: &ServiceSetup<'_>) -> anyhow::Result<ServiceMessaging> {

@@ -1,6 +1,15 @@
 //! The transactional-outbox half of publishing: `publish` writes to `skiff_outbox` in the
-//! service's own database and returns; the relay hands each row to the broker and deletes it
-//! only after the broker confirmed it. A broker outage delays events, it loses none.
+//! service's own database (`enqueue`, through the pool; `enqueue_in`, inside an open
+//! transaction) and returns; the relay hands each row to the broker and deletes it only after
+//! the broker confirmed it. A broker outage delays events, it loses none.
+//!
+//! Every replica of a service runs a relay on the same table, so a relay first claims a batch:
+//! it stamps the rows with its own id and a lease (`claimed_by`, `claimed_until`, microseconds
+//! since the epoch) in one statement, which on Postgres skips rows another relay is claiming
+//! (`FOR UPDATE SKIP LOCKED`) and on SQLite runs under the database's single write lock. Rows
+//! whose lease ran out (their relay crashed or lost its database) are claimable again. A row
+//! reaches the broker twice only if its relay dies between the broker's confirm and the delete,
+//! or stalls past the lease in the middle of its batch: delivery is at least once.
 
 use prometheus_client::metrics::gauge::Gauge;
 use std::sync::Arc;
@@ -8,13 +17,29 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::client::{Broker, OutboundMessage};
-use crate::capability::sql::{SqlClient, SqlError, Value};
+use crate::capability::sql::{SqlClient, SqlError, SqlTransaction, Value};
 use crate::retry::retry_forever;
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS skiff_outbox (\
      id TEXT PRIMARY KEY, exchange TEXT NOT NULL, routing_key TEXT NOT NULL, content_type TEXT NOT NULL, \
-     headers TEXT NOT NULL, body BYTEA NOT NULL, created_at TIMESTAMPTZ NOT NULL)";
+     headers TEXT NOT NULL, body BYTEA NOT NULL, created_at TIMESTAMPTZ NOT NULL, \
+     claimed_by TEXT, claimed_until BIGINT)";
+/// Outbox tables from releases before claims lack these columns; `prepare` adds them.
+const CLAIM_COLUMNS: [(&str, &str); 2] = [("claimed_by", "TEXT"), ("claimed_until", "BIGINT")];
+const INSERT: &str = "INSERT INTO skiff_outbox (id, exchange, routing_key, content_type, headers, body, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+/// Claims up to `$4` rows that are free, leased out past `$3`, or already this relay's (`$1`,
+/// `$5`: the same id twice, as SQLite numbers its parameters by position); `{lock}` is
+/// Postgres's `FOR UPDATE SKIP LOCKED`.
+const CLAIM: &str = "UPDATE skiff_outbox SET claimed_by = $1, claimed_until = $2 WHERE id IN (\
+     SELECT id FROM skiff_outbox WHERE claimed_until IS NULL OR claimed_until < $3 OR claimed_by = $5 \
+     ORDER BY created_at, id LIMIT $4{lock})";
+const CLAIMED: &str = "SELECT id, exchange, routing_key, content_type, headers, body FROM skiff_outbox \
+     WHERE claimed_by = $1 ORDER BY created_at, id LIMIT $2";
 const BATCH: i64 = 100;
+/// How long a claim holds: a relay that has not delivered its batch by then (it crashed, or
+/// lost its database) leaves the rows to the others. Far above a batch's publishing time.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// Even without a wake-up, look again this often (rows written by another replica).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
@@ -22,38 +47,60 @@ pub struct Outbox {
     sql: Arc<dyn SqlClient>,
     wake: Notify,
     depth: Gauge,
+    /// This relay's claim stamp, unique per process and service.
+    relay_id: String,
+    lease: Duration,
 }
 
 impl Outbox {
     pub fn new(sql: Arc<dyn SqlClient>, depth: Gauge) -> Self {
-        Self { sql, wake: Notify::new(), depth }
+        Self::with_lease(sql, depth, DEFAULT_LEASE)
     }
 
-    /// Creates the outbox table; part of getting the service ready.
+    /// An outbox whose relay's claims hold for `lease`.
+    pub fn with_lease(sql: Arc<dyn SqlClient>, depth: Gauge, lease: Duration) -> Self {
+        let relay_id = uuid::Uuid::new_v4().to_string();
+        Self { sql, wake: Notify::new(), depth, relay_id, lease }
+    }
+
+    /// Creates the outbox table, or adds the claim columns to one from an earlier release;
+    /// part of getting the service ready.
     pub async fn prepare(&self) -> Result<(), SqlError> {
-        self.sql.execute(CREATE_TABLE, Vec::new()).await.map(drop)
+        self.sql.execute(CREATE_TABLE, Vec::new()).await?;
+        for (column, kind) in CLAIM_COLUMNS {
+            let probe = format!("SELECT {column} FROM skiff_outbox LIMIT 1");
+            if self.sql.query(&probe, Vec::new()).await.is_ok() {
+                continue;
+            }
+            let added =
+                self.sql.execute(&format!("ALTER TABLE skiff_outbox ADD COLUMN {column} {kind}"), Vec::new()).await;
+            if let Err(error) = added {
+                // Another replica may have added it first; if the column is there, all is well.
+                self.sql.query(&probe, Vec::new()).await.map_err(|_| error)?;
+            }
+        }
+        Ok(())
     }
 
+    /// Stores `message` through the pool, committed on return.
     pub async fn enqueue(&self, message: &OutboundMessage) -> Result<(), SqlError> {
-        let headers = serde_json::to_string(&message.headers).unwrap_or_else(|_| "[]".into());
-        self.sql
-            .execute(
-                "INSERT INTO skiff_outbox (id, exchange, routing_key, content_type, headers, body, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                vec![
-                    Value::Text(message.id.clone()),
-                    Value::Text(message.exchange.clone()),
-                    Value::Text(message.routing_key.clone()),
-                    Value::Text(message.content_type.clone()),
-                    Value::Text(headers),
-                    Value::Bytes(message.body.clone()),
-                    Value::Timestamp(chrono::Utc::now().timestamp_micros()),
-                ],
-            )
-            .await?;
-        self.depth.inc();
+        self.sql.execute(INSERT, row_of(message)).await?;
+        self.enqueued();
+        Ok(())
+    }
+
+    /// Stores `message` in the caller's open transaction: it is relayed once that commits, and
+    /// never if it rolls back.
+    pub async fn enqueue_in(&self, tx: &mut dyn SqlTransaction, message: &OutboundMessage) -> Result<(), SqlError> {
+        tx.execute(INSERT, row_of(message)).await?;
+        // Before the commit the relay cannot see the row; the idle poll finds it after.
         self.wake.notify_one();
         Ok(())
+    }
+
+    fn enqueued(&self) {
+        self.depth.inc();
+        self.wake.notify_one();
     }
 
     /// Delivers outbox rows to `broker` for as long as the process runs.
@@ -72,21 +119,17 @@ impl Outbox {
         }
     }
 
-    /// Publishes up to one batch; returns how many rows it delivered.
+    /// Claims, publishes and deletes up to one batch; returns how many rows it delivered.
     async fn relay_batch(&self, broker: &dyn Broker) -> anyhow::Result<usize> {
-        let rows = self
-            .sql
-            .query(
-                "SELECT id, exchange, routing_key, content_type, headers, body FROM skiff_outbox ORDER BY created_at, id LIMIT $1",
-                vec![Value::Int64(BATCH)],
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("reading the outbox: {e:?}"))?;
-        self.depth.set(self.depth_now(rows.rows.len()).await?);
+        let rows = self.claim().await?;
+        self.depth.set(self.count().await?);
         let mut delivered = 0;
-        for row in &rows.rows {
+        for row in &rows {
             let message = message_from_row(row)?;
-            broker.publish(&message).await?;
+            if let Err(error) = broker.publish(&message).await {
+                self.release().await;
+                return Err(error);
+            }
             self.sql
                 .execute("DELETE FROM skiff_outbox WHERE id = $1", vec![Value::Text(message.id.clone())])
                 .await
@@ -96,14 +139,60 @@ impl Outbox {
         }
         Ok(delivered)
     }
+
+    /// Takes a batch for this relay; the rows, oldest first.
+    async fn claim(&self) -> anyhow::Result<Vec<Vec<Value>>> {
+        let now = chrono::Utc::now().timestamp_micros();
+        let until = now.saturating_add(i64::try_from(self.lease.as_micros()).unwrap_or(i64::MAX));
+        let lock = if self.sql.backend() == "postgres" { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let me = Value::Text(self.relay_id.clone());
+        self.sql
+            .execute(
+                &CLAIM.replace("{lock}", lock),
+                vec![me.clone(), Value::Int64(until), Value::Int64(now), Value::Int64(BATCH), me.clone()],
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("claiming outbox rows: {e:?}"))?;
+        let claimed = self
+            .sql
+            .query(CLAIMED, vec![me, Value::Int64(BATCH)])
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the outbox: {e:?}"))?;
+        Ok(claimed.rows)
+    }
+
+    /// Gives this relay's undelivered rows back at once (the broker refused), so another
+    /// replica with a working broker connection need not wait for the lease.
+    async fn release(&self) {
+        let released = self
+            .sql
+            .execute(
+                "UPDATE skiff_outbox SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = $1",
+                vec![Value::Text(self.relay_id.clone())],
+            )
+            .await;
+        if let Err(error) = released {
+            tracing::debug!(error = ?error, "outbox claims left to expire");
+        }
+    }
+}
+
+fn row_of(message: &OutboundMessage) -> Vec<Value> {
+    let headers = serde_json::to_string(&message.headers).unwrap_or_else(|_| "[]".into());
+    vec![
+        Value::Text(message.id.clone()),
+        Value::Text(message.exchange.clone()),
+        Value::Text(message.routing_key.clone()),
+        Value::Text(message.content_type.clone()),
+        Value::Text(headers),
+        Value::Bytes(message.body.clone()),
+        Value::Timestamp(chrono::Utc::now().timestamp_micros()),
+    ]
 }
 
 impl Outbox {
-    /// The backlog: the batch size when the batch was not full, else a count.
-    async fn depth_now(&self, batch_len: usize) -> anyhow::Result<i64> {
-        if (batch_len as i64) < BATCH {
-            return Ok(batch_len as i64);
-        }
+    /// The backlog, claimed or not, across every replica.
+    async fn count(&self) -> anyhow::Result<i64> {
         let counted = self
             .sql
             .query("SELECT COUNT(*) FROM skiff_outbox", Vec::new())

@@ -35,6 +35,18 @@ pub trait SqlTransaction: Send {
 /// back, so a late call gets `transaction-closed` instead of a trap.
 pub struct TransactionSlot(pub(super) Option<Box<dyn SqlTransaction>>);
 
+impl TransactionSlot {
+    /// A slot holding `tx`, open.
+    pub fn new(tx: Box<dyn SqlTransaction>) -> Self {
+        Self(Some(tx))
+    }
+
+    /// The transaction, unless it was committed or rolled back.
+    pub fn open(&mut self) -> Option<&mut (dyn SqlTransaction + 'static)> {
+        self.0.as_deref_mut()
+    }
+}
+
 /// Pool settings shared by both backends.
 #[derive(Debug, Clone)]
 pub struct DatabaseOptions {

@@ -19,14 +19,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
-pub use client::{DatabaseOptions, SqlClient, SqlTransaction};
+pub use client::{DatabaseOptions, SqlClient, SqlTransaction, TransactionSlot};
 pub use connect::Database;
 pub use migrate::{MigrationError, apply_migrations};
 
 use super::{Capability, CapabilityStore, InstanceView, ServiceSetup};
 
-// The only place the SQL world is turned into Rust.
-mod bindings {
+// The only place the SQL world is turned into Rust (messaging reuses its `transaction`).
+pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "skiff:sql/sql-service",

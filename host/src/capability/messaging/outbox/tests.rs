@@ -34,6 +34,8 @@ impl RecordingBroker {
 #[async_trait]
 impl Broker for RecordingBroker {
     async fn publish(&self, message: &OutboundMessage) -> anyhow::Result<()> {
+        // A real broker answers later; letting other tasks run here lets relays interleave.
+        tokio::task::yield_now().await;
         let taken = self.accept.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1));
         anyhow::ensure!(taken.is_ok(), "the broker is unreachable");
         self.published.lock().unwrap().push(message.clone());
@@ -55,6 +57,11 @@ async fn outbox() -> (Arc<Outbox>, Gauge) {
     let outbox = Arc::new(Outbox::new(sql, depth.clone()));
     outbox.prepare().await.unwrap();
     (outbox, depth)
+}
+
+/// A second replica's relay on the same database as `first`, its claims holding for `lease`.
+fn replica(first: &Outbox, lease: Duration) -> Arc<Outbox> {
+    Arc::new(Outbox::with_lease(first.sql.clone(), Gauge::default(), lease))
 }
 
 fn message(id: &str) -> OutboundMessage {
@@ -163,4 +170,114 @@ async fn the_relay_delivers_what_is_published_while_it_runs_and_outlasts_an_outa
     .expect("both messages relayed once the broker is back");
     assert_eq!(broker.ids(), ["m1", "m2"]);
     relay.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_of_two_replicas_deliver_every_row_exactly_once() {
+    let (first, _depth) = outbox().await;
+    let second = replica(&first, Duration::from_secs(30));
+    let total = 250;
+    for n in 0..total {
+        first.enqueue(&message(&format!("m{n:03}"))).await.unwrap();
+    }
+    let broker = RecordingBroker::new(usize::MAX);
+    let relays = [first.clone(), second].map(|outbox| tokio::spawn(outbox.relay(broker.clone(), "test".into())));
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !rows(&first).await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the relays empty the outbox");
+    relays.iter().for_each(tokio::task::JoinHandle::abort);
+    let mut ids = broker.ids();
+    assert_eq!(ids.len(), total, "each row reached the broker once, not once per relay");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "none lost");
+}
+
+#[tokio::test]
+async fn rows_a_relay_claimed_wait_for_its_lease_then_another_relay_takes_them() {
+    let (first, depth) = outbox().await;
+    let lease = Duration::from_millis(300);
+    let crashed = replica(&first, lease);
+    for id in ["m1", "m2", "m3"] {
+        first.enqueue(&message(id)).await.unwrap();
+    }
+    // The relay claims a batch, then dies before publishing any of it.
+    assert_eq!(crashed.claim().await.unwrap().len(), 3);
+    let broker = RecordingBroker::new(usize::MAX);
+    assert_eq!(first.relay_batch(broker.as_ref()).await.unwrap(), 0, "claimed rows are not the other relay's");
+    assert_eq!(depth.get(), 3, "claimed rows still count as waiting");
+    tokio::time::sleep(lease + Duration::from_millis(50)).await;
+    assert_eq!(first.relay_batch(broker.as_ref()).await.unwrap(), 3);
+    assert_eq!(broker.ids(), ["m1", "m2", "m3"]);
+    assert!(rows(&first).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_relay_the_broker_refused_gives_its_rows_back_at_once() {
+    let (first, _depth) = outbox().await;
+    let other = replica(&first, Duration::from_secs(30));
+    for id in ["m1", "m2"] {
+        first.enqueue(&message(id)).await.unwrap();
+    }
+    let away = RecordingBroker::new(0);
+    assert!(first.relay_batch(away.as_ref()).await.is_err());
+    let broker = RecordingBroker::new(usize::MAX);
+    assert_eq!(other.relay_batch(broker.as_ref()).await.unwrap(), 2, "no lease to wait for");
+    assert_eq!(broker.ids(), ["m1", "m2"]);
+}
+
+#[tokio::test]
+async fn an_outbox_table_from_an_earlier_release_gains_the_claim_columns_and_keeps_its_rows() {
+    let sql = Database::connect("sqlite::memory:", &DatabaseOptions::default()).await.unwrap();
+    // The table as releases before claims created it, with a row waiting in it.
+    sql.execute(
+        "CREATE TABLE skiff_outbox (id TEXT PRIMARY KEY, exchange TEXT NOT NULL, routing_key TEXT NOT NULL, \
+         content_type TEXT NOT NULL, headers TEXT NOT NULL, body BYTEA NOT NULL, created_at TIMESTAMPTZ NOT NULL)",
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    sql.execute(
+        "INSERT INTO skiff_outbox VALUES ('old', 'user_login_event', 'user.login', 'application/json', '[]', $1, $2)",
+        vec![Value::Bytes(b"{}".to_vec()), Value::Timestamp(0)],
+    )
+    .await
+    .unwrap();
+    let outbox = Outbox::new(sql, Gauge::default());
+    outbox.prepare().await.unwrap();
+    outbox.prepare().await.unwrap();
+    outbox.enqueue(&message("new")).await.unwrap();
+    let broker = RecordingBroker::new(usize::MAX);
+    assert_eq!(outbox.relay_batch(broker.as_ref()).await.unwrap(), 2);
+    assert_eq!(broker.ids(), ["old", "new"]);
+}
+
+#[tokio::test]
+async fn a_message_published_in_a_transaction_is_relayed_only_if_it_commits() {
+    // A database file, as a service has: a write outside the open transaction would wait for
+    // its lock instead of sharing it.
+    let dir = std::env::temp_dir().join(format!("skiff-outbox-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sql = Database::connect(&crate::launch::sqlite_url(&dir, "auth"), &DatabaseOptions::default()).await.unwrap();
+    let outbox = Outbox::new(sql, Gauge::default());
+    outbox.prepare().await.unwrap();
+    let mut rolled_back = outbox.sql.begin().await.unwrap();
+    outbox.enqueue_in(rolled_back.as_mut(), &message("rolled-back")).await.unwrap();
+    rolled_back.rollback().await.unwrap();
+    let mut committed = outbox.sql.begin().await.unwrap();
+    outbox.enqueue_in(committed.as_mut(), &message("committed")).await.unwrap();
+    committed.commit().await.unwrap();
+    let mut dropped = outbox.sql.begin().await.unwrap();
+    outbox.enqueue_in(dropped.as_mut(), &message("dropped")).await.unwrap();
+    drop(dropped);
+
+    let broker = RecordingBroker::new(usize::MAX);
+    assert_eq!(outbox.relay_batch(broker.as_ref()).await.unwrap(), 1);
+    assert_eq!(outbox.relay_batch(broker.as_ref()).await.unwrap(), 0);
+    assert_eq!(broker.ids(), ["committed"], "the rolled-back and dropped ones never, the committed one once");
+    let _ = std::fs::remove_dir_all(&dir);
 }
