@@ -135,6 +135,8 @@ mod tests {
         };
         assert!(matches!(json_body(&request), Err(ApiError::UnsupportedMediaType)));
         request.headers.clear();
+        assert!(matches!(json_body(&request), Err(ApiError::UnsupportedMediaType)), "no content type is not JSON");
+        request.headers.push(("content-type".into(), "application/json".into()));
         assert!(json_body(&request).is_ok());
         request.body = b"{".to_vec();
         assert!(matches!(json_body(&request), Err(ApiError::MalformedBody(_))));

@@ -36,10 +36,13 @@ impl Request {
         scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
     }
 
-    /// Whether the body may be read as JSON: no content type, or a JSON one.
+    /// Whether the body may be read as JSON: only with a JSON content type. Without one it is
+    /// not: a web page can make a browser send a body without a content type (or as
+    /// `text/plain`) to another site without asking it first, so reading such a body as JSON
+    /// would let any page sign people up or try logins in their browser's name.
     pub fn has_json_body(&self) -> bool {
         match self.header("content-type") {
-            None => true,
+            None => false,
             Some(content_type) => {
                 let media_type = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
                 media_type == "application/json" || media_type.ends_with("+json")
@@ -103,7 +106,7 @@ mod tests {
 
     #[test]
     fn json_bodies_by_content_type() {
-        assert!(request(&[]).has_json_body());
+        assert!(!request(&[]).has_json_body());
         assert!(request(&[("content-type", "application/json; charset=utf-8")]).has_json_body());
         assert!(request(&[("content-type", "application/merge-patch+json")]).has_json_body());
         assert!(!request(&[("content-type", "text/plain")]).has_json_body());

@@ -140,6 +140,11 @@ async fn invalid_input_names_the_field(backend: Backend) {
         .unwrap();
     assert_eq!(not_json.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
+    // A body without a content type is not read as JSON either (a cross-site form can send one).
+    let sign_up = r#"{"name":"Ada","surname":"L","email":"untyped@example.org","password":"long enough"}"#;
+    let untyped = app.client.post(app.url("/users-ms/users")).body(sign_up).send().await.unwrap();
+    assert_eq!(untyped.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
     let huge =
         json!({"name": "x".repeat(200_000), "surname": "L", "email": "big@example.org", "password": "long enough"});
     let too_large = create(&app, &huge).await;
