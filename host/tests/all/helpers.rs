@@ -204,7 +204,10 @@ impl TestApp {
             addr,
             internal_addr,
             admin_addr,
-            client: reqwest::Client::new(),
+            // The host closes a keep-alive connection that stays idle for its header timeout
+            // (10 s); a pooled connection reused at that moment fails with IncompleteMessage.
+            // Tests that wait that long (slow clients, outages) get a fresh connection instead.
+            client: reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(5)).build().unwrap(),
             shutdown: Some(shutdown),
             task: Some(task),
         };
