@@ -73,27 +73,64 @@ fn timestamp_from_micros(micros: i64) -> Result<DateTime<Utc>, SqlError> {
         .ok_or_else(|| SqlError::BadQuery(format!("timestamp out of range: {micros}")))
 }
 
-/// What a Postgres type decodes to (`None`: a type skiff:sql does not carry).
-fn kind_of(type_name: &str) -> Option<ValueKind> {
-    Some(match type_name {
-        "BOOL" => ValueKind::Boolean,
-        "INT2" | "INT4" => ValueKind::Int32,
-        "INT8" => ValueKind::Int64,
-        "FLOAT4" | "FLOAT8" => ValueKind::Float64,
-        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CITEXT" => ValueKind::Text,
-        "BYTEA" => ValueKind::Bytes,
-        "TIMESTAMPTZ" | "TIMESTAMP" => ValueKind::Timestamp,
-        "UUID" => ValueKind::Uuid,
-        "JSON" | "JSONB" => ValueKind::Json,
-        _ => return None,
-    })
+/// The Postgres types skiff:sql carries, resolved once per result set from the type name.
+pub enum PgColumnType {
+    Bool,
+    Int2,
+    Int4,
+    Int8,
+    Float4,
+    Float8,
+    Text,
+    Bytea,
+    Timestamptz,
+    Timestamp,
+    Uuid,
+    Json,
+    /// Any other type, by name, for the error.
+    Other(String),
+}
+
+impl PgColumnType {
+    fn of(type_name: &str) -> Self {
+        match type_name {
+            "BOOL" => Self::Bool,
+            "INT2" => Self::Int2,
+            "INT4" => Self::Int4,
+            "INT8" => Self::Int8,
+            "FLOAT4" => Self::Float4,
+            "FLOAT8" => Self::Float8,
+            "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CITEXT" => Self::Text,
+            "BYTEA" => Self::Bytea,
+            "TIMESTAMPTZ" => Self::Timestamptz,
+            "TIMESTAMP" => Self::Timestamp,
+            "UUID" => Self::Uuid,
+            "JSON" | "JSONB" => Self::Json,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    /// The kind a value of this type has (`None`: a type skiff:sql does not carry).
+    fn kind(&self) -> Option<ValueKind> {
+        Some(match self {
+            Self::Bool => ValueKind::Boolean,
+            Self::Int2 | Self::Int4 => ValueKind::Int32,
+            Self::Int8 => ValueKind::Int64,
+            Self::Float4 | Self::Float8 => ValueKind::Float64,
+            Self::Text => ValueKind::Text,
+            Self::Bytea => ValueKind::Bytes,
+            Self::Timestamptz | Self::Timestamp => ValueKind::Timestamp,
+            Self::Uuid => ValueKind::Uuid,
+            Self::Json => ValueKind::Json,
+            Self::Other(_) => return None,
+        })
+    }
 }
 
 #[async_trait]
 impl Backend for PostgresBackend {
     type Db = Postgres;
-    /// The column's Postgres type name.
-    type Column = String;
+    type Column = PgColumnType;
 
     const NAME: &'static str = "postgres";
     const BEGIN: &'static str = "BEGIN";
@@ -119,33 +156,35 @@ impl Backend for PostgresBackend {
         })
     }
 
-    async fn columns(&self, _: Schema<'_, Postgres>, columns: &[PgColumn]) -> Result<Vec<String>, SqlError> {
-        Ok(columns.iter().map(|column| column.type_info().name().to_owned()).collect())
+    async fn columns(&self, _: Schema<'_, Postgres>, columns: &[PgColumn]) -> Result<Vec<PgColumnType>, SqlError> {
+        Ok(columns.iter().map(|column| PgColumnType::of(column.type_info().name())).collect())
     }
 
-    fn decode(row: &PgRow, index: usize, type_name: &String) -> Result<Value, SqlError> {
+    fn decode(row: &PgRow, index: usize, column: &PgColumnType) -> Result<Value, SqlError> {
         let raw = row.try_get_raw(index).map_err(classify)?;
         if raw.is_null() {
-            return Ok(Value::Null(kind_of(type_name)));
+            return Ok(Value::Null(column.kind()));
         }
-        Ok(match type_name.as_str() {
-            "BOOL" => Value::Boolean(row.try_get(index).map_err(classify)?),
-            "INT2" => Value::Int32(i32::from(row.try_get::<i16, _>(index).map_err(classify)?)),
-            "INT4" => Value::Int32(row.try_get(index).map_err(classify)?),
-            "INT8" => Value::Int64(row.try_get(index).map_err(classify)?),
-            "FLOAT4" => Value::Float64(f64::from(row.try_get::<f32, _>(index).map_err(classify)?)),
-            "FLOAT8" => Value::Float64(row.try_get(index).map_err(classify)?),
-            "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CITEXT" => Value::Text(row.try_get(index).map_err(classify)?),
-            "BYTEA" => Value::Bytes(row.try_get(index).map_err(classify)?),
-            "TIMESTAMPTZ" => {
+        Ok(match column {
+            PgColumnType::Bool => Value::Boolean(row.try_get(index).map_err(classify)?),
+            PgColumnType::Int2 => Value::Int32(i32::from(row.try_get::<i16, _>(index).map_err(classify)?)),
+            PgColumnType::Int4 => Value::Int32(row.try_get(index).map_err(classify)?),
+            PgColumnType::Int8 => Value::Int64(row.try_get(index).map_err(classify)?),
+            PgColumnType::Float4 => Value::Float64(f64::from(row.try_get::<f32, _>(index).map_err(classify)?)),
+            PgColumnType::Float8 => Value::Float64(row.try_get(index).map_err(classify)?),
+            PgColumnType::Text => Value::Text(row.try_get(index).map_err(classify)?),
+            PgColumnType::Bytea => Value::Bytes(row.try_get(index).map_err(classify)?),
+            PgColumnType::Timestamptz => {
                 Value::Timestamp(row.try_get::<DateTime<Utc>, _>(index).map_err(classify)?.timestamp_micros())
             }
-            "TIMESTAMP" => {
+            PgColumnType::Timestamp => {
                 Value::Timestamp(row.try_get::<NaiveDateTime, _>(index).map_err(classify)?.and_utc().timestamp_micros())
             }
-            "UUID" => Value::Uuid(row.try_get::<uuid::Uuid, _>(index).map_err(classify)?.to_string()),
-            "JSON" | "JSONB" => Value::Json(row.try_get::<serde_json::Value, _>(index).map_err(classify)?.to_string()),
-            other => {
+            PgColumnType::Uuid => Value::Uuid(row.try_get::<uuid::Uuid, _>(index).map_err(classify)?.to_string()),
+            PgColumnType::Json => {
+                Value::Json(row.try_get::<serde_json::Value, _>(index).map_err(classify)?.to_string())
+            }
+            PgColumnType::Other(other) => {
                 return Err(SqlError::BadQuery(format!(
                     "column {index} has type {other}, which skiff:sql does not carry; cast it to text, int8, float8 or timestamptz"
                 )));
