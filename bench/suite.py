@@ -53,6 +53,7 @@ TARGETS = {
     "start_to_ready_ms": (1000.0, "max"),
     "idle_rss_mb": (40.0, "max"),
     "login_to_notification_p99_ms": (100.0, "max"),
+    "login_to_notification_replicas_p99_ms": (100.0, "max"),
 }
 
 
@@ -258,7 +259,10 @@ class Pods:
 
     def __init__(self, logs, webhook_url, vhost_url):
         keys = token_keys()
+        # auth signs its events with a key of its own; notify checks them (as in the manifests).
+        event_keys = token_keys()
         self.public_key = keys["public_key"]
+        self.logs = logs
         self.data = tempfile.mkdtemp(prefix="skiff-bench-pods-")
         # As in the image: each component precompiled by `skiff compile`, its .wasm beside it.
         components = {name: precompile(name, Path(self.data)) for name in ("users", "auth", "notify")}
@@ -270,18 +274,42 @@ class Pods:
             f"127.0.0.1:{self.users_port}", SKIFF_INTERNAL_LISTEN=f"127.0.0.1:{self.users_internal}",
             SKIFF_DATABASE_URL=self.users_db, SKIFF_CONFIG_TOKEN_PUBLIC_KEY=self.public_key,
             SKIFF_CONFIG_BCRYPT_COST=str(BCRYPT_COST), **common), logs)
-        self.auth = Process("auth", [SKIFF, "serve", "--component", components["auth"]], skiff_env(
-            f"127.0.0.1:{self.auth_port}", SKIFF_DATABASE_URL=fresh_database("skiff_bench_auth"),
+        self.auth_env = dict(
+            SKIFF_DATABASE_URL=fresh_database("skiff_bench_auth"),
             SKIFF_SERVICES=f"users=127.0.0.1:{self.users_internal}",
-            SKIFF_CONFIG_TOKEN_SIGNING_KEY=keys["signing_key"], **common), logs)
-        self.notify = Process("notify", [SKIFF, "serve", "--component", components["notify"]], skiff_env(
-            f"127.0.0.1:{self.notify_port}", SKIFF_DATABASE_URL=fresh_database("skiff_bench_notify"),
+            SKIFF_CONFIG_TOKEN_SIGNING_KEY=keys["signing_key"],
+            SKIFF_CONFIG_EVENT_SIGNING_KEY=event_keys["signing_key"], **common)
+        self.notify_env = dict(
+            SKIFF_DATABASE_URL=fresh_database("skiff_bench_notify"),
             SKIFF_CONFIG_TOKEN_PUBLIC_KEY=self.public_key, SKIFF_CONFIG_WEBHOOK_URL=webhook_url,
-            SKIFF_OUTBOUND_ALLOW="127.0.0.1", **common), logs)
+            SKIFF_CONFIG_EVENT_TRUSTED_KEYS=f"auth={event_keys['public_key']}",
+            SKIFF_OUTBOUND_ALLOW="127.0.0.1", **common)
+        self.components = components
+        self.auth = Process("auth", [SKIFF, "serve", "--component", components["auth"]],
+                            skiff_env(f"127.0.0.1:{self.auth_port}", **self.auth_env), logs)
+        self.notify = Process("notify", [SKIFF, "serve", "--component", components["notify"]],
+                              skiff_env(f"127.0.0.1:{self.notify_port}", **self.notify_env), logs)
         self.all = [self.users, self.auth, self.notify]
+        self.auth_ports = [self.auth_port]
         for process, port in ((self.users, self.users_port), (self.auth, self.auth_port),
                               (self.notify, self.notify_port)):
             wait_ready(process, f"http://127.0.0.1:{port}/readyz")
+
+    def add_replicas(self):
+        """A second auth and a second notify on the same databases and broker, as two-replica
+        Deployments run: relays share auth's outbox, consumers share notify's queue."""
+        auth_port, notify_port = free_port(), free_port()
+        auth = Process("auth-2", [SKIFF, "serve", "--component", self.components["auth"]],
+                       skiff_env(f"127.0.0.1:{auth_port}", **self.auth_env), self.logs)
+        notify = Process("notify-2", [SKIFF, "serve", "--component", self.components["notify"]],
+                         skiff_env(f"127.0.0.1:{notify_port}", **self.notify_env), self.logs)
+        self.all += [auth, notify]
+        wait_ready(auth, f"http://127.0.0.1:{auth_port}/readyz")
+        wait_ready(notify, f"http://127.0.0.1:{notify_port}/readyz")
+        self.auth_ports.append(auth_port)
+
+    def login_urls(self):
+        return [f"http://127.0.0.1:{port}/auth-ms/auth/login" for port in self.auth_ports]
 
     def url(self, service, path):
         port = {"users": self.users_port, "auth": self.auth_port, "notify": self.notify_port}[service]
@@ -453,6 +481,16 @@ def pods_scenarios(args, logs):
              str(args.logins)], check=True, capture_output=True, text=True).stdout
         raw["login_to_notification"] = json.loads(output)
         log(f"login → notification: {raw['login_to_notification']}")
+
+        # The same with two auth and two notify replicas, logins alternating between the auths.
+        pods.add_replicas()
+        replica_args = [HARNESS / "login-latency", "--webhook-listen", f"127.0.0.1:{webhook_port}", "--email", email,
+                        "--password", password, "--count", str(args.logins)]
+        for url in pods.login_urls():
+            replica_args += ["--login-url", url]
+        output = subprocess.run(replica_args, check=True, capture_output=True, text=True).stdout
+        raw["login_to_notification_replicas"] = json.loads(output)
+        log(f"login → notification, 2 auth + 2 notify: {raw['login_to_notification_replicas']}")
     finally:
         if axum:
             axum.stop()
@@ -654,6 +692,14 @@ def table(results):
                                                f"included): p50 {latency['p50_us'] / 1000:.1f} ms, p99 "
                                                f"{latency['p99_us'] / 1000:.1f} ms ({latency['samples']} logins, one at "
                                                f"a time)")
+    replicas = raw.get("login_to_notification_replicas")
+    if replicas:
+        after, latency = replicas["after_answer"], replicas["latency"]
+        single("login_to_notification_replicas_p99_ms",
+               f"2 auth + 2 notify replicas, logins alternating: from auth's answer p50 "
+               f"{after['p50_us'] / 1000:.1f} ms, p99 {after['p99_us'] / 1000:.1f} ms; from sending the login p99 "
+               f"{latency['p99_us'] / 1000:.1f} ms; {replicas['duplicates']} duplicate webhook requests for "
+               f"{replicas['logins']} logins")
     return "\n".join(rows)
 
 
@@ -729,6 +775,9 @@ def main():
         # From auth's answer (the login and its event are committed) to notify's webhook request:
         # the event path. The figure from sending the login, bcrypt included, is in the table too.
         figures["login_to_notification_p99_ms"] = raw["login_to_notification"]["after_answer"]["p99_us"] / 1000
+    if "login_to_notification_replicas" in raw:
+        replicas = raw["login_to_notification_replicas"]
+        figures["login_to_notification_replicas_p99_ms"] = replicas["after_answer"]["p99_us"] / 1000
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()

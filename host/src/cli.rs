@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::admin::AdminSpec;
 use crate::capability::config::parse_pair;
-use crate::capability::messaging::RetryPolicy;
+use crate::capability::messaging::{DEFAULT_LEASE, RetryPolicy};
 use crate::capability::outbound_http::parse_service_route;
 use crate::capability::sql::DatabaseOptions;
 use crate::launch::{HostSpec, ServiceSpec};
@@ -212,6 +212,10 @@ pub struct CommonArgs {
     /// Back-off before the first redelivery, doubling each time (capped at 30 s), in ms.
     #[arg(long, env = "SKIFF_RETRY_BASE_DELAY_MS", default_value_t = millis(RetryPolicy::DEFAULT_BASE_DELAY))]
     pub retry_base_delay_ms: u64,
+    /// How long an outbox relay's claim on a batch holds, in ms: rows of a relay that died
+    /// are taken over by another replica after this.
+    #[arg(long, env = "SKIFF_OUTBOX_LEASE_MS", default_value_t = millis(DEFAULT_LEASE), value_parser = clap::value_parser!(u64).range(100..))]
+    pub outbox_lease_ms: u64,
     /// After SIGTERM, how long in-flight requests may take to finish, in seconds.
     #[arg(long, env = "SKIFF_SHUTDOWN_GRACE_SECS", default_value_t = DEFAULT_SHUTDOWN_GRACE.as_secs())]
     pub shutdown_grace_secs: u64,
@@ -273,6 +277,7 @@ impl CommonArgs {
             base_delay: Duration::from_millis(self.retry_base_delay_ms),
             ..RetryPolicy::default()
         };
+        spec.outbox_lease = Duration::from_millis(self.outbox_lease_ms);
         spec.shutdown_grace = Duration::from_secs(self.shutdown_grace_secs);
         spec.swap = SwapOptions {
             keep_versions: usize::try_from(self.keep_versions).unwrap_or(usize::MAX),

@@ -14,7 +14,7 @@ use crate::admin::{self, Admin, AdminSpec};
 use crate::capability::config::{ComponentConfig, ConfigCapability};
 use crate::capability::crypto::{Crypto, CryptoCapability};
 use crate::capability::logging::LoggingCapability;
-use crate::capability::messaging::{MessagingCapability, RetryPolicy, connect_broker};
+use crate::capability::messaging::{DEFAULT_LEASE, MessagingCapability, RetryPolicy, connect_broker};
 use crate::capability::outbound_http::{LocalServices, OutboundHttpCapability, OutboundPolicy};
 use crate::capability::sql::{DatabaseOptions, SqlCapability};
 use crate::metrics::Metrics;
@@ -58,6 +58,8 @@ pub struct HostSpec {
     pub service_routes: Vec<(String, String)>,
     pub outbound_allow: Vec<String>,
     pub retry: RetryPolicy,
+    /// How long an outbox relay's claim holds.
+    pub outbox_lease: Duration,
     pub shutdown_grace: Duration,
     pub swap: SwapOptions,
     /// The admin listener; `None` without a token.
@@ -82,6 +84,7 @@ impl HostSpec {
             service_routes: Vec::new(),
             outbound_allow: Vec::new(),
             retry: RetryPolicy::default(),
+            outbox_lease: DEFAULT_LEASE,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             swap: SwapOptions::default(),
             admin: None,
@@ -104,7 +107,7 @@ impl HostSpec {
             .with(LoggingCapability)
             .with(CryptoCapability::new(Crypto::new(&self.config, Crypto::bcrypt_pool())))
             .with(SqlCapability::new(self.database.clone()))
-            .with(MessagingCapability::new(broker, self.retry, metrics.clone()))
+            .with(MessagingCapability::new(broker, self.retry, self.outbox_lease, metrics.clone(), &self.config)?)
             .with(OutboundHttpCapability::new(outbound)))
     }
 }
@@ -306,21 +309,31 @@ pub fn generate_token_keys() -> anyhow::Result<(String, String)> {
 }
 
 /// The settings components see through `wasi:config`: all but the secrets the host keeps (the
-/// token signing key is used by the host's `skiff:crypto`, never handed to a component).
+/// token signing key is used by the host's `skiff:crypto` and the event signing key by its
+/// outbox relay, never handed to a component).
 fn component_settings(config: &[(String, String)]) -> Vec<(String, String)> {
-    config.iter().filter(|(key, _)| !Crypto::HOST_ONLY_SETTINGS.contains(&key.as_str())).cloned().collect()
+    let host_only =
+        |key: &str| Crypto::HOST_ONLY_SETTINGS.contains(&key) || MessagingCapability::HOST_ONLY_SETTINGS.contains(&key);
+    config.iter().filter(|(key, _)| !host_only(key)).cloned().collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::component_settings;
     use crate::capability::crypto::{TOKEN_PUBLIC_KEY, TOKEN_SIGNING_KEY};
+    use crate::capability::messaging::{EVENT_SIGNING_KEY, EVENT_TRUSTED_KEYS};
 
     #[test]
-    fn components_never_see_the_token_signing_key() {
-        let config = [(TOKEN_SIGNING_KEY, "seed"), (TOKEN_PUBLIC_KEY, "public"), ("bcrypt_cost", "4")]
-            .map(|(key, value)| (key.to_owned(), value.to_owned()));
+    fn components_never_see_the_signing_keys() {
+        let config = [
+            (TOKEN_SIGNING_KEY, "seed"),
+            (TOKEN_PUBLIC_KEY, "public"),
+            ("bcrypt_cost", "4"),
+            (EVENT_SIGNING_KEY, "seed"),
+            (EVENT_TRUSTED_KEYS, "auth=public"),
+        ]
+        .map(|(key, value)| (key.to_owned(), value.to_owned()));
         let keys: Vec<String> = component_settings(&config).into_iter().map(|(key, _)| key).collect();
-        assert_eq!(keys, [TOKEN_PUBLIC_KEY, "bcrypt_cost"]);
+        assert_eq!(keys, [TOKEN_PUBLIC_KEY, "bcrypt_cost", EVENT_TRUSTED_KEYS]);
     }
 }

@@ -3,6 +3,7 @@ use clap::Parser;
 
 use skiff::admin::watch::WatchSpec;
 use skiff::capability::crypto::{TOKEN_PUBLIC_KEY, TOKEN_SIGNING_KEY};
+use skiff::capability::messaging::{EVENT_SIGNING_KEY, EVENT_TRUSTED_KEYS};
 use skiff::cli::{Cli, Command, CommonArgs, CompileArgs, DevArgs, ServeArgs, config_from_env};
 use skiff::launch::{Host, HostSpec, ServiceSpec, components_in, generate_token_keys, service_name, sqlite_url};
 use skiff::runtime::{HostCapabilities, Runtime, RuntimeOptions};
@@ -83,6 +84,8 @@ fn dev_spec(mut args: DevArgs) -> anyhow::Result<HostSpec> {
         .iter()
         .map(|component| ServiceSpec::embedded(component, &args.common.data_dir))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let names: Vec<&str> = services.iter().map(|service| service.name.as_str()).collect();
+    add_dev_event_keys(&mut args.common.config, &names)?;
     Ok(args.common.host_spec(args.listen, services))
 }
 
@@ -100,6 +103,21 @@ fn add_config_from_env(common: &mut CommonArgs) {
     let mut pairs = config_from_env(std::env::vars());
     pairs.append(&mut common.config);
     common.config = pairs;
+}
+
+/// In `skiff dev`, every service signs its events with one key made at start-up, and every
+/// service trusts it under each service's name, unless event keys are configured: the
+/// signatures are checked on the embedded queue exactly as in production.
+fn add_dev_event_keys(config: &mut Vec<(String, String)>, services: &[&str]) -> anyhow::Result<()> {
+    let has = |key: &str| config.iter().any(|(k, _)| k == key);
+    if has(EVENT_SIGNING_KEY) || has(EVENT_TRUSTED_KEYS) {
+        return Ok(());
+    }
+    let (private, public) = generate_token_keys()?;
+    let trusted: Vec<String> = services.iter().map(|name| format!("{name}={public}")).collect();
+    config.push((EVENT_SIGNING_KEY.into(), private));
+    config.push((EVENT_TRUSTED_KEYS.into(), trusted.join(",")));
+    Ok(())
 }
 
 /// In `skiff dev`, the host signs (for auth) and verifies (for users and notify) with a key pair made at start-up,

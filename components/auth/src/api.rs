@@ -86,8 +86,7 @@ fn login(request: &Request) -> Result<Response, Error> {
     // to commit with (the event is its only record); clearing the failure count above is
     // housekeeping that must not hold the event back when it fails.
     let headers = vec![("traceparent".to_owned(), traceparent)];
-    if let Err(error) =
-        publish(LOGIN_EXCHANGE, &event.event_id, "user.login", headers, event.to_json().to_string().into_bytes())
+    if let Err(error) = publish(LOGIN_EXCHANGE, &event.event_id, "", headers, event.to_json().to_string().into_bytes())
     {
         log_error("auth", &format!("login event {} not stored: {error}", event.event_id));
     }

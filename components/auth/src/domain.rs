@@ -2,11 +2,13 @@
 
 use serde_json::{Value, json};
 use service_kit::json::JsonObject;
+use service_kit::platform::Exchange;
 use service_kit::problem::FieldError;
 use service_kit::time;
 
-/// Exchange the login events go to.
-pub const LOGIN_EXCHANGE: &str = "user_login_event";
+/// Where login events go: a fanout exchange, as in the original, so every queue bound to it
+/// gets every event (the routing key is empty and ignored).
+pub const LOGIN_EXCHANGE: Exchange = Exchange::fanout("user_login_event");
 /// Default token lifetime.
 pub const DEFAULT_TOKEN_TTL_SECS: i64 = 3600;
 

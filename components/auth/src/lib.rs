@@ -34,8 +34,8 @@ mod bindings {
             "skiff:crypto/tokens@0.1.0": service_kit::bindings::skiff::crypto::tokens,
             "skiff:sql/client@0.2.0": service_kit::bindings::skiff::sql::client,
             "skiff:sql/types@0.2.0": service_kit::bindings::skiff::sql::types,
-            "skiff:messaging/producer@0.2.0": service_kit::bindings::skiff::messaging::producer,
-            "skiff:messaging/types@0.2.0": service_kit::bindings::skiff::messaging::types,
+            "skiff:messaging/producer@0.3.0": service_kit::bindings::skiff::messaging::producer,
+            "skiff:messaging/types@0.3.0": service_kit::bindings::skiff::messaging::types,
         },
     });
 

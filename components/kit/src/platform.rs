@@ -4,7 +4,8 @@
 
 use crate::bindings::skiff::crypto::{issuing, tokens};
 use crate::bindings::skiff::messaging::producer;
-use crate::bindings::skiff::messaging::types::Message;
+pub use crate::bindings::skiff::messaging::types::ExchangeKind;
+use crate::bindings::skiff::messaging::types::{self as messaging, Message};
 use crate::bindings::skiff::sql::client::Transaction;
 use crate::bindings::wasi::clocks::wall_clock;
 use crate::bindings::wasi::config::store as config;
@@ -98,27 +99,53 @@ fn emit(level: logging::Level, context: &str, message: &str) {
     eprintln!("{level:?} {context}: {message}");
 }
 
+/// An exchange a component publishes to or consumes from, named once as a constant in its
+/// domain module. Every service that uses it must give the same kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exchange {
+    pub name: &'static str,
+    pub kind: ExchangeKind,
+}
+
+impl Exchange {
+    /// Events: every bound queue gets every message.
+    pub const fn fanout(name: &'static str) -> Self {
+        Self { name, kind: ExchangeKind::Fanout }
+    }
+
+    /// Routed by routing key against each queue's binding pattern.
+    pub const fn topic(name: &'static str) -> Self {
+        Self { name, kind: ExchangeKind::Topic }
+    }
+
+    /// The exchange as `skiff:messaging` takes it.
+    pub fn to_wit(self) -> messaging::Exchange {
+        messaging::Exchange { name: self.name.to_owned(), kind: self.kind }
+    }
+}
+
 /// Hands a JSON event to the host's outbox, which delivers it to `exchange`.
 pub fn publish(
-    exchange: &str,
+    exchange: Exchange,
     id: &str,
     routing_key: &str,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 ) -> Result<(), String> {
-    producer::publish(exchange, &json_message(id, routing_key, headers, body)).map_err(|e| format!("{e:?}"))
+    producer::publish(&exchange.to_wit(), &json_message(id, routing_key, headers, body)).map_err(|e| format!("{e:?}"))
 }
 
 /// Like [`publish`], inside `tx`: the event goes out once `tx` commits, never if it rolls back.
 pub fn publish_in(
     tx: &Transaction,
-    exchange: &str,
+    exchange: Exchange,
     id: &str,
     routing_key: &str,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 ) -> Result<(), String> {
-    producer::publish_in(tx, exchange, &json_message(id, routing_key, headers, body)).map_err(|e| format!("{e:?}"))
+    producer::publish_in(tx, &exchange.to_wit(), &json_message(id, routing_key, headers, body))
+        .map_err(|e| format!("{e:?}"))
 }
 
 fn json_message(id: &str, routing_key: &str, headers: Vec<(String, String)>, body: Vec<u8>) -> Message {

@@ -11,6 +11,10 @@ use crate::store;
 
 /// How long the webhook may take before the attempt counts as failed.
 const WEBHOOK_TIMEOUT_MS: u64 = 5_000;
+/// How long a claim on a delivery holds: the webhook's timeout and a margin. A replica that
+/// dies while calling the webhook leaves the claim to expire; its unacknowledged message comes
+/// back and is delivered then (the consumer's retries span longer than this by default).
+const CLAIM_MICROS: i64 = (WEBHOOK_TIMEOUT_MS as i64 + 1_000) * 1_000;
 
 pub fn handle(delivery: &Delivery) -> Outcome {
     let message = &delivery.message;
@@ -32,7 +36,9 @@ pub fn handle(delivery: &Delivery) -> Outcome {
 }
 
 /// Idempotent by event id: a redelivered event finds its notification and, if it was already
-/// delivered, is simply acknowledged.
+/// delivered, is simply acknowledged. Only the copy that claims the notification calls the
+/// webhook; a copy that finds it claimed by another delivery in progress tries again later,
+/// and is then acknowledged once that delivery succeeded.
 fn deliver_once(event: &LoginEvent, traceparent: Option<String>) -> Result<Outcome, String> {
     let fresh = Notification {
         id: new_uuid(),
@@ -53,6 +59,10 @@ fn deliver_once(event: &LoginEvent, traceparent: Option<String>) -> Result<Outco
         // No channel configured: the notification is kept and listed, nothing to send.
         return Ok(Outcome::Ack);
     };
+    let now = now_micros();
+    if !store::claim_delivery(&event.event_id, now, now + CLAIM_MICROS).map_err(|e| format!("{e:?}"))? {
+        return Err("another delivery of this event is in progress".into());
+    }
     let (scheme, authority, path) = split_url(&url)?;
     let mut headers = vec![
         ("content-type".to_owned(), "application/json".to_owned()),

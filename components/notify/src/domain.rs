@@ -1,9 +1,11 @@
 //! Notification rules, free of WIT so they are unit-tested natively.
 
 use serde_json::{Value, json};
+use service_kit::platform::Exchange;
 use service_kit::time;
 
-pub const LOGIN_EXCHANGE: &str = "user_login_event";
+/// auth's login events, fanned out to every queue bound to the exchange, as in the original.
+pub const LOGIN_EXCHANGE: Exchange = Exchange::fanout("user_login_event");
 /// The durable queue every notify replica shares.
 pub const LOGIN_QUEUE: &str = "notify.user_login_event";
 

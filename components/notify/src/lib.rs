@@ -33,7 +33,7 @@ mod bindings {
             "skiff:crypto/tokens@0.1.0": service_kit::bindings::skiff::crypto::tokens,
             "skiff:sql/client@0.2.0": service_kit::bindings::skiff::sql::client,
             "skiff:sql/types@0.2.0": service_kit::bindings::skiff::sql::types,
-            "skiff:messaging/types@0.2.0": service_kit::bindings::skiff::messaging::types,
+            "skiff:messaging/types@0.3.0": service_kit::bindings::skiff::messaging::types,
         },
     });
 
@@ -56,9 +56,10 @@ impl IncomingHandler for Component {
 impl Consumer for Component {
     fn subscriptions() -> Vec<Subscription> {
         vec![Subscription {
-            exchange: domain::LOGIN_EXCHANGE.into(),
+            exchange: domain::LOGIN_EXCHANGE.to_wit(),
             queue: domain::LOGIN_QUEUE.into(),
-            binding_key: "#".into(),
+            // A fanout exchange ignores binding keys.
+            binding_key: String::new(),
         }]
     }
 
@@ -69,10 +70,17 @@ impl Consumer for Component {
 
 impl Migrations for Component {
     fn all() -> Vec<Migration> {
-        vec![Migration {
-            version: 1,
-            name: "create_notifications".into(),
-            sql: include_str!("../migrations/0001_create_notifications.sql").into(),
-        }]
+        vec![
+            Migration {
+                version: 1,
+                name: "create_notifications".into(),
+                sql: include_str!("../migrations/0001_create_notifications.sql").into(),
+            },
+            Migration {
+                version: 2,
+                name: "add_delivery_claim".into(),
+                sql: include_str!("../migrations/0002_add_delivery_claim.sql").into(),
+            },
+        ]
     }
 }

@@ -34,15 +34,31 @@ pub fn by_event(event_id: &str) -> Result<Option<Notification>, StoreError> {
     rows.rows.first().map(|row| from_row(row)).transpose()
 }
 
-/// Counts a delivery attempt, and records the delivery when it succeeded.
+/// Takes the right to call the webhook for the event's notification until `until`
+/// (microseconds): `false` when it is delivered already or another delivery holds an unexpired
+/// claim. One statement, so two replicas cannot both win.
+pub fn claim_delivery(event_id: &str, now: i64, until: i64) -> Result<bool, StoreError> {
+    let claimed = client::execute(
+        "UPDATE notifications SET claimed_until = $1 \
+         WHERE event_id = $2 AND delivered_at IS NULL AND (claimed_until IS NULL OR claimed_until < $3)",
+        &[Value::Int64(until), Value::Text(event_id.to_owned()), Value::Int64(now)],
+    )?;
+    Ok(claimed == 1)
+}
+
+/// Counts a delivery attempt, records the delivery when it succeeded, and gives up the claim.
 pub fn record_attempt(event_id: &str, delivered_at: Option<i64>) -> Result<(), StoreError> {
     let event = Value::Text(event_id.to_owned());
     match delivered_at {
         Some(at) => client::execute(
-            "UPDATE notifications SET attempts = attempts + 1, delivered_at = $1 WHERE event_id = $2",
+            "UPDATE notifications SET attempts = attempts + 1, delivered_at = $1, claimed_until = NULL \
+             WHERE event_id = $2",
             &[Value::Timestamp(at), event],
         )?,
-        None => client::execute("UPDATE notifications SET attempts = attempts + 1 WHERE event_id = $1", &[event])?,
+        None => client::execute(
+            "UPDATE notifications SET attempts = attempts + 1, claimed_until = NULL WHERE event_id = $1",
+            &[event],
+        )?,
     };
     Ok(())
 }

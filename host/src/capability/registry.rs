@@ -30,9 +30,9 @@ pub struct ServiceFacts {
     pub name: String,
     /// Where the service's own database lives (`postgres://…` or `sqlite://…`).
     pub database_url: String,
-    /// The interfaces the component imports, e.g. `skiff:messaging/producer@0.2.0`.
+    /// The interfaces the component imports, e.g. `skiff:messaging/producer@0.3.0`.
     pub imports: Vec<String>,
-    /// The interfaces it exports, e.g. `skiff:messaging/consumer@0.2.0`.
+    /// The interfaces it exports, e.g. `skiff:messaging/consumer@0.3.0`.
     pub exports: Vec<String>,
 }
 

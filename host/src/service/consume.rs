@@ -1,4 +1,5 @@
-//! Handing deliveries to the service's component, one fresh instance per message.
+//! Handing deliveries to the service's component, one fresh instance per message, each
+//! holding one of the host's instance slots (so consumers stay within the instance limit).
 
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -21,10 +22,7 @@ impl Service {
             return Ok(());
         }
         let subscriptions = version.subscriptions(self.new_state(), &self.ctx.runtime).await?;
-        let specs = subscriptions
-            .into_iter()
-            .map(|s| SubscriptionSpec { exchange: s.exchange, queue: s.queue, binding_key: s.binding_key })
-            .collect();
+        let specs = subscriptions.into_iter().map(SubscriptionSpec::from).collect();
         let handler: Arc<dyn MessageHandler> = self.clone();
         messaging.consume(specs, handler).await;
         Ok(())

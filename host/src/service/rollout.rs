@@ -9,7 +9,7 @@ use super::canary::CanaryPolicy;
 use super::slot::{RolledBack, SlotError, VersionInfo, VersionState};
 use super::version::{CompileError, Origin};
 use super::{ComponentVersion, Service};
-use crate::capability::messaging::{MessagingCapability, Subscription};
+use crate::capability::messaging::{MessagingCapability, Subscription, SubscriptionSpec};
 use crate::capability::sql::apply_migrations;
 use crate::metrics::SwapLabels;
 
@@ -179,8 +179,7 @@ impl Service {
         if active.consumes() {
             // Queues are subscribed once at start; a version wanting others needs a restart.
             let queues = |subscriptions: Vec<Subscription>| {
-                let mut queues: Vec<_> =
-                    subscriptions.into_iter().map(|s| (s.exchange, s.queue, s.binding_key)).collect();
+                let mut queues: Vec<SubscriptionSpec> = subscriptions.into_iter().map(SubscriptionSpec::from).collect();
                 queues.sort();
                 queues
             };

@@ -23,15 +23,33 @@ pub struct Received {
     pub body: serde_json::Value,
 }
 
+/// How a [`Webhook`] answers.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookBehaviour {
+    /// Answer 500 to this many requests first.
+    pub failures: usize,
+    /// Take this long over each request (to make deliveries overlap).
+    pub delay: Duration,
+}
+
 /// An HTTP server that records what it is sent and answers 500 to the first `failures` requests.
 pub struct Webhook {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     attempts: Arc<AtomicUsize>,
+    /// A user whose notifications get 500, from [`Webhook::break_for_user`] on.
+    broken_for_user: Arc<Mutex<Option<String>>>,
 }
 
 impl Webhook {
     pub async fn start(failures: usize) -> Self {
+        Self::start_with(WebhookBehaviour { failures, ..WebhookBehaviour::default() }).await
+    }
+
+    pub async fn start_with(behaviour: WebhookBehaviour) -> Self {
+        let WebhookBehaviour { failures, delay } = behaviour;
+        let broken_for_user = Arc::new(Mutex::new(None::<String>));
+        let broken = broken_for_user.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -40,17 +58,20 @@ impl Webhook {
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
-                let (log, count) = (log.clone(), count.clone());
+                let (log, count, broken) = (log.clone(), count.clone(), broken.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                        let (log, count) = (log.clone(), count.clone());
+                        let (log, count, broken) = (log.clone(), count.clone(), broken.clone());
                         async move {
                             let (parts, body) = request.into_parts();
                             let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                            let status = if count.fetch_add(1, Ordering::SeqCst) < failures {
+                            tokio::time::sleep(delay).await;
+                            let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                            let broken =
+                                broken.lock().unwrap().as_ref().is_some_and(|user| body["user_id"] == user.as_str());
+                            let status = if count.fetch_add(1, Ordering::SeqCst) < failures || broken {
                                 500
                             } else {
-                                let body = serde_json::from_slice(&bytes).unwrap_or_default();
                                 log.lock().unwrap().push(Received { at: Instant::now(), headers: parts.headers, body });
                                 200
                             };
@@ -63,7 +84,12 @@ impl Webhook {
                 });
             }
         });
-        Self { addr, received, attempts }
+        Self { addr, received, attempts, broken_for_user }
+    }
+
+    /// From now on, every notification for `user_id` gets 500.
+    pub fn break_for_user(&self, user_id: &str) {
+        *self.broken_for_user.lock().unwrap() = Some(user_id.to_owned());
     }
 
     pub fn url(&self) -> String {
@@ -182,7 +208,12 @@ impl SkiffProcess {
             .args(args)
             .env("SKIFF_LOG_FORMAT", "json")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            // `SKIFF_TEST_PROCESS_LOGS=1` shows what the processes log, to debug a test.
+            .stderr(if std::env::var_os("SKIFF_TEST_PROCESS_LOGS").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .unwrap();
         Self { child, addr }

@@ -13,6 +13,7 @@
 mod component_logs;
 mod edges;
 mod fixtures;
+mod fleet;
 mod helpers;
 mod host_routes;
 mod lifecycle;

@@ -4,7 +4,9 @@
 
 use async_trait::async_trait;
 use prometheus_client::metrics::gauge::Gauge;
-use skiff::capability::messaging::{Broker, DeliveryStream, OutboundMessage, Outbox, SubscriptionSpec};
+use skiff::capability::messaging::{
+    Broker, DeliveryStream, Exchange, ExchangeKind, OutboundMessage, Outbox, RetryPolicy, SubscriptionSpec,
+};
 use skiff::capability::sql::{Database, DatabaseOptions, SqlClient};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -40,7 +42,7 @@ impl Broker for CountingBroker {
         Ok(())
     }
 
-    async fn subscribe(&self, _: &SubscriptionSpec) -> anyhow::Result<Box<dyn DeliveryStream>> {
+    async fn subscribe(&self, _: &SubscriptionSpec, _: &RetryPolicy) -> anyhow::Result<Box<dyn DeliveryStream>> {
         anyhow::bail!("the outbox never subscribes")
     }
 
@@ -51,7 +53,7 @@ impl Broker for CountingBroker {
 
 fn message(n: usize) -> OutboundMessage {
     OutboundMessage {
-        exchange: "user_login_event".into(),
+        exchange: Exchange::new("user_login_event", ExchangeKind::Fanout),
         id: format!("m{n:04}"),
         routing_key: String::new(),
         content_type: "application/json".into(),

@@ -2,7 +2,8 @@
 //! notify's webhook request for that login. `latency` counts from sending the login (so it
 //! includes the bcrypt check), `after_answer` from auth's answer. Each login carries its own `User-Agent`, which
 //! notify puts in the notification's message, so a webhook is matched to its login even when
-//! one arrives late or twice.
+//! one arrives late or twice. With several `--login-url`s (auth replicas), logins take turns
+//! among them; `duplicates` counts webhook requests beyond the first for a login.
 
 use axum::Router;
 use axum::extract::State;
@@ -18,9 +19,9 @@ use tokio::sync::Notify;
 
 #[derive(Parser)]
 struct Args {
-    /// auth's login URL, e.g. http://127.0.0.1:4001/auth-ms/auth/login
-    #[arg(long)]
-    login_url: String,
+    /// auth's login URL, e.g. http://127.0.0.1:4001/auth-ms/auth/login; repeat for replicas.
+    #[arg(long, required = true)]
+    login_url: Vec<String>,
     /// Where to receive notify's webhook requests (its `webhook_url` points here).
     #[arg(long)]
     webhook_listen: SocketAddr,
@@ -39,6 +40,8 @@ struct Args {
 #[derive(Default)]
 struct Arrivals {
     seen: Mutex<HashMap<String, Instant>>,
+    /// Webhook requests for a login already seen.
+    duplicates: Mutex<usize>,
     changed: Notify,
 }
 
@@ -58,7 +61,7 @@ async fn main() -> anyhow::Result<()> {
         let tag = format!("skiff-bench-login-{index}");
         let started = Instant::now();
         let response = client
-            .post(&args.login_url)
+            .post(&args.login_url[index % args.login_url.len()])
             .header("content-type", "application/json")
             .header("user-agent", &tag)
             .body(body.clone())
@@ -72,8 +75,13 @@ async fn main() -> anyhow::Result<()> {
             from_answer.push(arrived.saturating_duration_since(answered));
         }
     }
+    // Late copies would arrive shortly after their login: give them a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let duplicates = arrivals.duplicates.lock().map(|d| *d).unwrap_or_default();
     let report = serde_json::json!({
         "logins": args.count,
+        "auth_replicas": args.login_url.len(),
+        "duplicates": duplicates,
         "latency": Percentiles::of(&mut from_request),
         "after_answer": Percentiles::of(&mut from_answer),
     });
@@ -88,7 +96,16 @@ async fn webhook(State(arrivals): State<Arc<Arrivals>>, body: String) -> StatusC
     if let Some(start) = text.find("skiff-bench-login-") {
         let tag: String = text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
         if let Ok(mut seen) = arrivals.seen.lock() {
-            seen.entry(tag).or_insert(now);
+            match seen.entry(tag) {
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    if let Ok(mut duplicates) = arrivals.duplicates.lock() {
+                        *duplicates += 1;
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(now);
+                }
+            }
         }
         arrivals.changed.notify_waiters();
     }

@@ -1,6 +1,8 @@
 //! The embedded broker for `skiff dev`: durable queues in one SQLite file. Publishing copies a
-//! message into every queue bound to its exchange; a delivery is leased, so a crash before it
-//! is settled makes it deliverable again (at least once).
+//! message into every queue its exchange routes it to (every bound queue for a fanout
+//! exchange, the matching ones for a topic exchange); a delivery is leased, so a crash before
+//! it is settled makes it deliverable again (at least once). A retry waits in its row
+//! (`available_at`), so it holds up no other message.
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -11,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
-use super::client::{Broker, DeliveryStream, InboundDelivery, OutboundMessage, SubscriptionSpec, topic_matches};
+use super::client::{
+    Broker, DeliveryStream, Exchange, InboundDelivery, OutboundMessage, RetryPolicy, SubscriptionSpec,
+};
 
 /// How long a delivery may stay unsettled before it is handed out again.
 const LEASE: Duration = Duration::from_secs(60);
@@ -19,6 +23,7 @@ const LEASE: Duration = Duration::from_secs(60);
 const IDLE_POLL: Duration = Duration::from_millis(200);
 
 const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS exchanges (name TEXT PRIMARY KEY, kind TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS bindings (
     exchange TEXT NOT NULL, queue TEXT NOT NULL, binding_key TEXT NOT NULL,
     PRIMARY KEY (exchange, queue, binding_key));
@@ -59,18 +64,40 @@ fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
+/// Declares `exchange` as RabbitMQ does: the first declaration fixes its kind, and declaring
+/// it again as another kind is refused.
+async fn declare_exchange(tx: &mut sqlx::SqliteConnection, exchange: &Exchange) -> anyhow::Result<()> {
+    sqlx::query("INSERT OR IGNORE INTO exchanges (name, kind) VALUES ($1, $2)")
+        .bind(&exchange.name)
+        .bind(exchange.kind.as_str())
+        .execute(&mut *tx)
+        .await?;
+    let declared: String = sqlx::query_scalar("SELECT kind FROM exchanges WHERE name = $1")
+        .bind(&exchange.name)
+        .fetch_one(&mut *tx)
+        .await?;
+    anyhow::ensure!(
+        declared == exchange.kind.as_str(),
+        "exchange {:?} is declared as {declared}, not {}: every service must declare it as the same kind",
+        exchange.name,
+        exchange.kind.as_str()
+    );
+    Ok(())
+}
+
 #[async_trait]
 impl Broker for EmbeddedBroker {
     async fn publish(&self, message: &OutboundMessage) -> anyhow::Result<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let bindings = sqlx::query("SELECT queue, binding_key FROM bindings WHERE exchange = $1")
-            .bind(&message.exchange)
+        declare_exchange(&mut tx, &message.exchange).await?;
+        let bindings = sqlx::query("SELECT queue, binding_key FROM bindings WHERE exchange = $1 ORDER BY queue")
+            .bind(&message.exchange.name)
             .fetch_all(&mut *tx)
             .await?;
         let headers = serde_json::to_string(&message.headers)?;
         let mut queues: Vec<String> = bindings
             .iter()
-            .filter(|row| topic_matches(row.get::<&str, _>(1), &message.routing_key))
+            .filter(|row| message.exchange.kind.routes(row.get::<&str, _>(1), &message.routing_key))
             .map(|row| row.get::<String, _>(0))
             .collect();
         queues.dedup();
@@ -78,7 +105,7 @@ impl Broker for EmbeddedBroker {
         anyhow::ensure!(
             !queues.is_empty(),
             "no queue is bound to exchange {} for {}",
-            message.exchange,
+            message.exchange.name,
             message.routing_key
         );
         for queue in queues {
@@ -88,7 +115,7 @@ impl Broker for EmbeddedBroker {
             )
             .bind(queue)
             .bind(&message.id)
-            .bind(&message.exchange)
+            .bind(&message.exchange.name)
             .bind(&message.routing_key)
             .bind(&message.content_type)
             .bind(&headers)
@@ -102,17 +129,25 @@ impl Broker for EmbeddedBroker {
         Ok(())
     }
 
-    async fn subscribe(&self, subscription: &SubscriptionSpec) -> anyhow::Result<Box<dyn DeliveryStream>> {
+    async fn subscribe(
+        &self,
+        subscription: &SubscriptionSpec,
+        _retry: &RetryPolicy,
+    ) -> anyhow::Result<Box<dyn DeliveryStream>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        declare_exchange(&mut tx, &subscription.exchange).await?;
         sqlx::query("INSERT OR IGNORE INTO bindings (exchange, queue, binding_key) VALUES ($1, $2, $3)")
-            .bind(&subscription.exchange)
+            .bind(&subscription.exchange.name)
             .bind(&subscription.queue)
             .bind(&subscription.binding_key)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(Box::new(EmbeddedStream {
             pool: self.pool.clone(),
             published: self.published.clone(),
             queue: subscription.queue.clone(),
+            exchange: subscription.exchange.clone(),
         }))
     }
 
@@ -125,6 +160,7 @@ struct EmbeddedStream {
     pool: SqlitePool,
     published: Arc<Notify>,
     queue: String,
+    exchange: Exchange,
 }
 
 const LEASE_NEXT: &str = "UPDATE messages SET leased_until = $1 WHERE seq = (
@@ -151,7 +187,7 @@ impl DeliveryStream for EmbeddedStream {
                 let headers: Vec<(String, String)> = serde_json::from_str(row.get::<&str, _>(5)).unwrap_or_default();
                 let message = OutboundMessage {
                     id: row.get(1),
-                    exchange: row.get(2),
+                    exchange: self.exchange.clone(),
                     routing_key: row.get(3),
                     content_type: row.get(4),
                     headers,
@@ -202,7 +238,8 @@ impl InboundDelivery for EmbeddedDelivery {
     }
 
     async fn dead_letter(self: Box<Self>, reason: &str) -> anyhow::Result<()> {
-        tracing::warn!(id = %self.message.id, reason, "dead-lettering message");
+        // The row keeps its attempt count beside the reason.
+        tracing::warn!(id = %self.message.id, reason, attempts = self.attempt, "dead-lettering message");
         sqlx::query("UPDATE messages SET dead_reason = $1, leased_until = NULL WHERE seq = $2")
             .bind(reason)
             .bind(self.seq)

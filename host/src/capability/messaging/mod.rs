@@ -2,8 +2,9 @@
 //! RabbitMQ (AMQP 0.9.1) or the embedded SQLite-backed queue.
 //!
 //! `client.rs` is the broker trait, `amqp.rs` and `embedded.rs` its two implementations,
-//! `host.rs` the WIT `Host` traits, `outbox.rs` the outbox and its relay, and `consumer.rs`
-//! the loop that hands each delivery to a fresh component instance.
+//! `host.rs` the WIT `Host` traits, `outbox.rs` the outbox and its relay, `signing.rs` the
+//! events' Ed25519 signatures, and `consumer.rs` the loop that hands each delivery to a fresh
+//! component instance.
 
 mod amqp;
 mod client;
@@ -12,24 +13,27 @@ mod consumer;
 mod embedded;
 mod host;
 mod outbox;
+mod signing;
 
 use async_trait::async_trait;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
 pub use client::SubscriptionSpec;
-pub use client::{Broker, DeliveryStream, InboundDelivery, OutboundMessage, RetryPolicy};
+pub use client::{Broker, DeliveryStream, Exchange, ExchangeKind, InboundDelivery, OutboundMessage, RetryPolicy};
 pub use connect::connect_broker;
 pub use consumer::MessageHandler;
-pub use outbox::Outbox;
+pub use outbox::{DEFAULT_LEASE, Outbox};
+pub use signing::{EVENT_SIGNING_KEY, EVENT_TRUSTED_KEYS, EventSigner, TrustedPublishers};
 
 use super::sql::SqlCapability;
 use super::{Capability, CapabilityStore, InstanceView, ServiceSetup};
 use crate::metrics::{Metrics, RouteLabels};
-use consumer::run_subscription;
+use consumer::{Settler, run_subscription};
 
 // The only place the messaging world is turned into Rust.
 mod bindings {
@@ -48,6 +52,16 @@ mod bindings {
 
 pub use bindings::MessagingHostPre as ConsumerPre;
 pub use bindings::exports::skiff::messaging::consumer::{Delivery, Outcome, Subscription};
+
+impl From<Subscription> for SubscriptionSpec {
+    fn from(subscription: Subscription) -> Self {
+        Self {
+            exchange: Exchange::new(subscription.exchange.name, host::exchange_kind(subscription.exchange.kind)),
+            queue: subscription.queue,
+            binding_key: subscription.binding_key,
+        }
+    }
+}
 pub use bindings::skiff::messaging::types::{Error as MessagingError, Message};
 
 /// What the messaging host functions borrow from the store for one call: the outbox, and the
@@ -89,12 +103,36 @@ pub fn add_to_linker<T: Send + 'static>(
 pub struct MessagingCapability {
     broker: Arc<dyn Broker>,
     retry: RetryPolicy,
+    outbox_lease: Duration,
     metrics: Arc<Metrics>,
+    /// The `event_signing_key` setting, checked at start.
+    signing_seed: Option<String>,
+    trusted: Option<Arc<TrustedPublishers>>,
 }
 
 impl MessagingCapability {
-    pub fn new(broker: Arc<dyn Broker>, retry: RetryPolicy, metrics: Arc<Metrics>) -> Self {
-        Self { broker, retry, metrics }
+    /// Settings this capability reads that components must not see.
+    pub const HOST_ONLY_SETTINGS: &[&str] = &[EVENT_SIGNING_KEY];
+
+    /// Refuses settings that cannot work (a malformed key), so a host never starts with
+    /// signing or verification silently off.
+    pub fn new(
+        broker: Arc<dyn Broker>,
+        retry: RetryPolicy,
+        outbox_lease: Duration,
+        metrics: Arc<Metrics>,
+        config: &[(String, String)],
+    ) -> anyhow::Result<Self> {
+        let setting = |key: &str| config.iter().rev().find(|(k, _)| k == key).map(|(_, value)| value.clone());
+        let signing_seed = setting(EVENT_SIGNING_KEY);
+        if let Some(seed) = &signing_seed {
+            EventSigner::new("check", seed).map_err(anyhow::Error::msg)?;
+        }
+        let trusted = match setting(EVENT_TRUSTED_KEYS) {
+            Some(keys) => Some(Arc::new(TrustedPublishers::parse(&keys).map_err(anyhow::Error::msg)?)),
+            None => None,
+        };
+        Ok(Self { broker, retry, outbox_lease, metrics, signing_seed, trusted })
     }
 }
 
@@ -105,6 +143,7 @@ pub struct ServiceMessaging {
     outbox: Option<Arc<Outbox>>,
     /// For a consuming service: whether every subscription is live (readiness).
     subscribed: Option<Arc<AtomicBool>>,
+    trusted: Option<Arc<TrustedPublishers>>,
 }
 
 impl ServiceMessaging {
@@ -119,17 +158,11 @@ impl ServiceMessaging {
     pub async fn consume(&self, subscriptions: Vec<SubscriptionSpec>, handler: Arc<dyn MessageHandler>) {
         let Some(subscribed) = &self.subscribed else { return };
         for spec in subscriptions {
-            let initial = self.broker.subscribe(&spec).await.inspect_err(|error| {
+            let initial = self.broker.subscribe(&spec, &self.retry).await.inspect_err(|error| {
                 tracing::warn!(queue = %spec.queue, error = %format!("{error:#}"), "cannot subscribe yet");
             });
-            let task = run_subscription(
-                self.broker.clone(),
-                spec,
-                initial.ok(),
-                handler.clone(),
-                self.retry,
-                subscribed.clone(),
-            );
+            let settler = Settler { handler: handler.clone(), policy: self.retry, trusted: self.trusted.clone() };
+            let task = run_subscription(self.broker.clone(), spec, initial.ok(), settler, subscribed.clone());
             tokio::spawn(task);
         }
     }
@@ -157,13 +190,32 @@ impl Capability for MessagingCapability {
             let Some(sql) = service.state_of::<SqlCapability>() else {
                 anyhow::bail!("the outbox needs the sql capability composed before messaging");
             };
-            let depth = self.metrics.outbox_depth.get_or_create(&RouteLabels { route: service.service.name.clone() });
-            Some(Arc::new(Outbox::new((*sql).clone(), depth.clone())))
+            let name = &service.service.name;
+            let depth = self.metrics.outbox_depth.get_or_create(&RouteLabels { route: name.clone() });
+            let outbox = Outbox::with_lease((*sql).clone(), depth.clone(), self.outbox_lease);
+            let outbox = match &self.signing_seed {
+                Some(seed) => outbox.signed_by(EventSigner::new(name, seed).map_err(anyhow::Error::msg)?),
+                None => {
+                    tracing::warn!(service = %name, "no {EVENT_SIGNING_KEY}: this service's events go out unsigned");
+                    outbox
+                }
+            };
+            Some(Arc::new(outbox))
         } else {
             None
         };
-        let subscribed = service.exports_interface(CONSUMER_INTERFACE).then(|| Arc::new(AtomicBool::new(false)));
-        Ok(ServiceMessaging { broker: self.broker.clone(), retry: self.retry, outbox, subscribed })
+        let consumes = service.exports_interface(CONSUMER_INTERFACE);
+        if consumes && self.trusted.is_none() {
+            tracing::warn!(service = %service.service.name, "no {EVENT_TRUSTED_KEYS}: this service handles events without checking who signed them");
+        }
+        let subscribed = consumes.then(|| Arc::new(AtomicBool::new(false)));
+        Ok(ServiceMessaging {
+            broker: self.broker.clone(),
+            retry: self.retry,
+            outbox,
+            subscribed,
+            trusted: self.trusted.clone(),
+        })
     }
 
     fn instance(&self, service: &ServiceMessaging) -> Option<Arc<Outbox>> {

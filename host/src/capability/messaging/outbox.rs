@@ -10,31 +10,37 @@
 //! whose lease ran out (their relay crashed or lost its database) are claimable again. A row
 //! reaches the broker twice only if its relay dies between the broker's confirm and the delete,
 //! or stalls past the lease in the middle of its batch: delivery is at least once.
+//!
+//! The relay signs each message with the service's event key as it hands it over (see
+//! `signing.rs`), so the key never sits in the table.
 
 use prometheus_client::metrics::gauge::Gauge;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
-use super::client::{Broker, OutboundMessage};
+use super::client::{Broker, Exchange, ExchangeKind, OutboundMessage};
+use super::signing::EventSigner;
 use crate::capability::sql::{SqlClient, SqlError, SqlTransaction, Value};
 use crate::retry::retry_forever;
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS skiff_outbox (\
      id TEXT PRIMARY KEY, exchange TEXT NOT NULL, routing_key TEXT NOT NULL, content_type TEXT NOT NULL, \
      headers TEXT NOT NULL, body BYTEA NOT NULL, created_at TIMESTAMPTZ NOT NULL, \
-     claimed_by TEXT, claimed_until BIGINT)";
-/// Outbox tables from releases before claims lack these columns; `prepare` adds them.
-const CLAIM_COLUMNS: [(&str, &str); 2] = [("claimed_by", "TEXT"), ("claimed_until", "BIGINT")];
-const INSERT: &str = "INSERT INTO skiff_outbox (id, exchange, routing_key, content_type, headers, body, created_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+     claimed_by TEXT, claimed_until BIGINT, exchange_kind TEXT)";
+/// Outbox tables from earlier releases lack these columns; `prepare` adds them. Rows written
+/// before `exchange_kind` existed have none: they were login events, which are fanout now.
+const ADDED_COLUMNS: [(&str, &str); 3] =
+    [("claimed_by", "TEXT"), ("claimed_until", "BIGINT"), ("exchange_kind", "TEXT")];
+const INSERT: &str = "INSERT INTO skiff_outbox (id, exchange, routing_key, content_type, headers, body, created_at, exchange_kind) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 /// Claims up to `$4` rows that are free, leased out past `$3`, or already this relay's (`$1`,
 /// `$5`: the same id twice, as SQLite numbers its parameters by position); `{lock}` is
 /// Postgres's `FOR UPDATE SKIP LOCKED`.
 const CLAIM: &str = "UPDATE skiff_outbox SET claimed_by = $1, claimed_until = $2 WHERE id IN (\
      SELECT id FROM skiff_outbox WHERE claimed_until IS NULL OR claimed_until < $3 OR claimed_by = $5 \
      ORDER BY created_at, id LIMIT $4{lock})";
-const CLAIMED: &str = "SELECT id, exchange, routing_key, content_type, headers, body FROM skiff_outbox \
+const CLAIMED: &str = "SELECT id, exchange, routing_key, content_type, headers, body, exchange_kind FROM skiff_outbox \
      WHERE claimed_by = $1 ORDER BY created_at, id LIMIT $2";
 const BATCH: i64 = 100;
 /// How long a claim holds: a relay that has not delivered its batch by then (it crashed, or
@@ -50,6 +56,8 @@ pub struct Outbox {
     /// This relay's claim stamp, unique per process and service.
     relay_id: String,
     lease: Duration,
+    /// Signs each message as it leaves; `None` publishes unsigned (no `event_signing_key`).
+    signer: Option<EventSigner>,
 }
 
 impl Outbox {
@@ -60,14 +68,20 @@ impl Outbox {
     /// An outbox whose relay's claims hold for `lease`.
     pub fn with_lease(sql: Arc<dyn SqlClient>, depth: Gauge, lease: Duration) -> Self {
         let relay_id = uuid::Uuid::new_v4().to_string();
-        Self { sql, wake: Notify::new(), depth, relay_id, lease }
+        Self { sql, wake: Notify::new(), depth, relay_id, lease, signer: None }
     }
 
-    /// Creates the outbox table, or adds the claim columns to one from an earlier release;
+    /// This outbox with its relay signing every message with `signer`.
+    pub fn signed_by(mut self, signer: EventSigner) -> Self {
+        self.signer = Some(signer);
+        self
+    }
+
+    /// Creates the outbox table, or adds the newer columns to one from an earlier release;
     /// part of getting the service ready.
     pub async fn prepare(&self) -> Result<(), SqlError> {
         self.sql.execute(CREATE_TABLE, Vec::new()).await?;
-        for (column, kind) in CLAIM_COLUMNS {
+        for (column, kind) in ADDED_COLUMNS {
             let probe = format!("SELECT {column} FROM skiff_outbox LIMIT 1");
             if self.sql.query(&probe, Vec::new()).await.is_ok() {
                 continue;
@@ -125,7 +139,10 @@ impl Outbox {
         self.depth.set(self.count().await?);
         let mut delivered = 0;
         for row in &rows {
-            let message = message_from_row(row)?;
+            let mut message = message_from_row(row)?;
+            if let Some(signer) = &self.signer {
+                signer.sign(&mut message);
+            }
             if let Err(error) = broker.publish(&message).await {
                 self.release().await;
                 return Err(error);
@@ -181,12 +198,13 @@ fn row_of(message: &OutboundMessage) -> Vec<Value> {
     let headers = serde_json::to_string(&message.headers).unwrap_or_else(|_| "[]".into());
     vec![
         Value::Text(message.id.clone()),
-        Value::Text(message.exchange.clone()),
+        Value::Text(message.exchange.name.clone()),
         Value::Text(message.routing_key.clone()),
         Value::Text(message.content_type.clone()),
         Value::Text(headers),
         Value::Bytes(message.body.clone()),
         Value::Timestamp(chrono::Utc::now().timestamp_micros()),
+        Value::Text(message.exchange.kind.as_str().into()),
     ]
 }
 
@@ -214,9 +232,15 @@ fn message_from_row(row: &[Value]) -> anyhow::Result<OutboundMessage> {
         Some(Value::Bytes(bytes)) => bytes.clone(),
         other => anyhow::bail!("unexpected outbox body: {other:?}"),
     };
+    let kind = match row.get(6) {
+        Some(Value::Text(kind)) => {
+            ExchangeKind::parse(kind).ok_or_else(|| anyhow::anyhow!("unknown exchange kind {kind:?} in the outbox"))?
+        }
+        _ => ExchangeKind::Fanout,
+    };
     Ok(OutboundMessage {
         id: text(0)?,
-        exchange: text(1)?,
+        exchange: Exchange::new(text(1)?, kind),
         routing_key: text(2)?,
         content_type: text(3)?,
         headers: serde_json::from_str(&text(4)?).unwrap_or_default(),

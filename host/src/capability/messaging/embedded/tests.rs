@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{EmbeddedBroker, LEASE};
 use crate::capability::messaging::client::{
-    Broker, DeliveryStream, InboundDelivery, OutboundMessage, SubscriptionSpec,
+    Broker, DeliveryStream, Exchange, ExchangeKind, InboundDelivery, OutboundMessage, RetryPolicy, SubscriptionSpec,
 };
 
 /// A broker file in a folder removed when the test ends.
@@ -30,9 +30,14 @@ impl Drop for BrokerFile {
     }
 }
 
+/// The topic exchange most tests route on.
+fn events() -> Exchange {
+    Exchange::new("events", ExchangeKind::Topic)
+}
+
 fn message(id: &str, routing_key: &str) -> OutboundMessage {
     OutboundMessage {
-        exchange: "events".into(),
+        exchange: events(),
         id: id.into(),
         routing_key: routing_key.into(),
         content_type: "application/json".into(),
@@ -42,8 +47,8 @@ fn message(id: &str, routing_key: &str) -> OutboundMessage {
 }
 
 async fn subscribe(broker: &EmbeddedBroker, queue: &str, binding_key: &str) -> Box<dyn DeliveryStream> {
-    let spec = SubscriptionSpec { exchange: "events".into(), queue: queue.into(), binding_key: binding_key.into() };
-    broker.subscribe(&spec).await.unwrap()
+    let spec = SubscriptionSpec { exchange: events(), queue: queue.into(), binding_key: binding_key.into() };
+    broker.subscribe(&spec, &RetryPolicy::default()).await.unwrap()
 }
 
 async fn next(stream: &mut Box<dyn DeliveryStream>) -> Box<dyn InboundDelivery> {
@@ -85,6 +90,37 @@ async fn every_matching_queue_gets_its_own_copy_and_others_none() {
         delivery.ack().await.unwrap();
     }
     assert_nothing_for(&mut orders, QUIET).await;
+}
+
+#[tokio::test]
+async fn a_fanout_exchange_gives_every_bound_queue_every_message_and_keeps_its_kind() {
+    let file = BrokerFile::new();
+    let broker = file.open().await;
+    let logins = Exchange::new("user_login_event", ExchangeKind::Fanout);
+    let subscribe_to_logins = |queue: &str, binding_key: &str| SubscriptionSpec {
+        exchange: logins.clone(),
+        queue: queue.into(),
+        binding_key: binding_key.into(),
+    };
+    // Whatever the binding keys say: a fanout exchange ignores them, as RabbitMQ's does.
+    let mut notify = broker.subscribe(&subscribe_to_logins("notify", ""), &RetryPolicy::default()).await.unwrap();
+    let mut audit = broker.subscribe(&subscribe_to_logins("audit", "order.*"), &RetryPolicy::default()).await.unwrap();
+    let mut sent = message("m1", "anything");
+    sent.exchange = logins.clone();
+    broker.publish(&sent).await.unwrap();
+    for stream in [&mut notify, &mut audit] {
+        let delivery = next(stream).await;
+        assert_eq!(delivery.message(), &sent);
+        delivery.ack().await.unwrap();
+    }
+    // Declared as fanout, it cannot be used as topic, by a publisher or by a subscriber.
+    let mut as_topic = sent.clone();
+    as_topic.exchange.kind = ExchangeKind::Topic;
+    let refused = broker.publish(&as_topic).await.unwrap_err();
+    assert!(format!("{refused}").contains("declared as fanout"), "{refused}");
+    let topic_subscription =
+        SubscriptionSpec { exchange: as_topic.exchange, queue: "late".into(), binding_key: "#".into() };
+    assert!(broker.subscribe(&topic_subscription, &RetryPolicy::default()).await.is_err());
 }
 
 #[tokio::test]

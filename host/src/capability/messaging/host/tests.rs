@@ -6,6 +6,7 @@ use std::sync::Arc;
 use wasmtime::component::{Resource, ResourceTable};
 
 use super::super::bindings::skiff::messaging::producer::Host as _;
+use super::super::bindings::skiff::messaging::types::{Exchange, ExchangeKind};
 use super::{Message, MessagingError, MessagingView, Outbox};
 use crate::capability::sql::bindings::skiff::sql::client::{Host as _, HostTransaction as _};
 use crate::capability::sql::{Database, DatabaseOptions, SqlClient, SqlView, TransactionSlot, Value};
@@ -18,6 +19,10 @@ fn message(id: &str) -> Message {
         headers: Vec::new(),
         body: b"{}".to_vec(),
     }
+}
+
+fn login_events() -> Exchange {
+    Exchange { name: "user_login_event".into(), kind: ExchangeKind::Fanout }
 }
 
 async fn waiting(sql: &Arc<dyn SqlClient>) -> Vec<Value> {
@@ -36,7 +41,7 @@ async fn publish_in_a_transaction(
     let tx = SqlView::new(sql, table).begin().await.unwrap().unwrap();
     let borrowed = Resource::<TransactionSlot>::new_borrow(tx.rep());
     let mut view = MessagingView::new(Some(outbox), table);
-    view.publish_in(borrowed, "user_login_event".into(), message(id)).await.unwrap().unwrap();
+    view.publish_in(borrowed, login_events(), message(id)).await.unwrap().unwrap();
     let mut view = SqlView::new(sql, table);
     let ended = if commit { view.commit(tx).await } else { view.rollback(tx).await };
     ended.unwrap().unwrap();
@@ -59,9 +64,14 @@ async fn publish_in_a_rolled_back_transaction_stores_nothing_and_in_a_committed_
 
     // Outside a transaction, as before.
     let mut view = MessagingView::new(Some(&outbox), &mut table);
-    view.publish("user_login_event".into(), message("plain")).await.unwrap().unwrap();
-    let refused = view.publish("user_login_event".into(), message(" ")).await.unwrap();
+    view.publish(login_events(), message("plain")).await.unwrap().unwrap();
+    let refused = view.publish(login_events(), message(" ")).await.unwrap();
     assert!(matches!(refused, Err(MessagingError::Invalid(_))), "{refused:?}");
+    // A component cannot sign for the host or set the attempt count.
+    let mut forged = message("forged");
+    forged.headers.push(("X-Skiff-Attempt".into(), "5".into()));
+    let refused = view.publish(login_events(), forged).await.unwrap();
+    assert!(matches!(&refused, Err(MessagingError::Invalid(why)) if why.contains("x-skiff-")), "{refused:?}");
     assert_eq!(waiting(&sql).await, [Value::Text("committed".into()), Value::Text("plain".into())]);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{BATCH, Outbox};
-use crate::capability::messaging::client::{Broker, DeliveryStream, OutboundMessage, SubscriptionSpec};
+use crate::capability::messaging::client::{
+    Broker, DeliveryStream, Exchange, ExchangeKind, OutboundMessage, RetryPolicy, SubscriptionSpec,
+};
 use crate::capability::sql::{Database, DatabaseOptions, Value};
 
 /// Takes every message until `accept` runs out, then refuses as a broker that went away does.
@@ -42,7 +44,7 @@ impl Broker for RecordingBroker {
         Ok(())
     }
 
-    async fn subscribe(&self, _: &SubscriptionSpec) -> anyhow::Result<Box<dyn DeliveryStream>> {
+    async fn subscribe(&self, _: &SubscriptionSpec, _: &RetryPolicy) -> anyhow::Result<Box<dyn DeliveryStream>> {
         anyhow::bail!("the outbox never subscribes")
     }
 
@@ -66,7 +68,7 @@ fn replica(first: &Outbox, lease: Duration) -> Arc<Outbox> {
 
 fn message(id: &str) -> OutboundMessage {
     OutboundMessage {
-        exchange: "user_login_event".into(),
+        exchange: Exchange::new("user_login_event", ExchangeKind::Fanout),
         id: id.into(),
         routing_key: "user.login".into(),
         content_type: "application/json".into(),
@@ -254,6 +256,32 @@ async fn an_outbox_table_from_an_earlier_release_gains_the_claim_columns_and_kee
     let broker = RecordingBroker::new(usize::MAX);
     assert_eq!(outbox.relay_batch(broker.as_ref()).await.unwrap(), 2);
     assert_eq!(broker.ids(), ["old", "new"]);
+    let kinds: Vec<_> = broker.published.lock().unwrap().iter().map(|m| m.exchange.clone()).collect();
+    assert_eq!(kinds, [Exchange::new("user_login_event", ExchangeKind::Fanout), message("new").exchange]);
+}
+
+#[tokio::test]
+async fn the_exchange_kind_goes_out_as_published_and_a_relay_with_a_key_signs_every_message() {
+    use crate::capability::messaging::signing::{EventSigner, TrustedPublishers};
+    let sql = Database::connect("sqlite::memory:", &DatabaseOptions::default()).await.unwrap();
+    let seed = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let outbox = Outbox::new(sql, Gauge::default()).signed_by(EventSigner::new("auth", seed).unwrap());
+    outbox.prepare().await.unwrap();
+    let mut topic = message("t1");
+    topic.exchange = Exchange::new("orders", ExchangeKind::Topic);
+    outbox.enqueue(&topic).await.unwrap();
+    outbox.enqueue(&message("f1")).await.unwrap();
+    let broker = RecordingBroker::new(usize::MAX);
+    assert_eq!(outbox.relay_batch(broker.as_ref()).await.unwrap(), 2);
+
+    let public = "A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg=";
+    let trusted = TrustedPublishers::parse(&format!("auth={public}")).unwrap();
+    let published = broker.published.lock().unwrap().clone();
+    assert_eq!(published[0].exchange, topic.exchange);
+    assert_eq!(published[1].exchange.kind, ExchangeKind::Fanout);
+    for message in &published {
+        assert_eq!(trusted.verify(message), Ok("auth"), "{message:?}");
+    }
 }
 
 #[tokio::test]
