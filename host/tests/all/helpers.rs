@@ -126,6 +126,8 @@ pub struct AppOptions {
     /// Start the admin listener with this token.
     pub admin_token: Option<String>,
     pub swap: SwapOptions,
+    /// Connections each listener keeps open at once.
+    pub max_connections: usize,
 }
 
 impl Default for AppOptions {
@@ -151,6 +153,7 @@ impl Default for AppOptions {
             wait_ready: true,
             admin_token: None,
             swap: SwapOptions::default(),
+            max_connections: skiff::server::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -187,6 +190,7 @@ impl TestApp {
         spec.retry = options.retry;
         spec.shutdown_grace = Duration::from_secs(5);
         spec.swap = options.swap;
+        spec.max_connections = options.max_connections;
         spec.admin = options.admin_token.map(|token| AdminSpec {
             listen: "127.0.0.1:0".parse().unwrap(),
             token,

@@ -149,7 +149,9 @@ async fn invalid_input_names_the_field(backend: Backend) {
         json!({"name": "x".repeat(200_000), "surname": "L", "email": "big@example.org", "password": "long enough"});
     let too_large = create(&app, &huge).await;
     assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(too_large.headers()["connection"], "close", "answered before the body was read");
+    // The host read the body (it is under the host's limit) before the component refused it,
+    // so the connection stays usable.
+    assert!(too_large.headers().get("connection").is_none());
 
     let admin = token_for("00000000-0000-4000-8000-00000000a11d", Role::Admin);
     let bad_query = app.client.get(app.url("/users-ms/users?limit=1000")).bearer_auth(&admin).send().await.unwrap();
