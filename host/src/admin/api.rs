@@ -11,7 +11,6 @@
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -21,7 +20,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::error::AdminError;
 use super::{AdminSpec, MAX_COMPONENT_BYTES, auth};
-use crate::server::full_body;
+use crate::server::{WatchedBody, full_body};
 use crate::service::{Candidate, Service};
 
 /// The admin API over a host's services.
@@ -51,7 +50,7 @@ impl Admin {
         Self { services, token: spec.token.clone(), components_dir: spec.components_dir.clone() }
     }
 
-    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<HyperOutgoingBody> {
+    pub async fn handle(&self, request: Request<WatchedBody>, peer: SocketAddr) -> Response<HyperOutgoingBody> {
         let (method, path) = (request.method().clone(), request.uri().path().to_owned());
         match self.route(request).await {
             Ok(response) => {
@@ -65,7 +64,7 @@ impl Admin {
         }
     }
 
-    async fn route(&self, request: Request<Incoming>) -> Result<Response<HyperOutgoingBody>, AdminError> {
+    async fn route(&self, request: Request<WatchedBody>) -> Result<Response<HyperOutgoingBody>, AdminError> {
         if !auth::authorized(request.headers(), &self.token) {
             return Err(AdminError::Unauthorized);
         }
@@ -117,7 +116,7 @@ impl Admin {
     }
 
     /// The rollout asked for: uploaded bytes, or a file from the components folder.
-    async fn candidate(&self, request: Request<Incoming>) -> Result<Candidate, AdminError> {
+    async fn candidate(&self, request: Request<WatchedBody>) -> Result<Candidate, AdminError> {
         let content_type =
             request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let query = request.uri().query().unwrap_or_default().to_owned();
@@ -170,7 +169,7 @@ impl Admin {
     }
 }
 
-async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, AdminError> {
+async fn read_body(body: WatchedBody, limit: usize) -> Result<Bytes, AdminError> {
     Limited::new(body, limit).collect().await.map(|body| body.to_bytes()).map_err(|error| {
         if error.is::<http_body_util::LengthLimitError>() {
             AdminError::TooLarge(limit)

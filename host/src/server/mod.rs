@@ -12,11 +12,11 @@ pub use answer::{DIGEST_HEADER, VERSION_HEADER, into_response};
 pub use health::Health;
 pub use local::InProcess;
 pub use router::App;
+pub use unread_body::WatchedBody;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -92,7 +92,7 @@ pub async fn accept<H, F>(
     shutdown: impl Future<Output = ()>,
     options: ListenerOptions,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<WatchedBody>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<HyperOutgoingBody>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
@@ -119,8 +119,15 @@ pub async fn accept<H, F>(
                 let _ = stream.set_nodelay(true);
                 let handle = handle.clone();
                 let service = hyper::service::service_fn(move |request| {
+                    let (request, body) = unread_body::watch_request(request);
                     let answer = handle(request, peer);
-                    async move { Ok::<_, std::convert::Infallible>(answer.await) }
+                    async move {
+                        let mut response = answer.await;
+                        if body.left_unread() {
+                            response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                        }
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
                 });
                 let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
                 tokio::spawn(async move {

@@ -1,14 +1,13 @@
 //! Routing: the host's own routes first, then services by path prefix.
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use super::unread_body::{self, WatchedBody};
+use super::WatchedBody;
 use super::{Health, full_body, into_response, problem};
 use crate::capability::outbound_http::INTERNAL_HEADER;
 use crate::metrics::{Metrics, RequestLabels, RouteLabels, method_label};
@@ -55,20 +54,6 @@ impl App {
 
     /// Serves one request from `peer`; `internal` is true on the internal listener.
     pub async fn handle(
-        &self,
-        request: Request<Incoming>,
-        peer: SocketAddr,
-        internal: bool,
-    ) -> Response<HyperOutgoingBody> {
-        let (request, body) = unread_body::watch_request(request);
-        let mut response = self.respond(request, peer, internal).await;
-        if body.left_unread() {
-            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        response
-    }
-
-    async fn respond(
         &self,
         mut request: Request<WatchedBody>,
         peer: SocketAddr,

@@ -170,3 +170,47 @@ async fn a_listener_holds_at_most_its_connection_limit() {
     let answer = first_bytes(&mut fifth, Duration::from_secs(5)).await.expect("served once a connection closed");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// Sends a request announcing and then sending `body_bytes` of body, all of it before reading
+/// (as a simple client does), and returns what came back; a reset reads as an error.
+fn send_all_then_read(addr: std::net::SocketAddr, head: &str, body_bytes: usize) -> Result<String, std::io::Error> {
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(format!("{head}Content-Length: {body_bytes}\r\n\r\n").as_bytes())?;
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut sent = 0;
+    while sent < body_bytes {
+        let n = chunk.len().min(body_bytes - sent);
+        stream.write_all(&chunk[..n])?;
+        sent += n;
+    }
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_answer_reaches_a_client_still_sending() {
+    let db = TestDb::new(Backend::Sqlite, "testbed").await;
+    let options = AppOptions {
+        limits: RequestLimits { max_body_bytes: 1024, ..RequestLimits::default() },
+        admin_token: Some("admin-secret".into()),
+        ..AppOptions::default()
+    };
+    let app = TestApp::spawn_with("testbed", &db, options).await;
+    let (public, admin) = (app.addr, app.admin_addr.unwrap());
+    for _ in 0..3 {
+        // 413 as soon as the headers say 4 MiB; the client is still sending them.
+        let head = "POST /hello HTTP/1.1\r\nHost: x\r\n";
+        let answer = tokio::task::spawn_blocking(move || send_all_then_read(public, head, 4 << 20)).await.unwrap();
+        let answer = answer.expect("the 413 reached the client (not a reset)");
+        assert!(answer.starts_with("HTTP/1.1 413") && answer.contains("payload-too-large"), "{answer}");
+        assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+        // The admin API's 401 comes before it reads an upload.
+        let head =
+            "POST /admin/services/testbed/versions?label=x HTTP/1.1\r\nHost: x\r\nContent-Type: application/wasm\r\n";
+        let answer = tokio::task::spawn_blocking(move || send_all_then_read(admin, head, 4 << 20)).await.unwrap();
+        let answer = answer.expect("the 401 reached the client (not a reset)");
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    }
+}
