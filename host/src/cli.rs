@@ -199,6 +199,10 @@ pub struct CommonArgs {
     /// listener stops accepting until one closes.
     #[arg(long, env = "SKIFF_MAX_CONNECTIONS", default_value_t = server::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+    /// Proxies whose `X-Forwarded-For` names the client (the ingress controller's pods), as
+    /// CIDRs or addresses; comma-separated. Without it, the client is the socket peer.
+    #[arg(long = "trusted-proxies", env = "SKIFF_TRUSTED_PROXIES", value_parser = server::parse_trusted_proxy, value_delimiter = ',')]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Connections per database pool.
     #[arg(long, env = "SKIFF_DB_MAX_CONNECTIONS", default_value_t = DatabaseOptions::DEFAULT_MAX_CONNECTIONS)]
     pub db_max_connections: u32,
@@ -284,6 +288,7 @@ impl CommonArgs {
         };
         spec.shutdown_grace = Duration::from_secs(self.shutdown_grace_secs);
         spec.max_connections = self.max_connections;
+        spec.trusted_proxies = self.trusted_proxies.clone();
         spec.swap = SwapOptions {
             keep_versions: usize::try_from(self.keep_versions).unwrap_or(usize::MAX),
             canary: CanaryPolicy {

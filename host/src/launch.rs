@@ -61,6 +61,9 @@ pub struct HostSpec {
     pub shutdown_grace: Duration,
     /// Connections each listener keeps open at once.
     pub max_connections: usize,
+    /// Proxies (CIDRs) whose `X-Forwarded-For` names the client; everyone else is their
+    /// socket address.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub swap: SwapOptions,
     /// The admin listener; `None` without a token.
     pub admin: Option<AdminSpec>,
@@ -86,6 +89,7 @@ impl HostSpec {
             retry: RetryPolicy::default(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             max_connections: server::DEFAULT_MAX_CONNECTIONS,
+            trusted_proxies: Vec::new(),
             swap: SwapOptions::default(),
             admin: None,
             watch: None,
@@ -185,7 +189,7 @@ impl Host {
                 None
             }
         };
-        let app = Arc::new(App::new(services, Arc::new(Health::default()), metrics));
+        let app = Arc::new(App::new(services, Arc::new(Health::default()), metrics, spec.trusted_proxies.clone()));
         Ok(Self {
             listener,
             internal_listener,

@@ -2,6 +2,7 @@
 //! place where what a service did becomes an HTTP response.
 
 mod answer;
+mod client_address;
 mod health;
 mod local;
 pub mod problem;
@@ -9,6 +10,7 @@ mod router;
 mod unread_body;
 
 pub use answer::{DIGEST_HEADER, VERSION_HEADER, into_response};
+pub use client_address::parse_trusted_proxy;
 pub use health::Health;
 pub use local::InProcess;
 pub use router::App;

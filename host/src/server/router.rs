@@ -1,6 +1,7 @@
 //! Routing: the host's own routes first, then services by path prefix.
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use ipnet::IpNet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,6 +9,7 @@ use tracing::Instrument;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::WatchedBody;
+use super::client_address::client_address;
 use super::{Health, full_body, into_response, problem};
 use crate::capability::outbound_http::INTERNAL_HEADER;
 use crate::metrics::{Metrics, RequestLabels, RouteLabels, method_label};
@@ -20,7 +22,8 @@ const REQUEST_ID_HEADER: &str = "x-request-id";
 pub const MAX_HEADER_SECTION_BYTES: usize = 32 * 1024;
 /// The OpenAPI document of every public route, served at `/openapi.yaml`.
 const OPENAPI_YAML: &str = include_str!("../../../openapi/skiff.yaml");
-/// The client's IP address as the host saw it, for components (auth's login events).
+/// The client's IP address as the host resolved it ([`client_address`]), for components: auth's
+/// throttles and login events. Whatever the client sent under this name is replaced.
 const PEER_ADDRESS_HEADER: &str = "skiff-peer-address";
 
 /// Everything one listener serves.
@@ -29,10 +32,17 @@ pub struct App {
     services: Vec<(Vec<String>, Arc<Service>)>,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
+    /// Proxies whose `X-Forwarded-For` says who the client is.
+    trusted_proxies: Vec<IpNet>,
 }
 
 impl App {
-    pub fn new(services: Vec<Arc<Service>>, health: Arc<Health>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        services: Vec<Arc<Service>>,
+        health: Arc<Health>,
+        metrics: Arc<Metrics>,
+        trusted_proxies: Vec<IpNet>,
+    ) -> Self {
         let services = services
             .into_iter()
             .map(|service| {
@@ -41,7 +51,7 @@ impl App {
                 (vec![format!("/{name}-ms"), format!("/{name}")], service)
             })
             .collect();
-        Self { services, health, metrics }
+        Self { services, health, metrics, trusted_proxies }
     }
 
     pub fn health(&self) -> &Health {
@@ -80,12 +90,13 @@ impl App {
         if internal {
             headers.insert(INTERNAL_HEADER, HeaderValue::from_static("1"));
         }
-        if let Ok(value) = HeaderValue::from_str(&peer.ip().to_string()) {
+        let client = client_address(peer.ip(), headers, &self.trusted_proxies);
+        if let Ok(value) = HeaderValue::from_str(&client.to_string()) {
             headers.insert(PEER_ADDRESS_HEADER, value);
         }
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
-        let span = tracing::info_span!("request", id = %request_id, %method, %path, %peer);
+        let span = tracing::info_span!("request", id = %request_id, %method, %path, %peer, %client);
         let (route, mut response) = self.route(request).instrument(span.clone()).await;
         let status = response.status().as_u16();
         span.in_scope(|| tracing::info!(status, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "served"));

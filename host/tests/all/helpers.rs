@@ -128,6 +128,8 @@ pub struct AppOptions {
     pub swap: SwapOptions,
     /// Connections each listener keeps open at once.
     pub max_connections: usize,
+    /// Proxies whose `X-Forwarded-For` the host believes.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for AppOptions {
@@ -154,6 +156,7 @@ impl Default for AppOptions {
             admin_token: None,
             swap: SwapOptions::default(),
             max_connections: skiff::server::DEFAULT_MAX_CONNECTIONS,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -191,6 +194,7 @@ impl TestApp {
         spec.shutdown_grace = Duration::from_secs(5);
         spec.swap = options.swap;
         spec.max_connections = options.max_connections;
+        spec.trusted_proxies = options.trusted_proxies;
         spec.admin = options.admin_token.map(|token| AdminSpec {
             listen: "127.0.0.1:0".parse().unwrap(),
             token,
