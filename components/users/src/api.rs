@@ -7,7 +7,9 @@ use service_kit::platform::{new_uuid, now_micros, setting, verify_bearer};
 use service_kit::token::{Claims, Role};
 
 use crate::domain::password::parse_bcrypt_cost;
-use crate::domain::{Credentials, ListQuery, NewUser, Password, User, UserChanges, is_admin_email, uuid};
+use crate::domain::{
+    Credentials, ListQuery, NewUser, Password, SignupThrottle, User, UserChanges, is_admin_email, uuid,
+};
 use crate::error::{Error, FORBIDDEN};
 use crate::platform::{hash_password, password_matches};
 use crate::store::{self, UserRecord, UserUpdate};
@@ -17,6 +19,9 @@ const USERS_PATH: &str = "/users-ms/users";
 /// Set by the host on requests that arrived on its internal listener (or from another
 /// component in the same process); the host strips it from public requests.
 const INTERNAL_HEADER: &str = "skiff-internal";
+/// The client's address as the host resolved it (the socket peer, or what trusted proxies
+/// vouch for); the host replaces whatever the client sent under this name.
+const CLIENT_ADDRESS_HEADER: &str = "skiff-peer-address";
 
 pub fn handle(request: &Request) -> Response {
     route(request).unwrap_or_else(Error::into_response)
@@ -58,6 +63,11 @@ fn authorize(request: &Request, raw_id: &str) -> Result<String, Error> {
 
 fn create(request: &Request) -> Result<Response, Error> {
     let new_user = NewUser::parse(json_body(request)?).map_err(ApiError::InvalidFields)?;
+    // Cheap checks first: the throttle, then the email, and only then a bcrypt hash.
+    throttle_signup(request.header(CLIENT_ADDRESS_HEADER))?;
+    if store::email_taken(new_user.email.as_str())? {
+        return Err(Error::DuplicateEmail);
+    }
     let admin = is_admin_email(&new_user.email, setting("admin_emails")?.as_deref());
     let now = now_micros();
     let user = User {
@@ -73,6 +83,27 @@ fn create(request: &Request) -> Result<Response, Error> {
     let password_hash = hash_password(new_user.password, bcrypt_cost()?)?;
     store::insert(UserRecord { user: &user, password_hash: &password_hash })?;
     Ok(Response::json(201, &user.to_json()).header("location", format!("{USERS_PATH}/{}", user.id)))
+}
+
+/// Refuses a sign-up (429) once its client address has had `signup_max_per_source` attempts in
+/// the window, whatever became of them, so sign-up can neither burn bcrypt nor test emails
+/// (409) faster. The attempt is recorded before the others are counted, so parallel sign-ups
+/// count each other; a refused one is taken back.
+fn throttle_signup(source: Option<&str>) -> Result<(), Error> {
+    let Some(source) = source.filter(|address| !address.is_empty()) else { return Ok(()) };
+    let throttle =
+        SignupThrottle::parse(setting("signup_max_per_source")?.as_deref(), setting("signup_window_secs")?.as_deref())?;
+    let (attempt, now) = (new_uuid(), now_micros());
+    let expired_before = now - throttle.window_micros();
+    store::record_signup(source, &attempt, now)?;
+    let others = store::recent_signups(source, &attempt, expired_before, throttle.max_per_source)?;
+    match throttle.retry_after(&others, now) {
+        None => Ok(()),
+        Some(seconds) => {
+            store::withdraw_signup(&attempt, expired_before)?;
+            Err(Error::TooManySignups(seconds))
+        }
+    }
 }
 
 /// Listing every user is for admins; a user lists only themself.
