@@ -112,7 +112,9 @@ fn list(request: &Request, claims: &Claims) -> Result<Response, Error> {
     let users: Vec<User> = if claims.role == Role::Admin {
         store::list(&query)?
     } else {
-        store::get(&claims.sub)?.into_iter().filter(|user| query.matches(user)).collect()
+        // The one matching user, paged like any list: past the first page there is nothing.
+        let own = store::get(&claims.sub)?.into_iter().filter(|user| query.matches(user));
+        own.skip(usize::try_from(query.page.offset).unwrap_or(usize::MAX)).take(query.page.limit as usize).collect()
     };
     Ok(Response::json(200, &query.page.body(users.iter().map(User::to_json).collect())))
 }

@@ -21,6 +21,7 @@ both_backends!(
     passwords_are_stored_only_as_bcrypt_hashes,
     data_survives_a_restart,
     tokens_decide_who_may_act_on_whom,
+    a_users_own_list_pages_end,
 );
 
 fn ada(email: &str) -> Value {
@@ -431,4 +432,30 @@ where
         outputs.push(handle.await.unwrap());
     }
     outputs
+}
+
+async fn a_users_own_list_pages_end(backend: Backend) {
+    let db = TestDb::new(backend, "users").await;
+    let app = TestApp::spawn("users", &db).await;
+    let (_, token) = as_user(&create_ok(&app, &ada("ada@example.org")).await);
+    let list = |query: &str| {
+        let request = app.client.get(app.url(&format!("/users-ms/users{query}"))).bearer_auth(&token);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    // A client following next_offset stops: the offset is honoured and the pages run out.
+    let mut query = "?limit=1".to_owned();
+    let mut seen = 0;
+    for _ in 0..3 {
+        let page = list(&query).await;
+        seen += page["items"].as_array().unwrap().len();
+        match page["next_offset"].as_u64() {
+            Some(next) => query = format!("?limit=1&offset={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 1, "a user's own list has one item, however it is paged");
+    let past = list("?offset=1").await;
+    assert_eq!(past["items"].as_array().unwrap().len(), 0, "{past}");
+    assert_eq!(past["next_offset"], Value::Null);
+    app.stop().await;
 }
