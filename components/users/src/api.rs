@@ -96,11 +96,13 @@ fn throttle_signup(source: Option<&str>) -> Result<(), Error> {
     let (attempt, now) = (new_uuid(), now_micros());
     let expired_before = now - throttle.window_micros();
     store::record_signup(source, &attempt, now)?;
+    // Rows past the window go on every sign-up, so the table holds at most a window's worth.
+    store::forget_expired_signups(expired_before)?;
     let others = store::recent_signups(source, &attempt, expired_before, throttle.max_per_source)?;
     match throttle.retry_after(&others, now) {
         None => Ok(()),
         Some(seconds) => {
-            store::withdraw_signup(&attempt, expired_before)?;
+            store::withdraw_signup(&attempt)?;
             Err(Error::TooManySignups(seconds))
         }
     }

@@ -185,10 +185,10 @@ pub fn recent_signups(source: &str, attempt: &str, since: i64, limit: u32) -> Re
     rows.rows.iter().map(|row| Row(row).timestamp(0)).collect()
 }
 
-/// Takes back a refused attempt, and forgets attempts that have left the window.
-pub fn withdraw_signup(attempt: &str, expired_before: i64) -> Result<(), StoreError> {
+/// Takes back a refused attempt.
+pub fn withdraw_signup(attempt: &str) -> Result<(), StoreError> {
     client::execute("DELETE FROM signup_attempts WHERE attempt = $1", &[Value::Text(attempt.to_owned())])?;
-    forget_expired_signups(expired_before)
+    Ok(())
 }
 
 /// Forgets attempts that have left the window.

@@ -96,3 +96,26 @@ async fn a_burst_of_sign_ups_is_shed_with_retry_after_not_queued() {
     assert!(created >= 1 && shed >= 1, "{created} created, {shed} shed of {burst} ({cores} cores)");
     assert!(created <= burst - shed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_up_attempts_are_kept_only_for_their_window() {
+    use sqlx::{Connection, Row};
+    let (app, db) = users_with(&[("signup_window_secs", "1")]).await;
+    let rows = || async {
+        let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+        let row = sqlx::query("SELECT COUNT(*) FROM signup_attempts").fetch_one(&mut conn).await.unwrap();
+        row.get::<i64, _>(0)
+    };
+    // Sign-ups from many addresses, none refused...
+    for n in 0..5 {
+        let response = sign_up_from(&app, &format!("198.51.100.{n}"), &format!("user{n}@example.org")).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    assert_eq!(rows().await, 5);
+    // ...are forgotten once their window has passed: the table holds a window's worth, not
+    // every address that ever signed up.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let response = sign_up_from(&app, "198.51.100.99", "late@example.org").await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(rows().await, 1);
+}
