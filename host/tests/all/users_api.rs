@@ -459,3 +459,41 @@ async fn a_users_own_list_pages_end(backend: Backend) {
     assert_eq!(past["next_offset"], Value::Null);
     app.stop().await;
 }
+
+/// A token signed with the services' own key whose payload is `payload` as is.
+fn signed_with_the_test_key(payload: &Value) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use ed25519_dalek::Signer;
+    let seed: [u8; 32] = STANDARD.decode(crate::helpers::TOKEN_SEED).unwrap().try_into().unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"EdDSA","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(payload.to_string())
+    );
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(key.sign(input.as_bytes()).to_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_without_our_issuer_and_audience_are_refused() {
+    let db = TestDb::new(Backend::Sqlite, "users").await;
+    let app = TestApp::spawn("users", &db).await;
+    let (id, token) = as_user(&create_ok(&app, &ada("ada@example.org")).await);
+    let read = |token: String| {
+        let request = app.client.get(app.url(&format!("/users-ms/users/{id}"))).bearer_auth(token);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(read(token).await, StatusCode::OK);
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({"sub": id, "role": "admin", "iat": now, "exp": now + 600, "jti": "j"});
+    // The right key, but a token of another kind: no issuer and audience, or others.
+    for extra in
+        [json!({}), json!({"iss": "skiff-auth", "aud": "another-api"}), json!({"iss": "someone", "aud": "skiff-api"})]
+    {
+        let mut payload = claims.clone();
+        payload.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        assert_eq!(read(signed_with_the_test_key(&payload)).await, StatusCode::UNAUTHORIZED, "{payload}");
+    }
+    app.stop().await;
+}
