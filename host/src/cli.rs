@@ -57,6 +57,17 @@ pub enum AdminCommand {
     Canary(CanaryArgs),
     /// List a service's loaded versions.
     Versions(AdminTarget),
+    /// Give a user the admin role (users: the operator's way to make the first admin).
+    GrantAdmin(GrantArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    #[command(flatten)]
+    pub target: AdminTarget,
+    /// The user's id (from the sign-up's answer or `Location`).
+    #[arg(long)]
+    pub user: String,
 }
 
 /// Which host and service an admin command is for.

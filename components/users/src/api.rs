@@ -7,9 +7,7 @@ use service_kit::platform::{new_uuid, now_micros, setting, verify_bearer};
 use service_kit::token::{Claims, Role};
 
 use crate::domain::password::parse_bcrypt_cost;
-use crate::domain::{
-    Credentials, ListQuery, NewUser, Password, SignupThrottle, User, UserChanges, is_admin_email, uuid,
-};
+use crate::domain::{Credentials, ListQuery, NewUser, Password, SignupThrottle, User, UserChanges, uuid};
 use crate::error::{Error, FORBIDDEN};
 use crate::platform::{hash_password, password_matches};
 use crate::store::{self, UserRecord, UserUpdate};
@@ -22,6 +20,9 @@ const INTERNAL_HEADER: &str = "skiff-internal";
 /// The client's address as the host resolved it (the socket peer, or what trusted proxies
 /// vouch for); the host replaces whatever the client sent under this name.
 const CLIENT_ADDRESS_HEADER: &str = "skiff-peer-address";
+/// Set by the host only on what its admin API sends (behind the admin token); stripped from
+/// every other request.
+const ADMIN_HEADER: &str = "skiff-admin";
 
 pub fn handle(request: &Request) -> Response {
     route(request).unwrap_or_else(Error::into_response)
@@ -37,6 +38,7 @@ fn route(request: &Request) -> Result<Response, Error> {
         (Method::Post, ["internal", "credentials"]) if request.header(INTERNAL_HEADER) == Some("1") => {
             check_credentials(request)
         }
+        (Method::Put, ["internal", "admins", id]) if request.header(ADMIN_HEADER) == Some("1") => grant_admin(id),
         (Method::Post, ["users"]) => create(request),
         (Method::Get, ["users"]) => list(request, &authenticate(request)?),
         (_, ["users"]) => Err(ApiError::MethodNotAllowed("GET, POST").into()),
@@ -68,7 +70,6 @@ fn create(request: &Request) -> Result<Response, Error> {
     if store::email_taken(new_user.email.as_str())? {
         return Err(Error::DuplicateEmail);
     }
-    let admin = is_admin_email(&new_user.email, setting("admin_emails")?.as_deref());
     let now = now_micros();
     let user = User {
         id: new_uuid(),
@@ -76,7 +77,8 @@ fn create(request: &Request) -> Result<Response, Error> {
         name: new_user.name.as_str().to_owned(),
         surname: new_user.surname.as_str().to_owned(),
         phone: new_user.phone.as_ref().map(|p| p.as_str().to_owned()),
-        role: if admin { Role::Admin } else { Role::User },
+        // Nobody becomes an admin by signing up: the operator grants it (`skiff admin grant-admin`).
+        role: Role::User,
         created_at: now,
         updated_at: now,
     };
@@ -106,6 +108,13 @@ fn throttle_signup(source: Option<&str>) -> Result<(), Error> {
             Err(Error::TooManySignups(seconds))
         }
     }
+}
+
+/// `PUT /users-ms/internal/admins/{id}` from the host's admin API: the user gets the admin role.
+fn grant_admin(raw_id: &str) -> Result<Response, Error> {
+    let id = uuid::parse(raw_id).ok_or(ApiError::NotFound)?;
+    let user = store::grant_admin(&id, now_micros())?.ok_or(ApiError::NotFound)?;
+    Ok(Response::json(200, &user.to_json()))
 }
 
 /// Listing every user is for admins; a user lists only themself.

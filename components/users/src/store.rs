@@ -196,3 +196,12 @@ pub fn forget_expired_signups(expired_before: i64) -> Result<(), StoreError> {
     client::execute("DELETE FROM signup_attempts WHERE at <= $1", &[Value::Timestamp(expired_before)])?;
     Ok(())
 }
+
+/// Gives the user `id` the admin role; `None` when there is no such user.
+pub fn grant_admin(id: &str, at: i64) -> Result<Option<User>, StoreError> {
+    client::execute(
+        "UPDATE users SET role = $1, updated_at = $2 WHERE id = $3",
+        &[Value::Text(role_text(Role::Admin).to_owned()), Value::Timestamp(at), Value::Uuid(id.to_owned())],
+    )?;
+    get(id)
+}

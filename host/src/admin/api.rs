@@ -20,6 +20,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::error::AdminError;
 use super::{AdminSpec, MAX_COMPONENT_BYTES, auth};
+use crate::capability::outbound_http::ADMIN_HEADER;
 use crate::server::{WatchedBody, full_body};
 use crate::service::{Candidate, Service};
 
@@ -104,6 +105,14 @@ impl Admin {
                 let promoted = service.promote().await?;
                 Ok(versions(service, StatusCode::OK, json!({ "promoted": promoted })))
             }
+            (Method::POST, "admins") => {
+                let body = read_body(request.into_body(), 4096).await?;
+                let grant: AdminGrant = serde_json::from_slice(&body)
+                    .map_err(|e| AdminError::BadRequest(format!("expected {{\"user_id\": \"...\"}}: {e}")))?;
+                let user = uuid::Uuid::parse_str(&grant.user_id)
+                    .map_err(|_| AdminError::BadRequest("user_id must be a UUID".into()))?;
+                Ok(grant_admin(service, user).await)
+            }
             (Method::POST, "canary") => {
                 let body = read_body(request.into_body(), 4096).await?;
                 let share: CanaryShare = serde_json::from_slice(&body)
@@ -177,6 +186,26 @@ async fn read_body(body: WatchedBody, limit: usize) -> Result<Bytes, AdminError>
             AdminError::BadRequest(format!("reading the body: {error}"))
         }
     })
+}
+
+/// `{"user_id": ...}`: whom to make an admin.
+#[derive(Deserialize)]
+struct AdminGrant {
+    user_id: String,
+}
+
+/// Asks the service's component to give `user` the admin role: `PUT /NAME-ms/internal/admins/ID`
+/// marked as the operator's (the host strips that mark from every other request). The
+/// component's answer (200 with the user, 404) is the admin API's.
+async fn grant_admin(service: &Arc<Service>, user: uuid::Uuid) -> Response<HyperOutgoingBody> {
+    let request = Request::put(format!("http://localhost/{}-ms/internal/admins/{user}", service.name()))
+        .header(header::HOST, "localhost")
+        .header(ADMIN_HEADER, "1")
+        .body(http_body_util::Empty::<Bytes>::new());
+    match request {
+        Ok(request) => crate::server::into_response(service.handle(request).await),
+        Err(error) => AdminError::BadRequest(format!("cannot build the grant: {error}")).into_response(),
+    }
 }
 
 /// Labels go into a response header: short, visible ASCII, no separators.

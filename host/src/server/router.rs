@@ -11,7 +11,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use super::WatchedBody;
 use super::client_address::client_address;
 use super::{Health, full_body, into_response, problem};
-use crate::capability::outbound_http::INTERNAL_HEADER;
+use crate::capability::outbound_http::{ADMIN_HEADER, INTERNAL_HEADER};
 use crate::metrics::{Metrics, RequestLabels, RouteLabels, method_label};
 use crate::service::Service;
 
@@ -87,6 +87,7 @@ impl App {
         }
         // These say where a request came from; only the host may set them.
         headers.remove(INTERNAL_HEADER);
+        headers.remove(ADMIN_HEADER);
         if internal {
             headers.insert(INTERNAL_HEADER, HeaderValue::from_static("1"));
         }

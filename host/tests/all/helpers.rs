@@ -91,7 +91,7 @@ impl TestDb {
 
 /// The tests' token signing key (base64 Ed25519 seed); hosts get its public half.
 pub const TOKEN_SEED: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-/// Signing up with this address gives the admin role.
+/// Listed in the (retired) `admin_emails` setting: signing up with it no longer makes an admin.
 pub const ADMIN_EMAIL: &str = "admin@example.org";
 
 /// A bearer token for `user_id`, valid for an hour.

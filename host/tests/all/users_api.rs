@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::both_backends;
 use service_kit::token::Role;
 
-use crate::helpers::{ADMIN_EMAIL, Backend, TestApp, TestDb, token_for};
+use crate::helpers::{ADMIN_EMAIL, AppOptions, Backend, TestApp, TestDb, token_for};
 use crate::wait::{check, eventually};
 
 both_backends!(
@@ -332,7 +332,8 @@ async fn data_survives_a_restart(backend: Backend) {
 
 async fn tokens_decide_who_may_act_on_whom(backend: Backend) {
     let db = TestDb::new(backend, "users").await;
-    let app = TestApp::spawn("users", &db).await;
+    let options = AppOptions { admin_token: Some(OPERATOR_TOKEN.into()), ..AppOptions::default() };
+    let app = TestApp::spawn_with("users", &db, options).await;
     let ada_user = create_ok(&app, &ada("ada@example.org")).await;
     let grace = create_ok(
         &app,
@@ -342,7 +343,10 @@ async fn tokens_decide_who_may_act_on_whom(backend: Backend) {
     let root =
         create_ok(&app, &json!({"name": "Root", "surname": "Admin", "email": ADMIN_EMAIL, "password": "long enough"}))
             .await;
-    assert_eq!(root["role"], "admin", "the configured bootstrap admin");
+    let root = grant_admin(&app, Some(OPERATOR_TOKEN), root["id"].as_str().unwrap()).await;
+    assert_eq!(root.status(), StatusCode::OK);
+    let root: Value = root.json().await.unwrap();
+    assert_eq!(root["role"], "admin", "made an admin by the operator");
     let (ada_id, ada_token) = as_user(&ada_user);
     let (grace_id, _) = as_user(&grace);
     let get = |id: &str, token: Option<String>| {
@@ -495,5 +499,53 @@ async fn tokens_without_our_issuer_and_audience_are_refused() {
         payload.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         assert_eq!(read(signed_with_the_test_key(&payload)).await, StatusCode::UNAUTHORIZED, "{payload}");
     }
+    app.stop().await;
+}
+
+/// The admin listener's token in these tests.
+const OPERATOR_TOKEN: &str = "operator-secret";
+
+/// `POST /admin/services/users/admins` on the admin listener, as `skiff admin grant-admin` sends it.
+async fn grant_admin(app: &TestApp, token: Option<&str>, user_id: &str) -> reqwest::Response {
+    let url = format!("http://{}/admin/services/users/admins", app.admin_addr.unwrap());
+    let mut request = app.client.post(url).json(&json!({ "user_id": user_id }));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_operator_makes_admins() {
+    let db = TestDb::new(Backend::Sqlite, "users").await;
+    // `admin_emails` still lists ADMIN_EMAIL here (the tests' default settings): it no longer
+    // means anything.
+    let options = AppOptions { admin_token: Some(OPERATOR_TOKEN.into()), ..AppOptions::default() };
+    let app = TestApp::spawn_with("users", &db, options).await;
+    let first = create_ok(&app, &ada(ADMIN_EMAIL)).await;
+    assert_eq!(first["role"], "user", "whoever signs up first with a listed address is not an admin");
+    let id = first["id"].as_str().unwrap();
+    // Nothing a client sends makes an admin: the grant route is not on the public listener,
+    // and the host strips the operator's mark.
+    let forged = app
+        .client
+        .put(app.url(&format!("/users-ms/internal/admins/{id}")))
+        .header("skiff-admin", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::NOT_FOUND);
+    for token in [None, Some("wrong")] {
+        assert_eq!(grant_admin(&app, token, id).await.status(), StatusCode::UNAUTHORIZED, "{token:?}");
+    }
+    let (_, token) = as_user(&first);
+    let read = app.client.get(app.url(&format!("/users-ms/users/{id}"))).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(read.json::<Value>().await.unwrap()["role"], "user");
+    // The operator grants it, with the admin token.
+    let granted = grant_admin(&app, Some(OPERATOR_TOKEN), id).await;
+    assert_eq!(granted.status(), StatusCode::OK);
+    assert_eq!(granted.json::<Value>().await.unwrap()["role"], "admin");
+    let unknown = grant_admin(&app, Some(OPERATOR_TOKEN), "00000000-0000-4000-8000-000000000000").await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     app.stop().await;
 }

@@ -9,7 +9,7 @@ mod phone;
 mod signup;
 mod user;
 
-pub use credentials::{Credentials, is_admin_email};
+pub use credentials::Credentials;
 pub use email::Email;
 pub use page::ListQuery;
 pub use password::Password;
