@@ -4,7 +4,7 @@ use http::Method;
 use serde_json::{Value, json};
 
 use crate::admin::client::AdminClient;
-use crate::cli::{AdminCommand, CanaryArgs, SwapArgs};
+use crate::cli::{AdminCommand, CanaryArgs, GrantArgs, SwapArgs};
 
 /// Runs one admin command and prints its outcome.
 pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
@@ -14,6 +14,7 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Promote(target) => (target, "promote"),
         AdminCommand::Versions(target) => (target, "versions"),
         AdminCommand::Canary(args) => (&args.target, "canary"),
+        AdminCommand::GrantAdmin(args) => (&args.target, "admins"),
     };
     let client = AdminClient::new(&target.admin_url, target.admin_token.clone())?;
     let base = format!("/admin/services/{}", target.service);
@@ -22,6 +23,17 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Canary(CanaryArgs { percent, .. }) => {
             let body = json!({ "percent": percent }).to_string().into_bytes();
             client.send(Method::POST, &format!("{base}/canary"), "application/json", body).await?
+        }
+        AdminCommand::GrantAdmin(GrantArgs { user, .. }) => {
+            let body = json!({ "user_id": user }).to_string().into_bytes();
+            let user = client.send(Method::POST, &format!("{base}/admins"), "application/json", body).await?;
+            println!(
+                "{}: {} is now {}",
+                target.service,
+                user["id"].as_str().unwrap_or("?"),
+                user["role"].as_str().unwrap_or("?")
+            );
+            return Ok(());
         }
         AdminCommand::Versions(_) => {
             client.send(Method::GET, &format!("{base}/versions"), "application/json", Vec::new()).await?

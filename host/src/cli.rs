@@ -13,7 +13,7 @@ use crate::capability::outbound_http::parse_service_route;
 use crate::capability::sql::DatabaseOptions;
 use crate::launch::{HostSpec, ServiceSpec};
 use crate::runtime::RuntimeOptions;
-use crate::server::DEFAULT_SHUTDOWN_GRACE;
+use crate::server::{self, DEFAULT_SHUTDOWN_GRACE};
 use crate::service::{CanaryPolicy, RequestLimits, SwapOptions};
 
 #[derive(Debug, Parser)]
@@ -57,6 +57,17 @@ pub enum AdminCommand {
     Canary(CanaryArgs),
     /// List a service's loaded versions.
     Versions(AdminTarget),
+    /// Give a user the admin role (users: the operator's way to make the first admin).
+    GrantAdmin(GrantArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    #[command(flatten)]
+    pub target: AdminTarget,
+    /// The user's id (from the sign-up's answer or `Location`).
+    #[arg(long)]
+    pub user: String,
 }
 
 /// Which host and service an admin command is for.
@@ -191,6 +202,18 @@ pub struct CommonArgs {
     /// Largest request body, in bytes.
     #[arg(long, env = "SKIFF_MAX_BODY_BYTES", default_value_t = RequestLimits::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+    /// How long a client may take to send a request body, in milliseconds (408 past it). Bodies
+    /// are read before a request takes an instance slot.
+    #[arg(long, env = "SKIFF_BODY_TIMEOUT_MS", default_value_t = millis(RequestLimits::DEFAULT_BODY_TIMEOUT))]
+    pub body_timeout_ms: u64,
+    /// Connections each listener keeps open at once (public, internal, admin); past it the
+    /// listener stops accepting until one closes.
+    #[arg(long, env = "SKIFF_MAX_CONNECTIONS", default_value_t = server::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Proxies whose `X-Forwarded-For` names the client (the ingress controller's pods), as
+    /// CIDRs or addresses; comma-separated. Without it, the client is the socket peer.
+    #[arg(long = "trusted-proxies", env = "SKIFF_TRUSTED_PROXIES", value_parser = server::parse_trusted_proxy, value_delimiter = ',')]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Connections per database pool.
     #[arg(long, env = "SKIFF_DB_MAX_CONNECTIONS", default_value_t = DatabaseOptions::DEFAULT_MAX_CONNECTIONS)]
     pub db_max_connections: u32,
@@ -266,6 +289,7 @@ impl CommonArgs {
             timeout: Duration::from_millis(self.request_timeout_ms),
             queue_timeout: Duration::from_millis(self.queue_timeout_ms),
             max_body_bytes: self.max_body_bytes,
+            body_timeout: Duration::from_millis(self.body_timeout_ms),
         };
         spec.database = DatabaseOptions { max_connections: self.db_max_connections, ..DatabaseOptions::default() };
         spec.config = self.config.clone();
@@ -279,6 +303,8 @@ impl CommonArgs {
         };
         spec.outbox_lease = Duration::from_millis(self.outbox_lease_ms);
         spec.shutdown_grace = Duration::from_secs(self.shutdown_grace_secs);
+        spec.max_connections = self.max_connections;
+        spec.trusted_proxies = self.trusted_proxies.clone();
         spec.swap = SwapOptions {
             keep_versions: usize::try_from(self.keep_versions).unwrap_or(usize::MAX),
             canary: CanaryPolicy {
@@ -325,5 +351,6 @@ mod tests {
         assert_eq!(format!("{:?}", flags.retry), format!("{:?}", defaults.retry));
         assert_eq!(format!("{:?}", flags.swap), format!("{:?}", defaults.swap));
         assert_eq!(flags.shutdown_grace, defaults.shutdown_grace);
+        assert_eq!(flags.max_connections, defaults.max_connections);
     }
 }

@@ -19,8 +19,8 @@ use crate::capability::outbound_http::{LocalServices, OutboundHttpCapability, Ou
 use crate::capability::sql::{DatabaseOptions, SqlCapability};
 use crate::metrics::Metrics;
 use crate::runtime::{HostCapabilities, Runtime, RuntimeOptions};
-use crate::server::{self, App, DEFAULT_SHUTDOWN_GRACE, Health, InProcess};
-use crate::service::{RequestLimits, Service, ServiceContext, SwapOptions};
+use crate::server::{self, App, DEFAULT_SHUTDOWN_GRACE, Health, InProcess, ListenerOptions};
+use crate::service::{PROBE_INSTANCES, RequestLimits, Service, ServiceContext, SwapOptions};
 
 /// One service to mount.
 #[derive(Debug, Clone)]
@@ -61,6 +61,11 @@ pub struct HostSpec {
     /// How long an outbox relay's claim holds.
     pub outbox_lease: Duration,
     pub shutdown_grace: Duration,
+    /// Connections each listener keeps open at once.
+    pub max_connections: usize,
+    /// Proxies (CIDRs) whose `X-Forwarded-For` names the client; everyone else is their
+    /// socket address.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub swap: SwapOptions,
     /// The admin listener; `None` without a token.
     pub admin: Option<AdminSpec>,
@@ -86,6 +91,8 @@ impl HostSpec {
             retry: RetryPolicy::default(),
             outbox_lease: DEFAULT_LEASE,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            max_connections: server::DEFAULT_MAX_CONNECTIONS,
+            trusted_proxies: Vec::new(),
             swap: SwapOptions::default(),
             admin: None,
             watch: None,
@@ -120,7 +127,7 @@ pub struct Host {
     watch: Option<WatchSpec>,
     app: Arc<App>,
     broker: &'static str,
-    grace: Duration,
+    listening: ListenerOptions,
 }
 
 impl Host {
@@ -131,12 +138,14 @@ impl Host {
         let broker = if spec.amqp_url.is_some() { "amqp" } else { "embedded" };
         let runtime = Runtime::new(spec.runtime.clone(), spec.capabilities(&metrics, &local).await?)?;
         let instances = Arc::new(Semaphore::new(spec.runtime.max_instances as usize));
+        let probe_instances = Arc::new(Semaphore::new(PROBE_INSTANCES));
         let mut services = Vec::new();
         for service in &spec.services {
             let ctx = || ServiceContext {
                 runtime: runtime.clone(),
                 limits: spec.limits.clone(),
                 instances: instances.clone(),
+                probe_instances: probe_instances.clone(),
                 metrics: metrics.clone(),
                 swap: spec.swap.clone(),
             };
@@ -183,8 +192,16 @@ impl Host {
                 None
             }
         };
-        let app = Arc::new(App::new(services, Arc::new(Health::default()), metrics));
-        Ok(Self { listener, internal_listener, admin, watch: spec.watch, app, broker, grace: spec.shutdown_grace })
+        let app = Arc::new(App::new(services, Arc::new(Health::default()), metrics, spec.trusted_proxies.clone()));
+        Ok(Self {
+            listener,
+            internal_listener,
+            admin,
+            watch: spec.watch,
+            app,
+            broker,
+            listening: ListenerOptions { grace: spec.shutdown_grace, max_connections: spec.max_connections },
+        })
     }
 
     /// The loaded services, for embedding and measuring.
@@ -232,17 +249,17 @@ impl Host {
         };
         let internal = self.internal_listener.map(|listener| {
             tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "internal listener");
-            tokio::spawn(server::serve(listener, self.app.clone(), true, wait(stopped.clone()), self.grace))
+            tokio::spawn(server::serve(listener, self.app.clone(), true, wait(stopped.clone()), self.listening))
         });
         let admin = self.admin.map(|(listener, api)| {
             tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin listener");
-            tokio::spawn(admin::serve(listener, api, wait(stopped.clone()), self.grace))
+            tokio::spawn(admin::serve(listener, api, wait(stopped.clone()), self.listening))
         });
         let watcher = match (self.watch, self.app.services().next()) {
             (Some(spec), Some(service)) => Some(tokio::spawn(watch(service.clone(), spec))),
             _ => None,
         };
-        let public = server::serve(self.listener, self.app, false, wait(stopped), self.grace);
+        let public = server::serve(self.listener, self.app, false, wait(stopped), self.listening);
         tokio::pin!(public);
         tokio::select! {
             () = &mut public => {}

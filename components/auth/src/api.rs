@@ -10,8 +10,8 @@ use service_kit::trace;
 use service_kit::wasi_http::{Outgoing, send};
 
 use crate::domain::{
-    LOGIN_EXCHANGE, LoginEvent, LoginRequest, Throttle, Verdict, account_key, decide, source_address, source_key,
-    stricter, token_ttl,
+    LOGIN_EXCHANGE, LoginEvent, LoginRequest, Throttle, ThrottleSettings, Verdict, account_key, account_source_key,
+    decide, source_key, stricter, token_ttl,
 };
 use crate::error::Error;
 use crate::store;
@@ -38,34 +38,29 @@ fn login(request: &Request) -> Result<Response, Error> {
     let login = LoginRequest::parse(json_body(request)?).map_err(ApiError::InvalidFields)?;
     let traceparent = trace::child_traceparent(request.header("traceparent"), &random_bytes::<24>());
 
-    let source = source_address(request.header("x-forwarded-for"), request.header("skiff-peer-address"));
-    let throttle = Throttle::parse(
-        setting("login_max_failures_per_account")?.as_deref(),
-        setting("login_max_failures_per_source")?.as_deref(),
-        setting("login_failure_window_secs")?.as_deref(),
-    )?;
-    let account = account_key(&login.email);
-    let source_subject = source.as_deref().map(source_key);
-    let now = now_micros();
-    check_throttle(&throttle, &account, source_subject.as_deref(), now)?;
+    // The client's address as the host resolved it: the socket peer, or what trusted proxies
+    // vouch for. A client's own X-Forwarded-For never chooses its throttle key.
+    let source = request.header("skiff-peer-address").filter(|address| !address.is_empty()).map(str::to_owned);
+    let throttle = Throttle::parse(ThrottleSettings {
+        per_account_and_source: setting("login_max_failures_per_account_and_source")?.as_deref(),
+        per_account: setting("login_max_failures_per_account")?.as_deref(),
+        per_source: setting("login_max_failures_per_source")?.as_deref(),
+        window: setting("login_failure_window_secs")?.as_deref(),
+    })?;
+    let attempt = Attempt::begin(&throttle, &login.email, source.as_deref())?;
 
     let (user_id, role) = match check_with_users(&login, &traceparent) {
         Ok(found) => found,
         Err(Error::BadCredentials) => {
-            let subjects: Vec<&str> = std::iter::once(account.as_str()).chain(source_subject.as_deref()).collect();
-            let at = now_micros();
-            // The answer is 401 either way; a failure not recorded is logged (and if the
-            // database is down, the next attempt's check answers 503).
-            if let Err(error) = store::record_failure(&subjects, at, at - throttle.window_micros()) {
-                log_warning("auth", &format!("failed login not recorded: {error:?}"));
-            }
+            attempt.failed();
             return Err(Error::BadCredentials);
         }
-        Err(other) => return Err(other),
+        Err(other) => {
+            attempt.withdraw();
+            return Err(other);
+        }
     };
-    if let Err(error) = store::clear(&account) {
-        log_warning("auth", &format!("failed logins of an account not cleared: {error:?}"));
-    }
+    attempt.succeeded();
 
     let ttl = token_ttl(setting("token_ttl_secs")?.as_deref())?;
     let now = now_micros();
@@ -94,29 +89,74 @@ fn login(request: &Request) -> Result<Response, Error> {
     Ok(Response::json(200, &json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl})))
 }
 
-/// Refuses the attempt (429) while the account or the source address has too many recent
-/// failures. Runs before users is asked, so a throttled guess is never checked, and counts by
-/// normalised email whether or not the account exists, so the answer reveals nothing.
-fn check_throttle(throttle: &Throttle, account: &str, source: Option<&str>, now: i64) -> Result<(), Error> {
-    let since = now - throttle.window_micros();
-    let by_account = decide(
-        &store::recent_failures(account, since, throttle.max_per_account)?,
-        throttle.max_per_account,
-        now,
-        throttle.window_micros(),
-    );
-    let by_source = match source {
-        Some(subject) => decide(
-            &store::recent_failures(subject, since, throttle.max_per_source)?,
-            throttle.max_per_source,
-            now,
-            throttle.window_micros(),
-        ),
-        None => Verdict::Allowed,
-    };
-    match stricter(by_account, by_source) {
-        Verdict::Allowed => Ok(()),
-        Verdict::RetryAfter(seconds) => Err(Error::TooManyAttempts(seconds)),
+/// One login attempt as the throttle sees it: recorded under its subjects (the account, the
+/// account from this source, the source) before the password is checked, so parallel guesses
+/// count each other; refused (429) when a subject already has its limit of other rows in the
+/// window. Counts by normalised email whether or not the account exists, so the answer
+/// reveals nothing.
+struct Attempt {
+    id: String,
+    account: String,
+    account_source: Option<String>,
+    expired_before: i64,
+}
+
+impl Attempt {
+    fn begin(throttle: &Throttle, email: &str, source: Option<&str>) -> Result<Self, Error> {
+        let now = now_micros();
+        let account = account_key(email);
+        let account_source = source.map(|address| account_source_key(email, address));
+        let source = source.map(source_key);
+        let mut limits = vec![(account.clone(), throttle.max_per_account)];
+        limits.extend(account_source.clone().map(|subject| (subject, throttle.max_per_account_and_source)));
+        limits.extend(source.map(|subject| (subject, throttle.max_per_source)));
+        let attempt = Self { id: new_uuid(), account, account_source, expired_before: now - throttle.window_micros() };
+        let subjects: Vec<&str> = limits.iter().map(|(subject, _)| subject.as_str()).collect();
+        store::record_attempt(&subjects, &attempt.id, now)?;
+        let mut verdict = Verdict::Allowed;
+        for (subject, limit) in &limits {
+            let others = match store::recent_failures(subject, &attempt.id, attempt.expired_before, *limit) {
+                Ok(others) => others,
+                Err(error) => {
+                    attempt.withdraw();
+                    return Err(error.into());
+                }
+            };
+            verdict = stricter(verdict, decide(&others, *limit, now, throttle.window_micros()));
+        }
+        match verdict {
+            Verdict::Allowed => Ok(attempt),
+            Verdict::RetryAfter(seconds) => {
+                // A refused attempt is not a failure: it must not lengthen anyone's lockout.
+                attempt.withdraw();
+                Err(Error::TooManyAttempts(seconds))
+            }
+        }
+    }
+
+    /// Wrong credentials: the rows stay as the failure; expired ones go.
+    fn failed(self) {
+        if let Err(error) = store::forget_expired(self.expired_before) {
+            log_warning("auth", &format!("expired failed logins not deleted: {error:?}"));
+        }
+    }
+
+    /// Right credentials: the attempt and the account's failures are forgotten (the source's
+    /// other failures stay: logging in to one's own account must not reset a guesser's count).
+    fn succeeded(self) {
+        let cleared = store::clear(&self.account)
+            .and_then(|()| self.account_source.as_deref().map_or(Ok(()), store::clear))
+            .and_then(|()| store::withdraw_attempt(&self.id));
+        if let Err(error) = cleared {
+            log_warning("auth", &format!("failed logins of an account not cleared: {error:?}"));
+        }
+    }
+
+    /// Not checked (users unavailable): not a failure.
+    fn withdraw(self) {
+        if let Err(error) = store::withdraw_attempt(&self.id) {
+            log_warning("auth", &format!("login attempt not withdrawn: {error:?}"));
+        }
     }
 }
 

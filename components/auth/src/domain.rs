@@ -64,17 +64,6 @@ impl LoginEvent {
     }
 }
 
-/// The client's address: the first hop of `X-Forwarded-For` when a proxy set it, else the
-/// peer address the host saw.
-pub fn source_address(forwarded_for: Option<&str>, peer: Option<&str>) -> Option<String> {
-    forwarded_for
-        .and_then(|list| list.split(',').next())
-        .map(str::trim)
-        .filter(|first| !first.is_empty())
-        .or(peer)
-        .map(str::to_owned)
-}
-
 /// Token lifetime from the `token_ttl_secs` setting: 60 s to 1 day.
 pub fn token_ttl(raw: Option<&str>) -> Result<i64, String> {
     match raw {
@@ -86,10 +75,17 @@ pub fn token_ttl(raw: Option<&str>) -> Result<i64, String> {
     }
 }
 
-/// Login throttling limits, from the `login_max_failures_per_account`,
-/// `login_max_failures_per_source` and `login_failure_window_secs` settings.
+/// Login throttling limits, from the `login_max_failures_per_account_and_source`,
+/// `login_max_failures_per_account`, `login_max_failures_per_source` and
+/// `login_failure_window_secs` settings.
+///
+/// An account is locked for one source after a few failures from it, and for everyone only
+/// past a much higher ceiling that failures from many sources must reach together: a guesser
+/// locks out themself, not the account's owner, unless they spread over many addresses (and
+/// each address is also held to its own limit across accounts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Throttle {
+    pub max_per_account_and_source: u32,
     pub max_per_account: u32,
     pub max_per_source: u32,
     pub window_secs: i64,
@@ -97,19 +93,47 @@ pub struct Throttle {
 
 impl Default for Throttle {
     fn default() -> Self {
-        Self { max_per_account: 5, max_per_source: 20, window_secs: 300 }
+        Self { max_per_account_and_source: 5, max_per_account: 50, max_per_source: 20, window_secs: 300 }
     }
 }
 
+/// The settings a [`Throttle`] is read from, as given.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ThrottleSettings<'a> {
+    pub per_account_and_source: Option<&'a str>,
+    pub per_account: Option<&'a str>,
+    pub per_source: Option<&'a str>,
+    pub window: Option<&'a str>,
+}
+
 impl Throttle {
-    pub fn parse(account: Option<&str>, source: Option<&str>, window: Option<&str>) -> Result<Self, String> {
+    pub fn parse(raw: ThrottleSettings<'_>) -> Result<Self, String> {
         let defaults = Self::default();
         Ok(Self {
-            max_per_account: bounded("login_max_failures_per_account", account, defaults.max_per_account, 1, 10_000)?,
-            max_per_source: bounded("login_max_failures_per_source", source, defaults.max_per_source, 1, 100_000)?,
+            max_per_account_and_source: bounded(
+                "login_max_failures_per_account_and_source",
+                raw.per_account_and_source,
+                defaults.max_per_account_and_source,
+                1,
+                10_000,
+            )?,
+            max_per_account: bounded(
+                "login_max_failures_per_account",
+                raw.per_account,
+                defaults.max_per_account,
+                1,
+                100_000,
+            )?,
+            max_per_source: bounded(
+                "login_max_failures_per_source",
+                raw.per_source,
+                defaults.max_per_source,
+                1,
+                100_000,
+            )?,
             window_secs: i64::from(bounded(
                 "login_failure_window_secs",
-                window,
+                raw.window,
                 u32::try_from(defaults.window_secs).unwrap_or(u32::MAX),
                 1,
                 86_400,
@@ -141,6 +165,11 @@ pub fn account_key(email: &str) -> String {
 /// The key failures are counted under for a client address.
 pub fn source_key(address: &str) -> String {
     format!("source:{address}")
+}
+
+/// The key failures are counted under for one account from one client address.
+pub fn account_source_key(email: &str, address: &str) -> String {
+    format!("account-source:{}|{address}", email.trim().to_lowercase())
 }
 
 /// Whether another login attempt may be checked.
@@ -192,13 +221,6 @@ mod tests {
     }
 
     #[test]
-    fn source_address_prefers_the_first_forwarded_hop() {
-        assert_eq!(source_address(Some("203.0.113.7, 10.0.0.1"), Some("10.0.0.2")).as_deref(), Some("203.0.113.7"));
-        assert_eq!(source_address(None, Some("10.0.0.2")).as_deref(), Some("10.0.0.2"));
-        assert_eq!(source_address(Some(" "), None), None);
-    }
-
-    #[test]
     fn events_serialise_with_rfc3339_time() {
         let event = LoginEvent {
             event_id: "e".into(),
@@ -223,16 +245,27 @@ mod tests {
 
     #[test]
     fn throttle_settings_default_and_bounds() {
-        assert_eq!(Throttle::parse(None, None, None), Ok(Throttle::default()));
+        assert_eq!(Throttle::parse(ThrottleSettings::default()), Ok(Throttle::default()));
+        let given = ThrottleSettings {
+            per_account_and_source: Some("3"),
+            per_account: Some("30"),
+            per_source: Some(" 7 "),
+            window: Some("2"),
+        };
         assert_eq!(
-            Throttle::parse(Some("3"), Some(" 7 "), Some("2")),
-            Ok(Throttle { max_per_account: 3, max_per_source: 7, window_secs: 2 })
+            Throttle::parse(given),
+            Ok(Throttle { max_per_account_and_source: 3, max_per_account: 30, max_per_source: 7, window_secs: 2 })
         );
-        assert!(Throttle::parse(Some("0"), None, None).is_err());
-        assert!(Throttle::parse(None, Some("-1"), None).is_err());
-        assert!(Throttle::parse(None, None, Some("0")).is_err());
-        assert!(Throttle::parse(None, None, Some("86401")).is_err());
-        assert!(Throttle::parse(Some("five"), None, None).is_err());
+        let with = |f: fn(&mut ThrottleSettings<'static>)| {
+            let mut settings = ThrottleSettings::default();
+            f(&mut settings);
+            Throttle::parse(settings)
+        };
+        assert!(with(|s| s.per_account_and_source = Some("0")).is_err());
+        assert!(with(|s| s.per_account = Some("five")).is_err());
+        assert!(with(|s| s.per_source = Some("-1")).is_err());
+        assert!(with(|s| s.window = Some("0")).is_err());
+        assert!(with(|s| s.window = Some("86401")).is_err());
         assert_eq!(Throttle::default().window_micros(), 300 * S);
     }
 
@@ -240,6 +273,7 @@ mod tests {
     fn keys_normalise_the_email() {
         assert_eq!(account_key("  Ada@Example.ORG "), "account:ada@example.org");
         assert_eq!(source_key("203.0.113.7"), "source:203.0.113.7");
+        assert_eq!(account_source_key(" Ada@Example.ORG", "203.0.113.7"), "account-source:ada@example.org|203.0.113.7");
     }
 
     #[test]

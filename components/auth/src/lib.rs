@@ -58,10 +58,17 @@ impl Migrations for Component {
     /// auth's one table counts failed logins for throttling; the same database holds the
     /// host's outbox.
     fn all() -> Vec<Migration> {
-        vec![Migration {
-            version: 1,
-            name: "create_login_failures".into(),
-            sql: include_str!("../migrations/0001_create_login_failures.sql").into(),
-        }]
+        vec![
+            Migration {
+                version: 1,
+                name: "create_login_failures".into(),
+                sql: include_str!("../migrations/0001_create_login_failures.sql").into(),
+            },
+            Migration {
+                version: 2,
+                name: "login_attempts".into(),
+                sql: include_str!("../migrations/0002_login_attempts.sql").into(),
+            },
+        ]
     }
 }

@@ -41,9 +41,50 @@ pub enum TokenError {
     WrongAlgorithm,
     BadSignature,
     Expired,
+    /// Signed with the right key but not a skiff access token (`iss` or `aud` differ, or are
+    /// missing): a token of another kind or for another audience must not open the API.
+    WrongAudience,
 }
 
 const HEADER: &str = r#"{"alg":"EdDSA","typ":"JWT"}"#;
+/// The `iss` of every access token: auth issues them.
+pub const ISSUER: &str = "skiff-auth";
+/// The `aud` of every access token: the skiff services' APIs.
+pub const AUDIENCE: &str = "skiff-api";
+
+/// The payload as signed: the claims with the issuer and audience beside them.
+#[derive(Serialize)]
+struct SignedPayload<'a> {
+    #[serde(flatten)]
+    claims: &'a Claims,
+    iss: &'a str,
+    aud: &'a str,
+}
+
+/// The payload as read: `aud` may be one string or a list (RFC 7519).
+#[derive(Deserialize)]
+struct ReadPayload {
+    #[serde(flatten)]
+    claims: Claims,
+    iss: Option<String>,
+    aud: Option<Audience>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn includes(&self, audience: &str) -> bool {
+        match self {
+            Self::One(one) => one == audience,
+            Self::Many(many) => many.iter().any(|one| one == audience),
+        }
+    }
+}
 /// Clock difference tolerated between issuer and verifier.
 const LEEWAY_SECS: i64 = 30;
 
@@ -61,8 +102,9 @@ impl Issuer {
         Ok(Self(SigningKey::from_bytes(&key_bytes(seed)?)))
     }
 
+    /// Signs `claims` as an access token, with [`ISSUER`] and [`AUDIENCE`].
     pub fn sign(&self, claims: &Claims) -> String {
-        let payload = serde_json::to_vec(claims).unwrap_or_default();
+        let payload = serde_json::to_vec(&SignedPayload { claims, iss: ISSUER, aud: AUDIENCE }).unwrap_or_default();
         let signing_input = format!("{}.{}", URL_SAFE_NO_PAD.encode(HEADER), URL_SAFE_NO_PAD.encode(payload));
         let signature = self.0.sign(signing_input.as_bytes());
         format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
@@ -77,7 +119,8 @@ impl Verifier {
         VerifyingKey::from_bytes(&key_bytes(public_key)?).map(Self).map_err(|e| format!("not an Ed25519 key: {e}"))
     }
 
-    /// Checks the algorithm, the signature and the expiry at `now` (seconds since the epoch).
+    /// Checks the algorithm, the signature, the issuer and audience, and the expiry at `now`
+    /// (seconds since the epoch).
     pub fn verify(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) =
@@ -98,7 +141,11 @@ impl Verifier {
         self.0
             .verify_strict(signing_input.as_bytes(), &Signature::from_bytes(&signature_bytes))
             .map_err(|_| TokenError::BadSignature)?;
-        let claims: Claims = decode_json(payload)?;
+        let payload: ReadPayload = decode_json(payload)?;
+        if payload.iss.as_deref() != Some(ISSUER) || !payload.aud.is_some_and(|aud| aud.includes(AUDIENCE)) {
+            return Err(TokenError::WrongAudience);
+        }
+        let claims = payload.claims;
         if claims.exp + LEEWAY_SECS < now || claims.iat - LEEWAY_SECS > now {
             return Err(TokenError::Expired);
         }
@@ -178,6 +225,33 @@ mod tests {
         for garbage in ["", "a.b", "a.b.c.d", "!!!.???.###"] {
             assert_eq!(verifier.verify(garbage, 1_500), Err(TokenError::Malformed), "{garbage:?}");
         }
+    }
+
+    /// A token signed with the right key around `payload` (the claims as JSON).
+    fn signed(payload: &serde_json::Value) -> String {
+        let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(HEADER), URL_SAFE_NO_PAD.encode(payload.to_string()));
+        let key = SigningKey::from_bytes(&key_bytes(SEED).unwrap());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(key.sign(input.as_bytes()).to_bytes()))
+    }
+
+    #[test]
+    fn tokens_for_another_issuer_or_audience_are_refused() {
+        let (issuer, verifier) = pair();
+        let token = issuer.sign(&claims(2_000));
+        let payload: serde_json::Value = decode_json(token.split('.').nth(1).unwrap()).unwrap();
+        assert_eq!((payload["iss"].as_str(), payload["aud"].as_str()), (Some(ISSUER), Some(AUDIENCE)));
+        let base = serde_json::json!({"sub": "user-1", "role": "user", "iat": 1_000, "exp": 2_000, "jti": "t1"});
+        let with = |extra: serde_json::Value| {
+            let mut payload = base.clone();
+            payload.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            verifier.verify(&signed(&payload), 1_500)
+        };
+        assert_eq!(with(serde_json::json!({})), Err(TokenError::WrongAudience), "neither");
+        assert_eq!(with(serde_json::json!({"iss": ISSUER})), Err(TokenError::WrongAudience), "no aud");
+        assert_eq!(with(serde_json::json!({"aud": AUDIENCE})), Err(TokenError::WrongAudience), "no iss");
+        assert_eq!(with(serde_json::json!({"iss": "other", "aud": AUDIENCE})), Err(TokenError::WrongAudience));
+        assert_eq!(with(serde_json::json!({"iss": ISSUER, "aud": "other"})), Err(TokenError::WrongAudience));
+        assert_eq!(with(serde_json::json!({"iss": ISSUER, "aud": ["other", AUDIENCE]})), Ok(claims(2_000)));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use service_kit::platform::{new_uuid, now_micros, setting, verify_bearer};
 use service_kit::token::{Claims, Role};
 
 use crate::domain::password::parse_bcrypt_cost;
-use crate::domain::{Credentials, ListQuery, NewUser, Password, User, UserChanges, is_admin_email, uuid};
+use crate::domain::{Credentials, ListQuery, NewUser, Password, SignupThrottle, User, UserChanges, uuid};
 use crate::error::{Error, FORBIDDEN};
 use crate::platform::{hash_password, password_matches};
 use crate::store::{self, UserRecord, UserUpdate};
@@ -17,6 +17,12 @@ const USERS_PATH: &str = "/users-ms/users";
 /// Set by the host on requests that arrived on its internal listener (or from another
 /// component in the same process); the host strips it from public requests.
 const INTERNAL_HEADER: &str = "skiff-internal";
+/// The client's address as the host resolved it (the socket peer, or what trusted proxies
+/// vouch for); the host replaces whatever the client sent under this name.
+const CLIENT_ADDRESS_HEADER: &str = "skiff-peer-address";
+/// Set by the host only on what its admin API sends (behind the admin token); stripped from
+/// every other request.
+const ADMIN_HEADER: &str = "skiff-admin";
 
 pub fn handle(request: &Request) -> Response {
     route(request).unwrap_or_else(Error::into_response)
@@ -32,6 +38,7 @@ fn route(request: &Request) -> Result<Response, Error> {
         (Method::Post, ["internal", "credentials"]) if request.header(INTERNAL_HEADER) == Some("1") => {
             check_credentials(request)
         }
+        (Method::Put, ["internal", "admins", id]) if request.header(ADMIN_HEADER) == Some("1") => grant_admin(id),
         (Method::Post, ["users"]) => create(request),
         (Method::Get, ["users"]) => list(request, &authenticate(request)?),
         (_, ["users"]) => Err(ApiError::MethodNotAllowed("GET, POST").into()),
@@ -58,7 +65,11 @@ fn authorize(request: &Request, raw_id: &str) -> Result<String, Error> {
 
 fn create(request: &Request) -> Result<Response, Error> {
     let new_user = NewUser::parse(json_body(request)?).map_err(ApiError::InvalidFields)?;
-    let admin = is_admin_email(&new_user.email, setting("admin_emails")?.as_deref());
+    // Cheap checks first: the throttle, then the email, and only then a bcrypt hash.
+    throttle_signup(request.header(CLIENT_ADDRESS_HEADER))?;
+    if store::email_taken(new_user.email.as_str())? {
+        return Err(Error::DuplicateEmail);
+    }
     let now = now_micros();
     let user = User {
         id: new_uuid(),
@@ -66,7 +77,8 @@ fn create(request: &Request) -> Result<Response, Error> {
         name: new_user.name.as_str().to_owned(),
         surname: new_user.surname.as_str().to_owned(),
         phone: new_user.phone.as_ref().map(|p| p.as_str().to_owned()),
-        role: if admin { Role::Admin } else { Role::User },
+        // Nobody becomes an admin by signing up: the operator grants it (`skiff admin grant-admin`).
+        role: Role::User,
         created_at: now,
         updated_at: now,
     };
@@ -75,13 +87,45 @@ fn create(request: &Request) -> Result<Response, Error> {
     Ok(Response::json(201, &user.to_json()).header("location", format!("{USERS_PATH}/{}", user.id)))
 }
 
+/// Refuses a sign-up (429) once its client address has had `signup_max_per_source` attempts in
+/// the window, whatever became of them, so sign-up can neither burn bcrypt nor test emails
+/// (409) faster. The attempt is recorded before the others are counted, so parallel sign-ups
+/// count each other; a refused one is taken back.
+fn throttle_signup(source: Option<&str>) -> Result<(), Error> {
+    let Some(source) = source.filter(|address| !address.is_empty()) else { return Ok(()) };
+    let throttle =
+        SignupThrottle::parse(setting("signup_max_per_source")?.as_deref(), setting("signup_window_secs")?.as_deref())?;
+    let (attempt, now) = (new_uuid(), now_micros());
+    let expired_before = now - throttle.window_micros();
+    store::record_signup(source, &attempt, now)?;
+    // Rows past the window go on every sign-up, so the table holds at most a window's worth.
+    store::forget_expired_signups(expired_before)?;
+    let others = store::recent_signups(source, &attempt, expired_before, throttle.max_per_source)?;
+    match throttle.retry_after(&others, now) {
+        None => Ok(()),
+        Some(seconds) => {
+            store::withdraw_signup(&attempt)?;
+            Err(Error::TooManySignups(seconds))
+        }
+    }
+}
+
+/// `PUT /users-ms/internal/admins/{id}` from the host's admin API: the user gets the admin role.
+fn grant_admin(raw_id: &str) -> Result<Response, Error> {
+    let id = uuid::parse(raw_id).ok_or(ApiError::NotFound)?;
+    let user = store::grant_admin(&id, now_micros())?.ok_or(ApiError::NotFound)?;
+    Ok(Response::json(200, &user.to_json()))
+}
+
 /// Listing every user is for admins; a user lists only themself.
 fn list(request: &Request, claims: &Claims) -> Result<Response, Error> {
     let query = ListQuery::parse(&request.query).map_err(ApiError::InvalidFields)?;
     let users: Vec<User> = if claims.role == Role::Admin {
         store::list(&query)?
     } else {
-        store::get(&claims.sub)?.into_iter().filter(|user| query.matches(user)).collect()
+        // The one matching user, paged like any list: past the first page there is nothing.
+        let own = store::get(&claims.sub)?.into_iter().filter(|user| query.matches(user));
+        own.skip(usize::try_from(query.page.offset).unwrap_or(usize::MAX)).take(query.page.limit as usize).collect()
     };
     Ok(Response::json(200, &query.page.body(users.iter().map(User::to_json).collect())))
 }

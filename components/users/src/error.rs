@@ -14,6 +14,10 @@ pub enum Error {
     /// Wrong email or password on the credentials check.
     BadCredentials,
     DuplicateEmail,
+    /// Too many sign-ups from this address; seconds until the next may go ahead.
+    TooManySignups(i64),
+    /// The host's bcrypt queue is full: shed, retry shortly.
+    HashingBusy,
 }
 
 /// What a token that may not act on a user is told.
@@ -31,6 +35,20 @@ impl Error {
                 "a user with this email already exists",
                 Some(("errors", serde_json::json!([FieldError::new("email", "is already registered")]))),
             ),
+            Self::TooManySignups(seconds) => problem(
+                429,
+                "too-many-signups",
+                "Too many requests",
+                "too many sign-ups from this address, retry later",
+            )
+            .header("retry-after", seconds.to_string()),
+            Self::HashingBusy => problem(
+                503,
+                "overloaded",
+                "Service unavailable",
+                "too many passwords are being hashed right now, retry shortly",
+            )
+            .header("retry-after", "1"),
         }
     }
 }

@@ -65,6 +65,11 @@ impl Migrations for Component {
                 name: "add_role".into(),
                 sql: include_str!("../migrations/0002_add_role.sql").into(),
             },
+            Migration {
+                version: 3,
+                name: "signup_attempts".into(),
+                sql: include_str!("../migrations/0003_signup_attempts.sql").into(),
+            },
         ]
     }
 }

@@ -3,10 +3,16 @@
 use service_kit::bindings::skiff::crypto::passwords;
 
 use crate::domain::Password;
+use crate::error::Error;
+
+/// How the host says its bcrypt queue is full (`skiff:crypto/passwords.hash`).
+const BUSY_PREFIX: &str = "overloaded:";
 
 /// A bcrypt hash of `password` at `cost`, made by the host; the clear text is dropped here.
-pub fn hash_password(password: Password, cost: u32) -> Result<String, String> {
+/// A full bcrypt queue is [`Error::HashingBusy`] (503), anything else a 500.
+pub fn hash_password(password: Password, cost: u32) -> Result<String, Error> {
     passwords::hash(password.clear_text(), cost)
+        .map_err(|error| if error.starts_with(BUSY_PREFIX) { Error::HashingBusy } else { Error::from(error) })
 }
 
 /// Whether `password` matches a stored bcrypt hash (checked by the host).

@@ -153,3 +153,55 @@ fn user_from_row(row: &[Value]) -> Result<User, StoreError> {
         updated_at: row.timestamp(7)?,
     })
 }
+
+/// Whether a user has this email (checked before hashing a new user's password; the insert's
+/// unique constraint still decides a race).
+pub fn email_taken(email: &str) -> Result<bool, StoreError> {
+    let rows = client::query("SELECT 1 FROM users WHERE email = $1", &[Value::Text(email.to_owned())])?;
+    Ok(!rows.rows.is_empty())
+}
+
+/// Records a sign-up attempt from `source` before it is judged, so parallel attempts count
+/// each other.
+pub fn record_signup(source: &str, attempt: &str, at: i64) -> Result<(), StoreError> {
+    client::execute(
+        "INSERT INTO signup_attempts (source, at, attempt) VALUES ($1, $2, $3)",
+        &[Value::Text(source.to_owned()), Value::Timestamp(at), Value::Text(attempt.to_owned())],
+    )?;
+    Ok(())
+}
+
+/// The newest `limit` other attempts from `source` after `since`, newest first.
+pub fn recent_signups(source: &str, attempt: &str, since: i64, limit: u32) -> Result<Vec<i64>, StoreError> {
+    let rows = client::query(
+        "SELECT at FROM signup_attempts WHERE source = $1 AND at > $2 AND attempt <> $3 ORDER BY at DESC LIMIT $4",
+        &[
+            Value::Text(source.to_owned()),
+            Value::Timestamp(since),
+            Value::Text(attempt.to_owned()),
+            Value::Int64(i64::from(limit)),
+        ],
+    )?;
+    rows.rows.iter().map(|row| Row(row).timestamp(0)).collect()
+}
+
+/// Takes back a refused attempt.
+pub fn withdraw_signup(attempt: &str) -> Result<(), StoreError> {
+    client::execute("DELETE FROM signup_attempts WHERE attempt = $1", &[Value::Text(attempt.to_owned())])?;
+    Ok(())
+}
+
+/// Forgets attempts that have left the window.
+pub fn forget_expired_signups(expired_before: i64) -> Result<(), StoreError> {
+    client::execute("DELETE FROM signup_attempts WHERE at <= $1", &[Value::Timestamp(expired_before)])?;
+    Ok(())
+}
+
+/// Gives the user `id` the admin role; `None` when there is no such user.
+pub fn grant_admin(id: &str, at: i64) -> Result<Option<User>, StoreError> {
+    client::execute(
+        "UPDATE users SET role = $1, updated_at = $2 WHERE id = $3",
+        &[Value::Text(role_text(Role::Admin).to_owned()), Value::Timestamp(at), Value::Uuid(id.to_owned())],
+    )?;
+    get(id)
+}

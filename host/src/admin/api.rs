@@ -11,7 +11,6 @@
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -21,7 +20,8 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::error::AdminError;
 use super::{AdminSpec, MAX_COMPONENT_BYTES, auth};
-use crate::server::full_body;
+use crate::capability::outbound_http::ADMIN_HEADER;
+use crate::server::{WatchedBody, full_body};
 use crate::service::{Candidate, Service};
 
 /// The admin API over a host's services.
@@ -51,7 +51,7 @@ impl Admin {
         Self { services, token: spec.token.clone(), components_dir: spec.components_dir.clone() }
     }
 
-    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<HyperOutgoingBody> {
+    pub async fn handle(&self, request: Request<WatchedBody>, peer: SocketAddr) -> Response<HyperOutgoingBody> {
         let (method, path) = (request.method().clone(), request.uri().path().to_owned());
         match self.route(request).await {
             Ok(response) => {
@@ -65,7 +65,7 @@ impl Admin {
         }
     }
 
-    async fn route(&self, request: Request<Incoming>) -> Result<Response<HyperOutgoingBody>, AdminError> {
+    async fn route(&self, request: Request<WatchedBody>) -> Result<Response<HyperOutgoingBody>, AdminError> {
         if !auth::authorized(request.headers(), &self.token) {
             return Err(AdminError::Unauthorized);
         }
@@ -105,6 +105,14 @@ impl Admin {
                 let promoted = service.promote().await?;
                 Ok(versions(service, StatusCode::OK, json!({ "promoted": promoted })))
             }
+            (Method::POST, "admins") => {
+                let body = read_body(request.into_body(), 4096).await?;
+                let grant: AdminGrant = serde_json::from_slice(&body)
+                    .map_err(|e| AdminError::BadRequest(format!("expected {{\"user_id\": \"...\"}}: {e}")))?;
+                let user = uuid::Uuid::parse_str(&grant.user_id)
+                    .map_err(|_| AdminError::BadRequest("user_id must be a UUID".into()))?;
+                Ok(grant_admin(service, user).await)
+            }
             (Method::POST, "canary") => {
                 let body = read_body(request.into_body(), 4096).await?;
                 let share: CanaryShare = serde_json::from_slice(&body)
@@ -117,7 +125,7 @@ impl Admin {
     }
 
     /// The rollout asked for: uploaded bytes, or a file from the components folder.
-    async fn candidate(&self, request: Request<Incoming>) -> Result<Candidate, AdminError> {
+    async fn candidate(&self, request: Request<WatchedBody>) -> Result<Candidate, AdminError> {
         let content_type =
             request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let query = request.uri().query().unwrap_or_default().to_owned();
@@ -170,7 +178,7 @@ impl Admin {
     }
 }
 
-async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, AdminError> {
+async fn read_body(body: WatchedBody, limit: usize) -> Result<Bytes, AdminError> {
     Limited::new(body, limit).collect().await.map(|body| body.to_bytes()).map_err(|error| {
         if error.is::<http_body_util::LengthLimitError>() {
             AdminError::TooLarge(limit)
@@ -178,6 +186,26 @@ async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, AdminError> {
             AdminError::BadRequest(format!("reading the body: {error}"))
         }
     })
+}
+
+/// `{"user_id": ...}`: whom to make an admin.
+#[derive(Deserialize)]
+struct AdminGrant {
+    user_id: String,
+}
+
+/// Asks the service's component to give `user` the admin role: `PUT /NAME-ms/internal/admins/ID`
+/// marked as the operator's (the host strips that mark from every other request). The
+/// component's answer (200 with the user, 404) is the admin API's.
+async fn grant_admin(service: &Arc<Service>, user: uuid::Uuid) -> Response<HyperOutgoingBody> {
+    let request = Request::put(format!("http://localhost/{}-ms/internal/admins/{user}", service.name()))
+        .header(header::HOST, "localhost")
+        .header(ADMIN_HEADER, "1")
+        .body(http_body_util::Empty::<Bytes>::new());
+    match request {
+        Ok(request) => crate::server::into_response(service.handle(request).await),
+        Err(error) => AdminError::BadRequest(format!("cannot build the grant: {error}")).into_response(),
+    }
 }
 
 /// Labels go into a response header: short, visible ASCII, no separators.

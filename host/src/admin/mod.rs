@@ -17,7 +17,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::server;
@@ -36,11 +35,16 @@ pub struct AdminSpec {
 pub const MAX_COMPONENT_BYTES: usize = 128 << 20;
 
 /// Serves the admin API on `listener` until `shutdown` resolves; a rollout in progress then
-/// gets `grace` to finish.
-pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl Future<Output = ()>, grace: Duration) {
+/// gets `options.grace` to finish.
+pub async fn serve(
+    listener: TcpListener,
+    admin: Arc<Admin>,
+    shutdown: impl Future<Output = ()>,
+    options: server::ListenerOptions,
+) {
     let handle = move |request, peer| {
         let admin = admin.clone();
         async move { admin.handle(request, peer).await }
     };
-    server::accept(listener, "admin", handle, shutdown, grace).await;
+    server::accept(listener, "admin", handle, shutdown, options).await;
 }

@@ -17,6 +17,7 @@ pub fn into_response(handled: Handled) -> Response<HyperOutgoingBody> {
         Outcome::Answered(response) => response,
         Outcome::Malformed(reason) => problem::malformed(&reason),
         Outcome::BodyTooLarge { limit } => problem::payload_too_large(limit),
+        Outcome::BodyTimeout { limit } => problem::body_timeout(limit),
         Outcome::Overloaded => problem::overloaded(),
         Outcome::DeadlineExceeded => problem::deadline_exceeded(),
         Outcome::ComponentFailed => problem::component_failed(),

@@ -2,6 +2,7 @@
 //! place where what a service did becomes an HTTP response.
 
 mod answer;
+mod client_address;
 mod health;
 mod local;
 pub mod problem;
@@ -9,14 +10,15 @@ mod router;
 mod unread_body;
 
 pub use answer::{DIGEST_HEADER, VERSION_HEADER, into_response};
+pub use client_address::parse_trusted_proxy;
 pub use health::Health;
 pub use local::InProcess;
 pub use router::App;
+pub use unread_body::WatchedBody;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -25,6 +27,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 /// Slow clients get this long to send their request headers.
@@ -38,9 +41,28 @@ pub const MAX_READ_BUFFER_BYTES: usize = 64 * 1024;
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// How long in-flight requests may take to finish after shutdown begins.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+/// Connections one listener keeps open at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// What every listener (public, internal, admin) is held to.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerOptions {
+    /// How long in-flight requests may take to finish after shutdown begins.
+    pub grace: Duration,
+    /// Connections open at once; at the limit the listener stops accepting (new clients wait
+    /// in the kernel's backlog) until one closes, so idle or slow clients cannot exhaust the
+    /// process's file descriptors or memory.
+    pub max_connections: usize,
+}
+
+impl Default for ListenerOptions {
+    fn default() -> Self {
+        Self { grace: DEFAULT_SHUTDOWN_GRACE, max_connections: DEFAULT_MAX_CONNECTIONS }
+    }
+}
 
 /// Serves `app` on `listener` until `shutdown` resolves; then stops accepting, marks the host
-/// not ready, and lets in-flight requests finish for up to `grace`.
+/// not ready, and lets in-flight requests finish for up to `options.grace`.
 /// Requests on an `internal` listener are marked as such for the components (the users
 /// credentials check); that listener must only be reachable from inside the cluster.
 pub async fn serve(
@@ -48,7 +70,7 @@ pub async fn serve(
     app: Arc<App>,
     internal: bool,
     shutdown: impl Future<Output = ()>,
-    grace: Duration,
+    options: ListenerOptions,
 ) {
     let handler = app.clone();
     let handle = move |request, peer| {
@@ -59,26 +81,33 @@ pub async fn serve(
         shutdown.await;
         app.health().start_draining();
     };
-    accept(listener, if internal { "internal" } else { "public" }, handle, stopped, grace).await;
+    accept(listener, if internal { "internal" } else { "public" }, handle, stopped, options).await;
 }
 
 /// The accept loop every listener runs (public, internal, admin): one connection task per
-/// client with the same header limits, until `shutdown`; then in-flight requests get `grace`.
+/// client with the same header limits, at most `options.max_connections` at once, until
+/// `shutdown`; then in-flight requests get `options.grace`.
 pub async fn accept<H, F>(
     listener: TcpListener,
     name: &'static str,
     handle: H,
     shutdown: impl Future<Output = ()>,
-    grace: Duration,
+    options: ListenerOptions,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<WatchedBody>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<HyperOutgoingBody>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(MAX_READ_BUFFER_BYTES);
+    let connections = Arc::new(Semaphore::new(options.max_connections));
     tokio::pin!(shutdown);
     loop {
+        // At the limit, stop accepting until a connection ends.
+        let slot = tokio::select! {
+            slot = connections.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -92,11 +121,19 @@ pub async fn accept<H, F>(
                 let _ = stream.set_nodelay(true);
                 let handle = handle.clone();
                 let service = hyper::service::service_fn(move |request| {
+                    let (request, body) = unread_body::watch_request(request);
                     let answer = handle(request, peer);
-                    async move { Ok::<_, std::convert::Infallible>(answer.await) }
+                    async move {
+                        let mut response = answer.await;
+                        if body.left_unread() {
+                            response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                        }
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
                 });
                 let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
                 tokio::spawn(async move {
+                    let _slot = slot;
                     if let Err(error) = connection.await {
                         tracing::debug!(listener = name, %error, %peer, "connection ended with an error");
                     }
@@ -106,6 +143,7 @@ pub async fn accept<H, F>(
         }
     }
     drop(listener);
+    let grace = options.grace;
     tracing::info!(listener = name, grace = ?grace, "shutting down: no new connections, draining in-flight requests");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!(listener = name, "all connections drained"),

@@ -48,6 +48,17 @@ pub fn payload_too_large(limit: usize) -> Response<HyperOutgoingBody> {
     )
 }
 
+/// The client took longer than `limit` to send its body.
+pub fn body_timeout(limit: std::time::Duration) -> Response<HyperOutgoingBody> {
+    let mut response = problem(
+        StatusCode::REQUEST_TIMEOUT,
+        "body-timeout",
+        &format!("the request body must arrive within {} ms", limit.as_millis()),
+    );
+    response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    response
+}
+
 pub fn not_found() -> Response<HyperOutgoingBody> {
     problem(StatusCode::NOT_FOUND, "not-found", "no service is mounted at this path")
 }

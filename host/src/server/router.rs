@@ -1,16 +1,17 @@
 //! Routing: the host's own routes first, then services by path prefix.
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
+use ipnet::IpNet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use super::unread_body::{self, WatchedBody};
+use super::WatchedBody;
+use super::client_address::client_address;
 use super::{Health, full_body, into_response, problem};
-use crate::capability::outbound_http::INTERNAL_HEADER;
+use crate::capability::outbound_http::{ADMIN_HEADER, INTERNAL_HEADER};
 use crate::metrics::{Metrics, RequestLabels, RouteLabels, method_label};
 use crate::service::Service;
 
@@ -21,7 +22,8 @@ const REQUEST_ID_HEADER: &str = "x-request-id";
 pub const MAX_HEADER_SECTION_BYTES: usize = 32 * 1024;
 /// The OpenAPI document of every public route, served at `/openapi.yaml`.
 const OPENAPI_YAML: &str = include_str!("../../../openapi/skiff.yaml");
-/// The client's IP address as the host saw it, for components (auth's login events).
+/// The client's IP address as the host resolved it ([`client_address`]), for components: auth's
+/// throttles and login events. Whatever the client sent under this name is replaced.
 const PEER_ADDRESS_HEADER: &str = "skiff-peer-address";
 
 /// Everything one listener serves.
@@ -30,10 +32,17 @@ pub struct App {
     services: Vec<(Vec<String>, Arc<Service>)>,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
+    /// Proxies whose `X-Forwarded-For` says who the client is.
+    trusted_proxies: Vec<IpNet>,
 }
 
 impl App {
-    pub fn new(services: Vec<Arc<Service>>, health: Arc<Health>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        services: Vec<Arc<Service>>,
+        health: Arc<Health>,
+        metrics: Arc<Metrics>,
+        trusted_proxies: Vec<IpNet>,
+    ) -> Self {
         let services = services
             .into_iter()
             .map(|service| {
@@ -42,7 +51,7 @@ impl App {
                 (vec![format!("/{name}-ms"), format!("/{name}")], service)
             })
             .collect();
-        Self { services, health, metrics }
+        Self { services, health, metrics, trusted_proxies }
     }
 
     pub fn health(&self) -> &Health {
@@ -55,20 +64,6 @@ impl App {
 
     /// Serves one request from `peer`; `internal` is true on the internal listener.
     pub async fn handle(
-        &self,
-        request: Request<Incoming>,
-        peer: SocketAddr,
-        internal: bool,
-    ) -> Response<HyperOutgoingBody> {
-        let (request, body) = unread_body::watch_request(request);
-        let mut response = self.respond(request, peer, internal).await;
-        if body.left_unread() {
-            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        response
-    }
-
-    async fn respond(
         &self,
         mut request: Request<WatchedBody>,
         peer: SocketAddr,
@@ -92,15 +87,17 @@ impl App {
         }
         // These say where a request came from; only the host may set them.
         headers.remove(INTERNAL_HEADER);
+        headers.remove(ADMIN_HEADER);
         if internal {
             headers.insert(INTERNAL_HEADER, HeaderValue::from_static("1"));
         }
-        if let Ok(value) = HeaderValue::from_str(&peer.ip().to_string()) {
+        let client = client_address(peer.ip(), headers, &self.trusted_proxies);
+        if let Ok(value) = HeaderValue::from_str(&client.to_string()) {
             headers.insert(PEER_ADDRESS_HEADER, value);
         }
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
-        let span = tracing::info_span!("request", id = %request_id, %method, %path, %peer);
+        let span = tracing::info_span!("request", id = %request_id, %method, %path, %peer, %client);
         let (route, mut response) = self.route(request).instrument(span.clone()).await;
         let status = response.status().as_u16();
         span.in_scope(|| tracing::info!(status, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "served"));

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,14 +23,19 @@ pub struct RequestLimits {
     pub timeout: Duration,
     /// How long a request may wait for an instance slot before it is shed with 503.
     pub queue_timeout: Duration,
-    /// Largest request body passed to a component; more is cut off (413 from the component).
+    /// Largest request body passed to a component; more is refused with 413.
     pub max_body_bytes: usize,
+    /// How long a client may take to send its whole body (408 past it). The body is read
+    /// before the request takes an instance slot, so a client that never sends it holds a
+    /// connection, never a slot.
+    pub body_timeout: Duration,
 }
 
 impl RequestLimits {
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
     pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
     pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+    pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 }
 
 impl Default for RequestLimits {
@@ -39,6 +44,7 @@ impl Default for RequestLimits {
             timeout: Self::DEFAULT_TIMEOUT,
             queue_timeout: Self::DEFAULT_QUEUE_TIMEOUT,
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            body_timeout: Self::DEFAULT_BODY_TIMEOUT,
         }
     }
 }
@@ -57,18 +63,65 @@ impl Service {
         if declared.is_some_and(|length| length > limits.max_body_bytes as u64) {
             return Handled { outcome: Outcome::BodyTooLarge { limit: limits.max_body_bytes }, version: None };
         }
-        let permit = match tokio::time::timeout(limits.queue_timeout, self.ctx.instances.clone().acquire_owned()).await
-        {
-            Ok(Ok(permit)) => permit,
-            _ => {
-                self.ctx.metrics.shed_requests.inc();
-                return Handled { outcome: Outcome::Overloaded, version: None };
-            }
+        let request = match self.read_body(request).await {
+            Ok(request) => request,
+            Err(outcome) => return Handled { outcome, version: None },
+        };
+        let Some(permit) = self.instance_permit(&request).await else {
+            self.ctx.metrics.shed_requests.inc();
+            return Handled { outcome: Outcome::Overloaded, version: None };
         };
         let picked = self.slot.pick();
         let outcome = self.run(picked.version(), permit, request).await;
         self.record(&picked, outcome.status());
         Handled { outcome, version: Some(picked.version().clone()) }
+    }
+
+    /// Reads the whole body (up to the limit, within the body timeout) before the request may
+    /// take an instance slot: a client that announces a body and sends it slowly, or never,
+    /// holds only its own connection.
+    async fn read_body<B>(&self, request: Request<B>) -> Result<Request<Full<Bytes>>, Outcome>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let limits = &self.ctx.limits;
+        let (parts, body) = request.into_parts();
+        let read = tokio::time::timeout(limits.body_timeout, Limited::new(body, limits.max_body_bytes).collect());
+        match read.await {
+            Ok(Ok(collected)) => Ok(Request::from_parts(parts, Full::new(collected.to_bytes()))),
+            Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+                Err(Outcome::BodyTooLarge { limit: limits.max_body_bytes })
+            }
+            Ok(Err(error)) => Err(Outcome::Malformed(format!("the request body could not be read: {error}"))),
+            Err(_) => Err(Outcome::BodyTimeout { limit: limits.body_timeout }),
+        }
+    }
+
+    /// A slot for one instance, waiting at most the queue timeout. The service's own health
+    /// route (what liveness probes ask) never waits behind busy slots: when every slot is
+    /// taken it runs on one of a few kept for probes.
+    async fn instance_permit<B>(&self, request: &Request<B>) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.ctx.instances.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        // A health check takes a few milliseconds, so even behind a flood of them a probe gets
+        // its turn on the kept instances within the queue timeout.
+        let pool = if self.is_probe(request) { &self.ctx.probe_instances } else { &self.ctx.instances };
+        match tokio::time::timeout(self.ctx.limits.queue_timeout, pool.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Some(permit),
+            _ => None,
+        }
+    }
+
+    /// `GET /NAME-ms/healthcheck` (or `/NAME/healthcheck`): the route Kubernetes probes.
+    fn is_probe<B>(&self, request: &Request<B>) -> bool {
+        let path = request.uri().path();
+        (request.method() == http::Method::GET || request.method() == http::Method::HEAD)
+            && path
+                .strip_suffix("/healthcheck")
+                .and_then(|prefix| prefix.strip_prefix('/'))
+                .is_some_and(|prefix| prefix.strip_suffix("-ms").unwrap_or(prefix) == self.name)
     }
 
     /// Sends the component's own health route to `version` (not yet serving): the gate a new

@@ -28,12 +28,19 @@ use crate::retry::retry_forever;
 use crate::runtime::{HostState, Runtime};
 use slot::Slot;
 
+/// Instances kept for the services' health routes beyond `SKIFF_MAX_INSTANCES` (within the
+/// pooling allocator's headroom), so a liveness probe is answered while every slot is busy.
+pub const PROBE_INSTANCES: usize = 2;
+
 /// Everything a service needs besides its component bytes and its database.
 pub struct ServiceContext {
     pub runtime: Runtime,
     pub limits: RequestLimits,
     /// Shared by every service of the process: the bound on concurrent instances.
     pub instances: Arc<Semaphore>,
+    /// Shared too: the few instances kept for the services' health routes (liveness probes)
+    /// when every slot of `instances` is busy.
+    pub probe_instances: Arc<Semaphore>,
     pub metrics: Arc<Metrics>,
     pub swap: SwapOptions,
 }

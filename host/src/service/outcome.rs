@@ -3,6 +3,7 @@
 
 use http::{Response, StatusCode};
 use std::sync::Arc;
+use std::time::Duration;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::ComponentVersion;
@@ -19,8 +20,10 @@ pub enum Outcome {
     /// The request cannot be handed to a component as it is (no `Host`, say): the client's
     /// error, so it is never charged to the version.
     Malformed(String),
-    /// The declared body is larger than the limit; no instance was started.
+    /// The body is larger than the limit; no instance was started.
     BodyTooLarge { limit: usize },
+    /// The client did not send its whole body within the body timeout; no instance was started.
+    BodyTimeout { limit: Duration },
     /// Every instance slot stayed busy for the queue timeout; shed.
     Overloaded,
     /// The instance ran past the request's deadline and was stopped.
@@ -36,6 +39,7 @@ impl Outcome {
             Self::Answered(response) => response.status(),
             Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
             Self::ComponentFailed => StatusCode::INTERNAL_SERVER_ERROR,

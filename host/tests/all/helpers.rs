@@ -91,7 +91,7 @@ impl TestDb {
 
 /// The tests' token signing key (base64 Ed25519 seed); hosts get its public half.
 pub const TOKEN_SEED: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-/// Signing up with this address gives the admin role.
+/// Listed in the (retired) `admin_emails` setting: signing up with it no longer makes an admin.
 pub const ADMIN_EMAIL: &str = "admin@example.org";
 
 /// A bearer token for `user_id`, valid for an hour.
@@ -126,6 +126,10 @@ pub struct AppOptions {
     /// Start the admin listener with this token.
     pub admin_token: Option<String>,
     pub swap: SwapOptions,
+    /// Connections each listener keeps open at once.
+    pub max_connections: usize,
+    /// Proxies whose `X-Forwarded-For` the host believes.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for AppOptions {
@@ -138,6 +142,9 @@ impl Default for AppOptions {
                 ("token_signing_key".into(), TOKEN_SEED.into()),
                 ("token_public_key".into(), public_key_of(TOKEN_SEED).unwrap()),
                 ("admin_emails".into(), ADMIN_EMAIL.into()),
+                // Tests sign many users up from loopback; the sign-up throttle's own tests
+                // set a small limit.
+                ("signup_max_per_source".into(), "1000000".into()),
             ],
             amqp_url: None,
             service_routes: Vec::new(),
@@ -151,6 +158,8 @@ impl Default for AppOptions {
             wait_ready: true,
             admin_token: None,
             swap: SwapOptions::default(),
+            max_connections: skiff::server::DEFAULT_MAX_CONNECTIONS,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -187,6 +196,8 @@ impl TestApp {
         spec.retry = options.retry;
         spec.shutdown_grace = Duration::from_secs(5);
         spec.swap = options.swap;
+        spec.max_connections = options.max_connections;
+        spec.trusted_proxies = options.trusted_proxies;
         spec.admin = options.admin_token.map(|token| AdminSpec {
             listen: "127.0.0.1:0".parse().unwrap(),
             token,

@@ -127,9 +127,11 @@ async fn bodies_over_the_limit_are_refused() {
         assert_eq!(response.headers()[http::header::CONNECTION], "close");
         assert_eq!(get(&app, "/hello").await.status(), StatusCode::OK);
     }
-    let unread = app.client.post(app.url("/hello")).body(vec![b'x'; 512]).send().await.unwrap();
-    assert_eq!(unread.status(), StatusCode::OK);
-    assert_eq!(unread.headers()[http::header::CONNECTION], "close", "/hello answers without reading the body");
+    // The host reads a body within the limit before the component runs (whether or not the
+    // component reads it), so the connection stays usable.
+    let small = app.client.post(app.url("/hello")).body(vec![b'x'; 512]).send().await.unwrap();
+    assert_eq!(small.status(), StatusCode::OK);
+    assert!(small.headers().get(http::header::CONNECTION).is_none());
     assert!(get(&app, "/hello").await.headers().get(http::header::CONNECTION).is_none());
     let big = get(&app, "/big?bytes=3000000").await;
     assert_eq!(big.bytes().await.unwrap().len(), 3_000_000, "large responses stream through");

@@ -1,5 +1,7 @@
-//! Login throttling in auth, with users beside it in one host: per account and per source
-//! address, 429 with `Retry-After`, state in auth's own database (SQLite and Postgres).
+//! Login throttling in auth, with users beside it in one host: per account from one source, per
+//! account across sources (a higher ceiling), per source address, 429 with `Retry-After`, state
+//! in auth's own database (SQLite and Postgres). The tests' host trusts loopback and 10.0.0.0/8
+//! as proxies, so their `X-Forwarded-For` names the client.
 
 use std::time::{Duration, Instant};
 
@@ -10,16 +12,27 @@ use crate::both_backends;
 use crate::helpers::{AppOptions, Backend, TestApp, TestDb};
 use crate::messaging::{PASSWORD, login, sign_up};
 
+/// Failures of one account from one source.
 const PER_ACCOUNT: u32 = 3;
+/// Failures of one account from every source together.
+const ACCOUNT_CEILING: u32 = 6;
 const PER_SOURCE: u32 = 5;
 
 /// users and auth on `backend`, with small limits and a window of `window_secs`.
 async fn spawn(backend: Backend, window_secs: u32) -> (TestApp, TestDb, TestDb) {
+    spawn_trusting(backend, window_secs, &["127.0.0.0/8", "10.0.0.0/8"]).await
+}
+
+async fn spawn_trusting(backend: Backend, window_secs: u32, proxies: &[&str]) -> (TestApp, TestDb, TestDb) {
     let users = TestDb::new(backend, "users").await;
     let auth = TestDb::new(backend, "auth").await;
-    let mut options = AppOptions::default();
+    let mut options = AppOptions {
+        trusted_proxies: proxies.iter().map(|cidr| cidr.parse().unwrap()).collect(),
+        ..AppOptions::default()
+    };
     options.config.extend([
-        ("login_max_failures_per_account".to_owned(), PER_ACCOUNT.to_string()),
+        ("login_max_failures_per_account_and_source".to_owned(), PER_ACCOUNT.to_string()),
+        ("login_max_failures_per_account".to_owned(), ACCOUNT_CEILING.to_string()),
         ("login_max_failures_per_source".to_owned(), PER_SOURCE.to_string()),
         ("login_failure_window_secs".to_owned(), window_secs.to_string()),
     ]);
@@ -138,9 +151,84 @@ async fn success_clears_the_account_count(backend: Backend) {
     assert_throttled(login_from(&app, address, "someone@example.org", PASSWORD).await, 60).await;
 }
 
+async fn parallel_guesses_cannot_exceed_the_limit(backend: Backend) {
+    let (app, _users, _auth) = spawn(backend, 60).await;
+    sign_up(&app, "ada@example.org").await;
+    let guesses: Vec<_> = (0..20)
+        .map(|_| {
+            let (client, url) = (app.client.clone(), app.url("/auth-ms/auth/login"));
+            tokio::spawn(async move {
+                let guess = json!({"email": "ada@example.org", "password": "wrong password"});
+                let response = client.post(url).header("x-forwarded-for", "192.0.2.9").json(&guess).send().await;
+                response.unwrap().status()
+            })
+        })
+        .collect();
+    let mut checked = 0;
+    for guess in guesses {
+        match guess.await.unwrap() {
+            StatusCode::UNAUTHORIZED => checked += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("a guess got {other}"),
+        }
+    }
+    // Guesses in flight count against each other, so fewer than the limit (even none, when all
+    // are recorded before any counts) may get through; never more.
+    assert!(
+        checked <= PER_ACCOUNT,
+        "{checked} of 20 parallel guesses reached the password check (limit {PER_ACCOUNT})"
+    );
+}
+
+async fn a_guesser_locks_out_themself_not_the_owner(backend: Backend) {
+    let (app, _users, _auth) = spawn(backend, 60).await;
+    sign_up(&app, "ada@example.org").await;
+    let attacker = "203.0.113.7";
+    for _ in 0..PER_ACCOUNT {
+        let response = login_from(&app, attacker, "ada@example.org", "wrong password").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    // The guesser keeps trying: refused, and a refusal does not count.
+    for _ in 0..10 {
+        assert_throttled(login_from(&app, attacker, "ada@example.org", "wrong password").await, 60).await;
+    }
+    // The owner, from their own address, still gets in.
+    assert_eq!(login_from(&app, "198.51.100.1", "ada@example.org", PASSWORD).await.status(), StatusCode::OK);
+    // Locking the account for everyone takes the ceiling's worth of failures from several sources.
+    let mut failures = 0;
+    for n in 1.. {
+        let address = format!("203.0.113.{}", 100 + n);
+        for _ in 0..PER_ACCOUNT {
+            if failures == ACCOUNT_CEILING {
+                break;
+            }
+            let response = login_from(&app, &address, "ada@example.org", "wrong password").await;
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            failures += 1;
+        }
+        if failures == ACCOUNT_CEILING {
+            break;
+        }
+    }
+    assert_throttled(login_from(&app, "198.51.100.1", "ada@example.org", PASSWORD).await, 60).await;
+}
+
+async fn a_direct_client_cannot_choose_its_throttle_key(backend: Backend) {
+    // No trusted proxies: X-Forwarded-For is the client's own claim.
+    let (app, _users, _auth) = spawn_trusting(backend, 60, &[]).await;
+    for n in 0..PER_SOURCE {
+        let response = login_from(&app, &format!("198.51.100.{n}"), &format!("guess{n}@example.org"), "wrong").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_throttled(login_from(&app, "198.51.100.99", "fresh@example.org", "wrong").await, 60).await;
+}
+
 both_backends!(
     account_limit_refuses_even_the_right_password,
     source_limit_spans_accounts,
     throttle_lifts_after_the_window,
     success_clears_the_account_count,
+    parallel_guesses_cannot_exceed_the_limit,
+    a_guesser_locks_out_themself_not_the_owner,
+    a_direct_client_cannot_choose_its_throttle_key,
 );

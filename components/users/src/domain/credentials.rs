@@ -26,12 +26,6 @@ impl Credentials {
     }
 }
 
-/// Whether `email` is in the configured comma-separated `admin_emails` list (the bootstrap
-/// admins: signing up with such an address gives the admin role).
-pub fn is_admin_email(email: &Email, admin_emails: Option<&str>) -> bool {
-    admin_emails.is_some_and(|list| list.split(',').filter_map(|e| Email::parse(e).ok()).any(|admin| &admin == email))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,13 +37,5 @@ mod tests {
         let parsed = Credentials::parse(json!({"email": " A@B.org", "password": "x"})).unwrap();
         assert_eq!(parsed.email, "a@b.org");
         assert_eq!(parsed.password, "x");
-    }
-
-    #[test]
-    fn admins_come_from_the_configured_list() {
-        let email = Email::parse("root@example.org").unwrap();
-        assert!(is_admin_email(&email, Some("ops@example.org, ROOT@example.org")));
-        assert!(!is_admin_email(&email, Some("ops@example.org")));
-        assert!(!is_admin_email(&email, None));
     }
 }

@@ -6,9 +6,10 @@ mod page;
 pub mod password;
 mod person_name;
 mod phone;
+mod signup;
 mod user;
 
-pub use credentials::{Credentials, is_admin_email};
+pub use credentials::Credentials;
 pub use email::Email;
 pub use page::ListQuery;
 pub use password::Password;
@@ -17,4 +18,5 @@ pub use phone::Phone;
 pub use service_kit::json::JsonObject;
 pub use service_kit::problem::FieldError;
 pub use service_kit::{time, uuid};
+pub use signup::SignupThrottle;
 pub use user::{NewUser, User, UserChanges};

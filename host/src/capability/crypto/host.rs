@@ -1,27 +1,38 @@
 //! The generated `skiff:crypto` host traits.
 
-use super::Crypto;
 use super::bindings::skiff::crypto::{issuing, passwords, tokens};
+use super::{BUSY_PREFIX, Crypto, MAX_BCRYPT_COST, Queued};
 use service_kit::token::{Claims, Role};
 
 impl passwords::Host for &Crypto {
     #[tracing::instrument(level = "debug", name = "skiff.crypto.hash", skip_all, fields(cost = cost))]
     async fn hash(&mut self, password: String, cost: u32) -> wasmtime::Result<Result<String, String>> {
-        if !(4..=31).contains(&cost) {
-            return Ok(Err(format!("bcrypt cost must be from 4 to 31, got {cost}")));
+        if !(4..=MAX_BCRYPT_COST).contains(&cost) {
+            return Ok(Err(format!("bcrypt cost must be from 4 to {MAX_BCRYPT_COST}, got {cost}")));
         }
-        self.bcrypt(move || bcrypt::hash(password.as_bytes(), cost).map_err(|e| format!("bcrypt: {e}"))).await
+        // A hash can be shed (the caller answers 503); a verify cannot say so through its
+        // signature, so it waits its turn (logins are throttled before they get here).
+        let Some(queued) = self.bcrypt_queue.try_join() else {
+            return Ok(Err(format!("{BUSY_PREFIX} the bcrypt queue is full")));
+        };
+        self.bcrypt(queued, move || bcrypt::hash(password.as_bytes(), cost).map_err(|e| format!("bcrypt: {e}"))).await
     }
 
     #[tracing::instrument(level = "debug", name = "skiff.crypto.verify", skip_all)]
     async fn verify(&mut self, password: String, hash: String) -> wasmtime::Result<bool> {
-        self.bcrypt(move || bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false)).await
+        let queued = self.bcrypt_queue.join();
+        self.bcrypt(queued, move || bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false)).await
     }
 }
 
 impl Crypto {
-    /// Runs `work` on the blocking pool once a bcrypt slot is free.
-    async fn bcrypt<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> wasmtime::Result<T> {
+    /// Runs `work` on the blocking pool once a bcrypt slot is free; `queued` is its place in the
+    /// queue, given up when the work is done.
+    async fn bcrypt<T: Send + 'static>(
+        &self,
+        queued: Queued,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> wasmtime::Result<T> {
         let slot = self
             .bcrypt_slots
             .clone()
@@ -32,6 +43,7 @@ impl Crypto {
         // stop a hash in progress, and the slot stays taken until the hash is done.
         let work = move || {
             let _slot = slot;
+            let _queued = queued;
             work()
         };
         tokio::task::spawn_blocking(work).await.map_err(|e| wasmtime::format_err!("bcrypt task failed: {e}"))
@@ -112,7 +124,21 @@ mod tests {
         assert!(!passwords::Host::verify(&mut crypto, "wrong horse!".into(), hash).await.unwrap());
         assert!(!passwords::Host::verify(&mut crypto, "x".into(), "not a hash".into()).await.unwrap());
         let refused = passwords::Host::hash(&mut crypto, "correct horse".into(), 3).await.unwrap();
-        assert!(refused.unwrap_err().contains("from 4 to 31"));
+        assert!(refused.unwrap_err().contains("from 4 to 14"));
+        // Above the host's cap (31 used to be accepted: hours of CPU per hash).
+        let refused = passwords::Host::hash(&mut crypto, "correct horse".into(), 15).await.unwrap();
+        assert!(refused.unwrap_err().contains("from 4 to 14"));
+    }
+
+    #[tokio::test]
+    async fn hashing_is_shed_once_the_bcrypt_queue_is_full() {
+        let mut crypto = &crypto(&[]);
+        // One bcrypt thread: one running and two waiting fill the queue.
+        let places: Vec<_> = (0..3).map(|_| crypto.bcrypt_queue.try_join().unwrap()).collect();
+        let shed = passwords::Host::hash(&mut crypto, "correct horse".into(), 4).await.unwrap();
+        assert!(shed.unwrap_err().starts_with(BUSY_PREFIX));
+        drop(places);
+        assert!(passwords::Host::hash(&mut crypto, "correct horse".into(), 4).await.unwrap().is_ok());
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ mod host;
 use async_trait::async_trait;
 use service_kit::token::{Issuer, Verifier};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Semaphore;
 use wasmtime::component::{HasData, Linker};
 
@@ -29,6 +30,14 @@ pub const TOKEN_PUBLIC_KEY: &str = "token_public_key";
 /// The setting that holds the token signing key (base64 of the 32-byte Ed25519 seed).
 pub const TOKEN_SIGNING_KEY: &str = "token_signing_key";
 
+/// Highest bcrypt cost the host hashes at (about a second per hash on one core; each step
+/// doubles it). A component asking for more gets an error, not a hash.
+pub const MAX_BCRYPT_COST: u32 = 14;
+/// How `passwords.hash` says the bcrypt queue is full; the component answers 503.
+pub const BUSY_PREFIX: &str = "overloaded:";
+/// Hashes that may wait for a bcrypt thread, per thread; past it `hash` is shed.
+const QUEUED_HASHES_PER_SLOT: usize = 2;
+
 /// What a service's instances verify and sign tokens with, and the process-wide bcrypt pool.
 pub struct Crypto {
     verifier: Result<Verifier, String>,
@@ -36,6 +45,40 @@ pub struct Crypto {
     /// One bcrypt at a time per core: more would only time-slice the cores, while each login
     /// holds an instance slot and a connection.
     bcrypt_slots: Arc<Semaphore>,
+    /// Work waiting for or holding a bcrypt slot; bounds the queue.
+    bcrypt_queue: BcryptQueue,
+}
+
+/// Counts bcrypt work queued or running, so hashing can be shed instead of the queue growing.
+#[derive(Clone)]
+struct BcryptQueue {
+    queued: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+/// A place in the [`BcryptQueue`], given up on drop.
+struct Queued(Arc<AtomicUsize>);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl BcryptQueue {
+    /// A place if fewer than `limit` are taken.
+    fn try_join(&self) -> Option<Queued> {
+        self.queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.limit).then_some(n + 1))
+            .ok()
+            .map(|_| Queued(self.queued.clone()))
+    }
+
+    /// A place whatever the count.
+    fn join(&self) -> Queued {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        Queued(self.queued.clone())
+    }
 }
 
 impl Crypto {
@@ -49,7 +92,9 @@ impl Crypto {
             Some((_, seed)) => Issuer::from_base64(seed).map_err(|e| format!("{TOKEN_SIGNING_KEY}: {e}")),
             None => Err(format!("{TOKEN_SIGNING_KEY} is not configured")),
         };
-        Self { verifier, issuer, bcrypt_slots }
+        let limit = bcrypt_slots.available_permits() * (1 + QUEUED_HASHES_PER_SLOT);
+        let bcrypt_queue = BcryptQueue { queued: Arc::new(AtomicUsize::new(0)), limit };
+        Self { verifier, issuer, bcrypt_slots, bcrypt_queue }
     }
 
     /// Settings this capability reads that components must not see (secrets the host keeps).

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use super::INTERNAL_HEADER;
 use super::local::{LocalService, LocalServices};
+use super::{ADMIN_HEADER, INTERNAL_HEADER};
 
 /// Timeouts used when the component does not set its own.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -73,6 +73,7 @@ impl WasiHttpHooks for OutboundHttp {
             }
             Route::InProcess(service) => {
                 request.headers_mut().insert(INTERNAL_HEADER, http::HeaderValue::from_static("1"));
+                request.headers_mut().remove(ADMIN_HEADER);
                 let timeout = options.as_ref().and_then(|o| o.first_byte_timeout).unwrap_or(DEFAULT_RESPONSE_TIMEOUT);
                 Box::new(async move {
                     let response = tokio::time::timeout(timeout, service.call(request))
