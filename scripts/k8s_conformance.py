@@ -54,18 +54,10 @@ REPO = Path(__file__).resolve().parent.parent
 IMAGE_BIN = "/usr/local/bin/skiff"
 IMAGE_COMPONENTS = "/app/components/"
 
-# Announced host settings that the binary may not know yet. Unknown to the binary, they are
-# reported and the ports they open are not required; once `skiff serve --help` lists them,
-# they are checked like every other. Any other SKIFF_* variable the binary does not know is a
-# mistake (a typo) and fails. SKIFF_CONFIG_<KEY> are component settings, never flags.
-PENDING_ENV = {
-    "SKIFF_INTERNAL_LISTEN",
-    "SKIFF_SERVICES",
-    "SKIFF_OUTBOUND_ALLOW",
-    "SKIFF_AMQP_URL",
-    "SKIFF_ADMIN_LISTEN",
-    "SKIFF_ADMIN_TOKEN",
-}
+# Host settings the manifests may set before the binary reads them: reported and not checked.
+# Empty: the binary reads every setting the manifests use, so an unknown SKIFF_* variable (a
+# typo, or a setting the binary dropped) fails. SKIFF_CONFIG_<KEY> are component settings.
+PENDING_ENV: set[str] = set()
 # The setting that opens each extra listener, for the "every declared port listens" check.
 LISTEN_ENV = {"SKIFF_LISTEN", "SKIFF_INTERNAL_LISTEN", "SKIFF_ADMIN_LISTEN"}
 

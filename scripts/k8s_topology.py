@@ -15,6 +15,8 @@ For each service S of users, auth and notify:
   * where the overlay renders S's database URL (dev's generated Secrets), its host is
     S-db-cluster-ip-service and its database is S;
   * dev: S-db also has a NodePort Service;
+  * every skiff container's memory limit holds the host plus the instance pool at its largest,
+    64 MiB + (SKIFF_MAX_INSTANCES + 16) x SKIFF_MAX_MEMORY_MB;
   * every overlay: users answers on NodePort 30400, except production.
 Prints one PASS/FAIL line per overlay and check; the last line counts them. Needs PyYAML.
 """
@@ -29,6 +31,19 @@ from pathlib import Path
 import yaml
 
 SERVICES = ("users", "auth", "notify")
+# The host's own resident memory counted per pod (measured: ~36 MiB idle and ~44 MiB after 64
+# concurrent sign-ups, users on SQLite), and the pool slots the host adds to
+# SKIFF_MAX_INSTANCES for smoke tests and migrations (host/src/runtime/mod.rs, pooling()).
+HOST_BASELINE_MIB = 64
+EXTRA_POOL_SLOTS = 16
+
+
+def mebibytes(quantity: str) -> int:
+    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "K": 1000 / 1048576, "M": 1e6 / 1048576, "G": 1e9 / 1048576}
+    for unit, factor in units.items():
+        if quantity.endswith(unit):
+            return int(float(quantity[: -len(unit)]) * factor)
+    return int(int(quantity) / 1048576)
 OPERATOR_NAMESPACE_RULE = {"kubernetes.io/metadata.name": "cnpg-system"}
 
 
@@ -143,6 +158,23 @@ def check_overlay(name: str, docs: list[dict]) -> list[tuple[bool, str]]:
         if name == "dev":
             np = [d for d in services.values() if d["spec"].get("type") == "NodePort" and selects(d["spec"].get("selector") or {}, db_labels)]
             check(len(np) == 1, f"{db} has a NodePort Service")
+
+    # Memory: every skiff container's limit holds the host plus the instance pool at its largest.
+    configmaps = {d["metadata"]["name"]: d.get("data") or {} for d in by_kind.get("ConfigMap", [])}
+    for w in by_kind.get("Deployment", []):
+        for c in w["spec"]["template"]["spec"]["containers"]:
+            if not c.get("image", "").startswith("registry.example/skiff-"):
+                continue
+            env = {}
+            for src in c.get("envFrom") or []:
+                env.update(configmaps.get((src.get("configMapRef") or {}).get("name"), {}))
+            env.update({e["name"]: e["value"] for e in c.get("env") or [] if "value" in e})
+            instances = int(env.get("SKIFF_MAX_INSTANCES", 64))
+            per_instance = int(env.get("SKIFF_MAX_MEMORY_MB", 64))
+            need = HOST_BASELINE_MIB + (instances + EXTRA_POOL_SLOTS) * per_instance
+            limit = mebibytes(((c.get("resources") or {}).get("limits") or {}).get("memory", "0"))
+            check(limit >= need, f"{w['metadata']['name']}: memory limit {limit} MiB >= {HOST_BASELINE_MIB} + "
+                                 f"({instances} + {EXTRA_POOL_SLOTS}) x {per_instance} = {need} MiB")
 
     if name != "production":
         np = [d for d in services.values() if d["spec"].get("type") == "NodePort"
