@@ -15,7 +15,8 @@ are created outside the manifests, the downward API), then:
     version header (skiff-component-version) must equal it;
   * after the preStop hook, SIGTERM must make the process exit 0 within the rest of
     terminationGracePeriodSeconds;
-  * nothing may be written outside the mounted volumes (readOnlyRootFilesystem).
+  * nothing may be written outside the mounted volumes (readOnlyRootFilesystem);
+  * a precompiled component (.cwasm) must load: the host's fallback to the .wasm beside it fails.
 
 Local rewrites, consistently: the image's /usr/local/bin/skiff is $SKIFF_BIN, /app/components/X.wasm
 is $SKIFF_COMPONENTS_DIR/X.wasm, every containerPort and listen port is a free local port,
@@ -535,6 +536,13 @@ def run_pod(pod: Pod, logfile: Path) -> None:
         if written:
             raise Failure(f"{pod.deployment}: wrote outside its volumes (readOnlyRootFilesystem): {written[:5]}")
         log("    wrote nothing outside its volumes")
+    # The image ships X.cwasm with X.wasm beside it; the host compiles the .wasm, slowly and with
+    # only a warning, when the precompiled code is unusable. In a pod that is a broken image.
+    fallback = [line for line in logfile.read_text(errors="replace").splitlines() if "precompiled component unusable" in line]
+    if fallback:
+        raise Failure(f"{pod.deployment}: the precompiled component was not used, the host compiled the .wasm: {fallback[0][:300]}")
+    if any(a.endswith(".cwasm") for a in pod.argv):
+        log("    served the precompiled component (no .wasm fallback)")
     if pod.env.get("SKIFF_LOG_FORMAT") == "json":
         for line in logfile.read_text(errors="replace").splitlines():
             if line.strip():
