@@ -131,7 +131,27 @@ def context_files(root: Path) -> list[str]:
     return files
 
 
+def self_test() -> None:
+    """Docker's documented semantics, on the cases this repository relies on."""
+    rules = Rules("*\n!host/\n!bench/hello/\n**/target/\n*.md\n!README.md\n")
+    cases = {
+        "host/src/main.rs": True,  # let back in by a folder pattern
+        ".git/config": False,  # `*` matches every top-level entry, dotfiles too
+        "bench/hello/Cargo.toml": True,
+        "bench/run": False,
+        "target/release/skiff": False,  # `**/` matches no folder too
+        "host/target/x": False,
+        "README.md": True,  # the last matching pattern decides: `!README.md`
+        "docs/y.md": False,  # still out from `*`: `*.md` only matches at the top
+    }
+    for path, expected in cases.items():
+        assert rules.included(path) == expected, f"{path}: expected {'in' if expected else 'out'}"
+    assert not Rules("*").may_let_in_below("target")
+    assert Rules("*\n!bench/hello/").may_let_in_below("bench")
+
+
 def main() -> int:
+    self_test()
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
