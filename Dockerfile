@@ -9,7 +9,8 @@
 # Tags carry the version (the workspace version in Cargo.toml), never `latest`.
 
 # ---- build: the toolchain pinned by rust-toolchain.toml (1.95.0 + wasm32-wasip2) ----
-FROM rust:1.95-bookworm AS build
+# Fully qualified, so that buildah and podman (which refuse short names by default) build it too.
+FROM docker.io/library/rust:1.95-bookworm AS build
 WORKDIR /src
 
 # Install the pinned toolchain first so this layer is cached across source changes.
@@ -23,6 +24,8 @@ ARG SERVICE=users
 # The component ships twice: precompiled (`skiff compile`, so a pod starts without running the
 # compiler) and as .wasm, which the host compiles instead if the node's CPU lacks a feature of
 # the build machine's.
+# The binary loses its debug info (183 MB -> 39 MB, measured by scripts/check-image-context) but
+# keeps its symbols, so a panic's backtrace still names functions.
 # Cache mounts keep the registry and the target folder between builds; the artefacts are
 # copied out of the cache in the same step, because a cache mount is not part of the image.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
@@ -33,6 +36,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && cargo build --release --locked --target wasm32-wasip2 -p "${SERVICE}" \
  && mkdir -p /out/components \
  && cp target/release/skiff /out/skiff \
+ && strip --strip-debug /out/skiff \
  && cp "target/wasm32-wasip2/release/${SERVICE}.wasm" "/out/components/${SERVICE}.wasm" \
  && /out/skiff compile --component "/out/components/${SERVICE}.wasm" --output "/out/components/${SERVICE}.cwasm"
 

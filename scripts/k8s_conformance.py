@@ -15,7 +15,8 @@ are created outside the manifests, the downward API), then:
     version header (skiff-component-version) must equal it;
   * after the preStop hook, SIGTERM must make the process exit 0 within the rest of
     terminationGracePeriodSeconds;
-  * nothing may be written outside the mounted volumes (readOnlyRootFilesystem).
+  * nothing may be written outside the mounted volumes (readOnlyRootFilesystem);
+  * a precompiled component (.cwasm) must load: the host's fallback to the .wasm beside it fails.
 
 Local rewrites, consistently: the image's /usr/local/bin/skiff is $SKIFF_BIN, /app/components/X.wasm
 is $SKIFF_COMPONENTS_DIR/X.wasm, every containerPort and listen port is a free local port,
@@ -54,18 +55,10 @@ REPO = Path(__file__).resolve().parent.parent
 IMAGE_BIN = "/usr/local/bin/skiff"
 IMAGE_COMPONENTS = "/app/components/"
 
-# Announced host settings that the binary may not know yet. Unknown to the binary, they are
-# reported and the ports they open are not required; once `skiff serve --help` lists them,
-# they are checked like every other. Any other SKIFF_* variable the binary does not know is a
-# mistake (a typo) and fails. SKIFF_CONFIG_<KEY> are component settings, never flags.
-PENDING_ENV = {
-    "SKIFF_INTERNAL_LISTEN",
-    "SKIFF_SERVICES",
-    "SKIFF_OUTBOUND_ALLOW",
-    "SKIFF_AMQP_URL",
-    "SKIFF_ADMIN_LISTEN",
-    "SKIFF_ADMIN_TOKEN",
-}
+# Host settings the manifests may set before the binary reads them: reported and not checked.
+# Empty: the binary reads every setting the manifests use, so an unknown SKIFF_* variable (a
+# typo, or a setting the binary dropped) fails. SKIFF_CONFIG_<KEY> are component settings.
+PENDING_ENV: set[str] = set()
 # The setting that opens each extra listener, for the "every declared port listens" check.
 LISTEN_ENV = {"SKIFF_LISTEN", "SKIFF_INTERNAL_LISTEN", "SKIFF_ADMIN_LISTEN"}
 
@@ -543,6 +536,13 @@ def run_pod(pod: Pod, logfile: Path) -> None:
         if written:
             raise Failure(f"{pod.deployment}: wrote outside its volumes (readOnlyRootFilesystem): {written[:5]}")
         log("    wrote nothing outside its volumes")
+    # The image ships X.cwasm with X.wasm beside it; the host compiles the .wasm, slowly and with
+    # only a warning, when the precompiled code is unusable. In a pod that is a broken image.
+    fallback = [line for line in logfile.read_text(errors="replace").splitlines() if "precompiled component unusable" in line]
+    if fallback:
+        raise Failure(f"{pod.deployment}: the precompiled component was not used, the host compiled the .wasm: {fallback[0][:300]}")
+    if any(a.endswith(".cwasm") for a in pod.argv):
+        log("    served the precompiled component (no .wasm fallback)")
     if pod.env.get("SKIFF_LOG_FORMAT") == "json":
         for line in logfile.read_text(errors="replace").splitlines():
             if line.strip():
