@@ -142,7 +142,7 @@ def self_test() -> None:
         "target/release/skiff": False,  # `**/` matches no folder too
         "host/target/x": False,
         "README.md": True,  # the last matching pattern decides: `!README.md`
-        "docs/y.md": False,  # still out from `*`: `*.md` only matches at the top
+        "notes/y.md": False,  # still out from `*`: `*.md` only matches at the top
     }
     for path, expected in cases.items():
         assert rules.included(path) == expected, f"{path}: expected {'in' if expected else 'out'}"

@@ -33,6 +33,7 @@ fails. Needs PyYAML and kubectl (KUBECTL or PATH).
 from __future__ import annotations
 
 import argparse
+import atexit
 import base64
 import http.client
 import json
@@ -227,6 +228,29 @@ class Pod:
     unchecked_ports: set[int]
 
 
+_AMQP_URL: str | None = None
+
+
+def conformance_amqp_url() -> str:
+    """$SKIFF_TEST_AMQP_URL on a vhost of this run's own (made with rabbitmqctl when it is
+    there, removed at exit), so exchanges that earlier runs or releases declared, perhaps as
+    another kind, never meet this one."""
+    global _AMQP_URL
+    if _AMQP_URL is None:
+        base = os.environ.get("SKIFF_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+        _AMQP_URL = base
+        user = re.match(r"amqps?://([^:@/]+)", base)
+        if shutil.which("rabbitmqctl") and user:
+            vhost = f"skiff_conformance_{os.getpid()}"
+            made = subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], capture_output=True)
+            granted = subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, user.group(1), ".*", ".*", ".*"],
+                                     capture_output=True)
+            if made.returncode == 0 and granted.returncode == 0:
+                atexit.register(subprocess.run, ["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
+                _AMQP_URL = base.rsplit("/", 1)[0] + "/" + vhost
+    return _AMQP_URL
+
+
 def resolve_env(cluster: Cluster, dep: dict, c: dict, notes: list[str]) -> dict[str, str]:
     name = dep["metadata"]["name"]
     meta = dep["spec"]["template"]["metadata"]
@@ -361,7 +385,7 @@ def prepare(cluster: Cluster, dep: dict, c: dict, skiff: str, components_dir: Pa
         if re.match(r"postgres(ql)?://", value):
             return dbs.fresh(f"{cluster.namespace}_{name}")
         if value.startswith(("amqp://", "amqps://")):
-            return os.environ.get("SKIFF_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+            return conformance_amqp_url()
         m = re.fullmatch(r"(0\.0\.0\.0|\[::\]|::|127\.0\.0\.1|localhost):(\d+)", value)
         if m:
             return f"127.0.0.1:{local_port(int(m.group(2)))}"
