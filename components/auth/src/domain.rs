@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 use service_kit::json::JsonObject;
 use service_kit::platform::Exchange;
 use service_kit::problem::FieldError;
+use service_kit::throttle::{self, bounded_setting};
 use service_kit::time;
 
 /// Where login events go: a fanout exchange, as in the original, so every queue bound to it
@@ -110,28 +111,28 @@ impl Throttle {
     pub fn parse(raw: ThrottleSettings<'_>) -> Result<Self, String> {
         let defaults = Self::default();
         Ok(Self {
-            max_per_account_and_source: bounded(
+            max_per_account_and_source: bounded_setting(
                 "login_max_failures_per_account_and_source",
                 raw.per_account_and_source,
                 defaults.max_per_account_and_source,
                 1,
                 10_000,
             )?,
-            max_per_account: bounded(
+            max_per_account: bounded_setting(
                 "login_max_failures_per_account",
                 raw.per_account,
                 defaults.max_per_account,
                 1,
                 100_000,
             )?,
-            max_per_source: bounded(
+            max_per_source: bounded_setting(
                 "login_max_failures_per_source",
                 raw.per_source,
                 defaults.max_per_source,
                 1,
                 100_000,
             )?,
-            window_secs: i64::from(bounded(
+            window_secs: i64::from(bounded_setting(
                 "login_failure_window_secs",
                 raw.window,
                 u32::try_from(defaults.window_secs).unwrap_or(u32::MAX),
@@ -143,16 +144,6 @@ impl Throttle {
 
     pub fn window_micros(&self) -> i64 {
         self.window_secs * 1_000_000
-    }
-}
-
-fn bounded(key: &str, raw: Option<&str>, default: u32, min: u32, max: u32) -> Result<u32, String> {
-    match raw {
-        None => Ok(default),
-        Some(text) => match text.trim().parse::<u32>() {
-            Ok(value) if (min..=max).contains(&value) => Ok(value),
-            _ => Err(format!("{key} must be {min} to {max}, got {text:?}")),
-        },
     }
 }
 
@@ -184,17 +175,10 @@ pub enum Verdict {
 /// window): refused while `limit` or more fall within the window ending at `now`, until the
 /// failure that keeps the count at `limit` leaves it.
 pub fn decide(failures: &[i64], limit: u32, now: i64, window_micros: i64) -> Verdict {
-    let since = now - window_micros;
-    let mut recent: Vec<i64> = failures.iter().copied().filter(|&at| at > since).collect();
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    if limit == 0 || recent.len() < limit {
-        return Verdict::Allowed;
+    match throttle::retry_after(failures, limit, now, window_micros) {
+        None => Verdict::Allowed,
+        Some(seconds) => Verdict::RetryAfter(seconds),
     }
-    // Newest first: once the limit-th newest leaves the window, fewer than `limit` remain.
-    recent.sort_unstable_by(|a, b| b.cmp(a));
-    let blocking = recent[limit - 1];
-    let wait_micros = blocking + window_micros - now;
-    Verdict::RetryAfter(((wait_micros + 999_999) / 1_000_000).max(1))
 }
 
 /// The stricter of two verdicts.

@@ -1,7 +1,7 @@
 //! What every skiff service component shares: the platform's WIT bindings (generated once,
 //! reused by every component with wit-bindgen's `with`), request/response values and the
 //! `wasi:http` glue, the host helpers, problem+json and the common API errors, SQL errors and
-//! rows, pagination, bearer tokens, RFC 3339 time and UUIDs. Everything but the calls into the
+//! rows, pagination, sliding-window throttles, bearer tokens, RFC 3339 time and UUIDs. Everything but the calls into the
 //! host is unit-tested natively.
 
 pub mod bindings;
@@ -13,6 +13,7 @@ pub mod platform;
 pub mod problem;
 pub mod query;
 pub mod sql;
+pub mod throttle;
 pub mod time;
 pub mod token;
 pub mod trace;

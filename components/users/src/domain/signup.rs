@@ -1,6 +1,8 @@
 //! The sign-up throttle: every sign-up costs a bcrypt hash and can test whether an email is
 //! registered (409), so each client address gets a few per window.
 
+use service_kit::throttle::{self, bounded_setting};
+
 /// From the `signup_max_per_source` and `signup_window_secs` settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SignupThrottle {
@@ -17,8 +19,10 @@ impl Default for SignupThrottle {
 impl SignupThrottle {
     pub fn parse(max_per_source: Option<&str>, window: Option<&str>) -> Result<Self, String> {
         let defaults = Self::default();
-        let max_per_source = bounded("signup_max_per_source", max_per_source, defaults.max_per_source, 1, 1_000_000)?;
-        let window_secs = bounded("signup_window_secs", window, 3600, 1, 86_400)?;
+        let max_per_source =
+            bounded_setting("signup_max_per_source", max_per_source, defaults.max_per_source, 1, 1_000_000)?;
+        let default_window = u32::try_from(defaults.window_secs).unwrap_or(u32::MAX);
+        let window_secs = bounded_setting("signup_window_secs", window, default_window, 1, 86_400)?;
         Ok(Self { max_per_source, window_secs: i64::from(window_secs) })
     }
 
@@ -30,24 +34,7 @@ impl SignupThrottle {
     /// attempts from the same address, newest first; else whole seconds until one leaves the
     /// window (at least 1).
     pub fn retry_after(&self, others_newest_first: &[i64], now: i64) -> Option<i64> {
-        let limit = usize::try_from(self.max_per_source).unwrap_or(usize::MAX);
-        let since = now - self.window_micros();
-        let recent: Vec<i64> = others_newest_first.iter().copied().filter(|&at| at > since).collect();
-        if recent.len() < limit {
-            return None;
-        }
-        let wait = recent[limit - 1] + self.window_micros() - now;
-        Some(((wait + 999_999) / 1_000_000).max(1))
-    }
-}
-
-fn bounded(key: &str, raw: Option<&str>, default: u32, min: u32, max: u32) -> Result<u32, String> {
-    match raw {
-        None => Ok(default),
-        Some(text) => match text.trim().parse::<u32>() {
-            Ok(value) if (min..=max).contains(&value) => Ok(value),
-            _ => Err(format!("{key} must be {min} to {max}, got {text:?}")),
-        },
+        throttle::retry_after(others_newest_first, self.max_per_source, now, self.window_micros())
     }
 }
 

@@ -8,13 +8,14 @@ use anyhow::Context;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::client::{
-    Broker, DeliveryStream, Exchange, InboundDelivery, OutboundMessage, RetryPolicy, SubscriptionSpec,
+    Broker, DeliveryStream, Exchange, ExchangeKind, InboundDelivery, OutboundMessage, RetryPolicy, SubscriptionSpec,
 };
 
 /// How long a delivery may stay unsettled before it is handed out again.
@@ -40,6 +41,9 @@ pub struct EmbeddedBroker {
     pool: SqlitePool,
     /// Wakes consumers in this process when something is published.
     published: Arc<Notify>,
+    /// Exchanges this process has declared and their kinds, so a publish checks the kind
+    /// without asking the database each time.
+    declared: std::sync::Mutex<HashMap<String, ExchangeKind>>,
 }
 
 impl EmbeddedBroker {
@@ -56,7 +60,7 @@ impl EmbeddedBroker {
             .await
             .with_context(|| format!("opening the embedded broker at {}", path.display()))?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
-        Ok(Self { pool, published: Arc::new(Notify::new()) })
+        Ok(Self { pool, published: Arc::new(Notify::new()), declared: Default::default() })
     }
 }
 
@@ -64,8 +68,34 @@ fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
-/// Declares `exchange` as RabbitMQ does: the first declaration fixes its kind, and declaring
-/// it again as another kind is refused.
+impl EmbeddedBroker {
+    /// Declares `exchange` as RabbitMQ does: the first declaration fixes its kind, and
+    /// declaring it again as another kind is refused. The database is asked once per exchange.
+    async fn declare(&self, tx: &mut sqlx::SqliteConnection, exchange: &Exchange) -> anyhow::Result<()> {
+        let known = self.declared.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.get(&exchange.name).copied();
+        match known {
+            Some(kind) => ensure_kind(exchange, kind.as_str()),
+            None => {
+                declare_exchange(tx, exchange).await?;
+                if let Ok(mut declared) = self.declared.lock() {
+                    declared.insert(exchange.name.clone(), exchange.kind);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn ensure_kind(exchange: &Exchange, declared: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        declared == exchange.kind.as_str(),
+        "exchange {:?} is declared as {declared}, not {}: every service must declare it as the same kind",
+        exchange.name,
+        exchange.kind.as_str()
+    );
+    Ok(())
+}
+
 async fn declare_exchange(tx: &mut sqlx::SqliteConnection, exchange: &Exchange) -> anyhow::Result<()> {
     sqlx::query("INSERT OR IGNORE INTO exchanges (name, kind) VALUES ($1, $2)")
         .bind(&exchange.name)
@@ -89,7 +119,7 @@ async fn declare_exchange(tx: &mut sqlx::SqliteConnection, exchange: &Exchange) 
 impl Broker for EmbeddedBroker {
     async fn publish(&self, message: &OutboundMessage) -> anyhow::Result<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        declare_exchange(&mut tx, &message.exchange).await?;
+        self.declare(&mut tx, &message.exchange).await?;
         let bindings = sqlx::query("SELECT queue, binding_key FROM bindings WHERE exchange = $1 ORDER BY queue")
             .bind(&message.exchange.name)
             .fetch_all(&mut *tx)
@@ -135,7 +165,7 @@ impl Broker for EmbeddedBroker {
         _retry: &RetryPolicy,
     ) -> anyhow::Result<Box<dyn DeliveryStream>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        declare_exchange(&mut tx, &subscription.exchange).await?;
+        self.declare(&mut tx, &subscription.exchange).await?;
         sqlx::query("INSERT OR IGNORE INTO bindings (exchange, queue, binding_key) VALUES ($1, $2, $3)")
             .bind(&subscription.exchange.name)
             .bind(&subscription.queue)

@@ -105,8 +105,8 @@ pub struct MessagingCapability {
     retry: RetryPolicy,
     outbox_lease: Duration,
     metrics: Arc<Metrics>,
-    /// The `event_signing_key` setting, checked at start.
-    signing_seed: Option<String>,
+    /// From the `event_signing_key` setting, parsed at start.
+    signing_key: Option<ed25519_dalek::SigningKey>,
     trusted: Option<Arc<TrustedPublishers>>,
 }
 
@@ -124,15 +124,13 @@ impl MessagingCapability {
         config: &[(String, String)],
     ) -> anyhow::Result<Self> {
         let setting = |key: &str| config.iter().rev().find(|(k, _)| k == key).map(|(_, value)| value.clone());
-        let signing_seed = setting(EVENT_SIGNING_KEY);
-        if let Some(seed) = &signing_seed {
-            EventSigner::new("check", seed).map_err(anyhow::Error::msg)?;
-        }
+        let signing_key = setting(EVENT_SIGNING_KEY).map(|seed| signing::signing_key(&seed)).transpose();
+        let signing_key = signing_key.map_err(anyhow::Error::msg)?;
         let trusted = match setting(EVENT_TRUSTED_KEYS) {
             Some(keys) => Some(Arc::new(TrustedPublishers::parse(&keys).map_err(anyhow::Error::msg)?)),
             None => None,
         };
-        Ok(Self { broker, retry, outbox_lease, metrics, signing_seed, trusted })
+        Ok(Self { broker, retry, outbox_lease, metrics, signing_key, trusted })
     }
 }
 
@@ -193,8 +191,8 @@ impl Capability for MessagingCapability {
             let name = &service.service.name;
             let depth = self.metrics.outbox_depth.get_or_create(&RouteLabels { route: name.clone() });
             let outbox = Outbox::with_lease((*sql).clone(), depth.clone(), self.outbox_lease);
-            let outbox = match &self.signing_seed {
-                Some(seed) => outbox.signed_by(EventSigner::new(name, seed).map_err(anyhow::Error::msg)?),
+            let outbox = match &self.signing_key {
+                Some(key) => outbox.signed_by(EventSigner::with_key(name, key.clone())),
                 None => {
                     tracing::warn!(service = %name, "no {EVENT_SIGNING_KEY}: this service's events go out unsigned");
                     outbox

@@ -34,12 +34,11 @@ pub struct EventSigner {
 impl EventSigner {
     /// `seed` is the base64 setting value.
     pub fn new(publisher: &str, seed: &str) -> Result<Self, String> {
-        let bytes: [u8; 32] = STANDARD
-            .decode(seed.trim())
-            .map_err(|e| format!("{EVENT_SIGNING_KEY} is not base64: {e}"))?
-            .try_into()
-            .map_err(|_| format!("{EVENT_SIGNING_KEY} must be 32 bytes"))?;
-        Ok(Self { publisher: publisher.to_owned(), key: SigningKey::from_bytes(&bytes) })
+        Ok(Self::with_key(publisher, signing_key(seed)?))
+    }
+
+    pub fn with_key(publisher: &str, key: SigningKey) -> Self {
+        Self { publisher: publisher.to_owned(), key }
     }
 
     /// `message` with the publisher and signature headers in place of any the host's prefix
@@ -50,6 +49,16 @@ impl EventSigner {
         message.headers.push((PUBLISHER_HEADER.into(), self.publisher.clone()));
         message.headers.push((SIGNATURE_HEADER.into(), STANDARD.encode(signature.to_bytes())));
     }
+}
+
+/// The key in an `event_signing_key` setting (base64 of the 32-byte seed).
+pub fn signing_key(seed: &str) -> Result<SigningKey, String> {
+    let bytes: [u8; 32] = STANDARD
+        .decode(seed.trim())
+        .map_err(|e| format!("{EVENT_SIGNING_KEY} is not base64: {e}"))?
+        .try_into()
+        .map_err(|_| format!("{EVENT_SIGNING_KEY} must be 32 bytes"))?;
+    Ok(SigningKey::from_bytes(&bytes))
 }
 
 /// The publishers a consuming service accepts messages from, by name.
