@@ -9,9 +9,10 @@ use service_kit::token::{Claims, Role};
 use service_kit::trace;
 use service_kit::wasi_http::{Outgoing, send};
 
+use crate::domain::session::{self, Presented, RefreshToken};
 use crate::domain::{
-    LOGIN_EXCHANGE, LoginEvent, LoginRequest, Throttle, ThrottleSettings, Verdict, account_key, account_source_key,
-    decide, source_key, stricter, token_ttl,
+    LOGIN_EXCHANGE, LoginEvent, LoginRequest, RefreshRequest, Throttle, ThrottleSettings, Verdict, account_key,
+    account_source_key, decide, source_key, stricter, token_ttl,
 };
 use crate::error::Error;
 use crate::store;
@@ -30,6 +31,10 @@ fn route(request: &Request) -> Result<Response, Error> {
         (_, "healthcheck") => Err(ApiError::MethodNotAllowed("GET").into()),
         (Method::Post, "auth/login") => login(request),
         (_, "auth/login") => Err(ApiError::MethodNotAllowed("POST").into()),
+        (Method::Post, "auth/refresh") => refresh(request),
+        (_, "auth/refresh") => Err(ApiError::MethodNotAllowed("POST").into()),
+        (Method::Post, "auth/logout") => logout(request),
+        (_, "auth/logout") => Err(ApiError::MethodNotAllowed("POST").into()),
         _ => Err(ApiError::NotFound.into()),
     }
 }
@@ -62,12 +67,9 @@ fn login(request: &Request) -> Result<Response, Error> {
     };
     attempt.succeeded();
 
-    let ttl = token_ttl(setting("token_ttl_secs")?.as_deref())?;
     let now = now_micros();
-    let claims =
-        Claims { sub: user_id.clone(), role, iat: now / 1_000_000, exp: now / 1_000_000 + ttl, jti: new_uuid() };
-    // Signed by the host: the signing key never enters the component.
-    let token = sign_token(claims).map_err(ApiError::Internal)?;
+    let family = new_uuid();
+    let tokens = issue_tokens(&user_id, role, Family { id: &family, started_at: now }, None)?;
 
     let event = LoginEvent {
         event_id: new_uuid(),
@@ -86,7 +88,170 @@ fn login(request: &Request) -> Result<Response, Error> {
         log_error("auth", &format!("login event {} not stored: {error}", event.event_id));
     }
 
-    Ok(Response::json(200, &json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl})))
+    Ok(tokens.into_response())
+}
+
+/// A login's refresh token family.
+#[derive(Clone, Copy)]
+struct Family<'a> {
+    id: &'a str,
+    /// When the login happened (micros).
+    started_at: i64,
+}
+
+/// What login and refresh answer.
+struct Tokens {
+    access_token: String,
+    expires_in: i64,
+    refresh_token: String,
+    refresh_expires_in: i64,
+}
+
+impl Tokens {
+    fn into_response(self) -> Response {
+        Response::json(
+            200,
+            &json!({
+                "access_token": self.access_token,
+                "token_type": "Bearer",
+                "expires_in": self.expires_in,
+                "refresh_token": self.refresh_token,
+                "refresh_expires_in": self.refresh_expires_in,
+            }),
+        )
+        // Tokens must not be kept by caches (RFC 6749, section 5.1).
+        .header("cache-control", "no-store")
+    }
+}
+
+/// Signs an access token for `user_id` and stores a new refresh token in `family`: the
+/// family's first (`spent` is `None`, a login) or the one replacing `spent` (a refresh;
+/// `Error::RefreshReused` when a parallel refresh spent it first).
+fn issue_tokens(user_id: &str, role: Role, family: Family<'_>, spent: Option<&str>) -> Result<Tokens, Error> {
+    let ttl = token_ttl(setting("token_ttl_secs")?.as_deref())?;
+    let refresh_ttl = session::refresh_ttl(setting("refresh_token_ttl_secs")?.as_deref())?;
+    let now = now_micros();
+    let refresh = RefreshToken::new(new_uuid(), random_bytes::<32>());
+    let secret_hash = refresh.secret_hash();
+    let row = store::NewRefresh {
+        id: &refresh.id,
+        family: family.id,
+        user_id,
+        secret_hash: &secret_hash,
+        family_started_at: family.started_at,
+        issued_at: now,
+        expires_at: now + refresh_ttl * 1_000_000,
+    };
+    match spent {
+        None => {
+            // Expired rows go when sessions start, so the table holds what can still be used.
+            store::forget_expired_refresh(now)?;
+            store::insert_refresh(&row)?;
+        }
+        Some(spent) => {
+            if !store::rotate_refresh(spent, &row)? {
+                return Err(Error::RefreshReused);
+            }
+        }
+    }
+    let claims =
+        Claims { sub: user_id.to_owned(), role, iat: now / 1_000_000, exp: now / 1_000_000 + ttl, jti: new_uuid() };
+    // Signed by the host: the signing key never enters the component.
+    let access_token = sign_token(claims).map_err(ApiError::Internal)?;
+    Ok(Tokens { access_token, expires_in: ttl, refresh_token: refresh.to_text(), refresh_expires_in: refresh_ttl })
+}
+
+/// `POST /auth-ms/auth/refresh`: spends a refresh token for a new access token and the next
+/// refresh token. users is asked first whether the user still exists, with which role, and
+/// whether the password changed since the login: a deleted user's or an old password's
+/// sessions end here. Until that check has passed nothing is spent, so a client whose refresh
+/// failed with 503 retries with the same token.
+fn refresh(request: &Request) -> Result<Response, Error> {
+    let presented = RefreshRequest::parse(json_body(request)?).map_err(ApiError::InvalidFields)?;
+    let Some(token) = RefreshToken::parse(&presented.refresh_token) else { return Err(Error::RefreshRefused) };
+    let now = now_micros();
+    let stored = store::refresh(&token.id)?;
+    match (session::judge(stored.as_ref(), &token, now), stored) {
+        (Presented::Live, Some(stored)) => {
+            let traceparent = trace::child_traceparent(request.header("traceparent"), &random_bytes::<24>());
+            let Some(user) = user_from_users(&stored.user_id, &traceparent)? else {
+                store::revoke_family(&stored.family, now)?;
+                return Err(Error::RefreshRefused);
+            };
+            if session::outlived_by_password_change(stored.family_started_at, user.password_changed_at) {
+                store::revoke_family(&stored.family, now)?;
+                return Err(Error::RefreshRefused);
+            }
+            let family = Family { id: &stored.family, started_at: stored.family_started_at };
+            match issue_tokens(&stored.user_id, user.role, family, Some(&token.id)) {
+                Err(Error::RefreshReused) => {
+                    revoke_reused(&stored.family, now)?;
+                    Err(Error::RefreshRefused)
+                }
+                issued => Ok(issued?.into_response()),
+            }
+        }
+        (Presented::Reused, Some(stored)) => {
+            revoke_reused(&stored.family, now)?;
+            Err(Error::RefreshRefused)
+        }
+        _ => Err(Error::RefreshRefused),
+    }
+}
+
+/// A spent token came back: someone else holds the family too, so nobody keeps it.
+fn revoke_reused(family: &str, now: i64) -> Result<(), Error> {
+    log_warning("auth", &format!("a spent refresh token was presented again: family {family} revoked"));
+    Ok(store::revoke_family(family, now)?)
+}
+
+/// `POST /auth-ms/auth/logout`: revokes the refresh token's whole family. 204 whatever the
+/// token was, so logging out twice is not an error and the answer tells nothing about tokens.
+fn logout(request: &Request) -> Result<Response, Error> {
+    let presented = RefreshRequest::parse(json_body(request)?).map_err(ApiError::InvalidFields)?;
+    if let Some(token) = RefreshToken::parse(&presented.refresh_token) {
+        let stored = store::refresh(&token.id)?;
+        if let (Some(stored), now) = (stored.as_ref(), now_micros())
+            && session::judge(Some(stored), &token, now) != Presented::Unknown
+        {
+            store::revoke_family(&stored.family, now)?;
+        }
+    }
+    Ok(Response::no_content())
+}
+
+/// What users says about a user when a session is refreshed.
+struct UserStatus {
+    role: Role,
+    password_changed_at: Option<i64>,
+}
+
+/// Asks users (internal listener) for `user_id`'s role and last password change; `None` when
+/// the user no longer exists.
+fn user_from_users(user_id: &str, traceparent: &str) -> Result<Option<UserStatus>, Error> {
+    let users = setting("users_service")?.unwrap_or_else(|| "users".into());
+    let headers = vec![("traceparent".to_owned(), traceparent.to_owned())];
+    let path = format!("/users-ms/internal/users/{user_id}");
+    let response = send(Outgoing {
+        method: Method::Get,
+        scheme: "http",
+        authority: &users,
+        path_with_query: &path,
+        headers: &headers,
+        body: &[],
+        timeout_ms: USERS_TIMEOUT_MS,
+    })
+    .map_err(Error::UsersUnavailable)?;
+    match response.status {
+        200 => {
+            let status: serde_json::Value = serde_json::from_slice(&response.body)
+                .map_err(|e| Error::UsersUnavailable(format!("bad answer: {e}")))?;
+            let role = if status["role"] == "admin" { Role::Admin } else { Role::User };
+            Ok(Some(UserStatus { role, password_changed_at: status["password_changed_at_micros"].as_i64() }))
+        }
+        404 => Ok(None),
+        status => Err(Error::UsersUnavailable(format!("users answered {status}"))),
+    }
 }
 
 /// One login attempt as the throttle sees it: recorded under its subjects (the account, the

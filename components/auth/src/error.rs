@@ -17,8 +17,13 @@ pub enum Error {
     UsersUnavailable(String),
     /// Too many failed logins for the account or the source address; seconds to wait.
     TooManyAttempts(i64),
-    /// The failure counts could not be read: login is refused rather than left unthrottled.
-    ThrottleUnavailable(String),
+    /// auth's database cannot be reached: login is refused rather than left unthrottled, and
+    /// sessions cannot be refreshed.
+    DatabaseUnavailable(String),
+    /// A refresh token that is unknown, expired, revoked or spent: all look the same.
+    RefreshRefused,
+    /// A parallel refresh spent the token first (answered as [`Error::RefreshRefused`]).
+    RefreshReused,
 }
 
 impl Error {
@@ -44,13 +49,20 @@ impl Error {
                 "too many failed logins for this account or from this address, retry later",
             )
             .header("retry-after", seconds.to_string()),
-            Self::ThrottleUnavailable(cause) => {
-                log_error("auth", &format!("login throttle unavailable: {cause}"));
+            Self::RefreshRefused | Self::RefreshReused => problem(
+                401,
+                "invalid-refresh-token",
+                "Unauthorized",
+                "the refresh token is unknown, expired or revoked: log in again",
+            )
+            .header("www-authenticate", "Bearer"),
+            Self::DatabaseUnavailable(cause) => {
+                log_error("auth", &format!("database unavailable: {cause}"));
                 problem(
                     503,
-                    "throttle-unavailable",
+                    "database-unavailable",
                     "Service unavailable",
-                    "login attempts cannot be counted right now, retry later",
+                    "logins and sessions cannot be checked right now, retry later",
                 )
                 .header("retry-after", "1")
             }
@@ -64,11 +76,11 @@ impl From<ApiError> for Error {
     }
 }
 
-/// auth's only table is the throttle's: when it is out of reach, login is refused.
+/// When auth's database is out of reach, login and refresh are refused.
 impl From<StoreError> for Error {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Unavailable(cause) => Self::ThrottleUnavailable(cause),
+            StoreError::Unavailable(cause) => Self::DatabaseUnavailable(cause),
             other => Self::Api(other.into()),
         }
     }

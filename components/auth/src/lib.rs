@@ -1,6 +1,7 @@
 //! The auth service as a WebAssembly component (`skiff:service/publishing-service`): login
 //! checks credentials with users (throttled per account and per source
-//! address), issues a token and publishes a `user_login_event`.
+//! address), issues a short-lived access token and a rotating refresh token, and publishes a
+//! `user_login_event`; refresh and logout keep and end sessions.
 
 mod api;
 pub mod domain;
@@ -55,8 +56,8 @@ impl IncomingHandler for Component {
 }
 
 impl Migrations for Component {
-    /// auth's one table counts failed logins for throttling; the same database holds the
-    /// host's outbox.
+    /// auth's tables count failed logins for throttling and keep refresh tokens; the same
+    /// database holds the host's outbox.
     fn all() -> Vec<Migration> {
         vec![
             Migration {
@@ -68,6 +69,11 @@ impl Migrations for Component {
                 version: 2,
                 name: "login_attempts".into(),
                 sql: include_str!("../migrations/0002_login_attempts.sql").into(),
+            },
+            Migration {
+                version: 3,
+                name: "refresh_tokens".into(),
+                sql: include_str!("../migrations/0003_refresh_tokens.sql").into(),
             },
         ]
     }

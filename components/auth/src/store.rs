@@ -1,5 +1,6 @@
-//! Failed logins, through the host's `skiff:sql` capability (bound parameters only). Instances
-//! are fresh per request, so the throttle's memory is this table.
+//! auth's tables, through the host's `skiff:sql` capability (bound parameters only): failed
+//! logins (instances are fresh per request, so the throttle's memory is this table) and
+//! refresh tokens.
 //!
 //! An attempt records its rows first (one per subject, under its attempt id) and only then
 //! reads the counts, so of any number of parallel attempts at most the limit see room: each
@@ -9,6 +10,8 @@
 use service_kit::bindings::skiff::sql::client;
 use service_kit::bindings::skiff::sql::types::Value;
 use service_kit::sql::{Row, StoreError};
+
+use crate::domain::session::StoredRefresh;
 
 /// Records `attempt` under each subject at `at` (micros), before its password is checked.
 pub fn record_attempt(subjects: &[&str], attempt: &str, at: i64) -> Result<(), StoreError> {
@@ -53,5 +56,92 @@ pub fn forget_expired(expired_before: i64) -> Result<(), StoreError> {
 /// Forgets the failures under `subject` (an account after a successful login).
 pub fn clear(subject: &str) -> Result<(), StoreError> {
     client::execute("DELETE FROM login_failures WHERE subject = $1", &[Value::Text(subject.to_owned())])?;
+    Ok(())
+}
+
+/// A new refresh token's row.
+pub struct NewRefresh<'a> {
+    pub id: &'a str,
+    pub family: &'a str,
+    pub user_id: &'a str,
+    pub secret_hash: &'a str,
+    pub family_started_at: i64,
+    pub issued_at: i64,
+    pub expires_at: i64,
+}
+
+fn refresh_values(token: &NewRefresh<'_>) -> Vec<Value> {
+    vec![
+        Value::Text(token.id.to_owned()),
+        Value::Text(token.family.to_owned()),
+        Value::Text(token.user_id.to_owned()),
+        Value::Text(token.secret_hash.to_owned()),
+        Value::Timestamp(token.family_started_at),
+        Value::Timestamp(token.issued_at),
+        Value::Timestamp(token.expires_at),
+    ]
+}
+
+const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens \
+     (id, family, user_id, secret_hash, family_started_at, issued_at, expires_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// Stores the first token of a new family (a login).
+pub fn insert_refresh(token: &NewRefresh<'_>) -> Result<(), StoreError> {
+    client::execute(INSERT_REFRESH, &refresh_values(token))?;
+    Ok(())
+}
+
+/// The row of refresh token `id`, if any.
+pub fn refresh(id: &str) -> Result<Option<StoredRefresh>, StoreError> {
+    let rows = client::query(
+        "SELECT family, user_id, secret_hash, family_started_at, expires_at, used_at, revoked_at \
+         FROM refresh_tokens WHERE id = $1",
+        &[Value::Text(id.to_owned())],
+    )?;
+    let Some(row) = rows.rows.first() else { return Ok(None) };
+    let row = Row(row);
+    Ok(Some(StoredRefresh {
+        family: row.text(0)?,
+        user_id: row.text(1)?,
+        secret_hash: row.text(2)?,
+        family_started_at: row.timestamp(3)?,
+        expires_at: row.timestamp(4)?,
+        used_at: row.optional_timestamp(5)?,
+        revoked_at: row.optional_timestamp(6)?,
+    }))
+}
+
+/// Spends token `spent` and stores `next` in its family, in one transaction; `false` (and
+/// nothing changed) when `spent` was spent or revoked in the meantime: a parallel refresh with
+/// the same token won, so this one is a reuse.
+pub fn rotate_refresh(spent: &str, next: &NewRefresh<'_>) -> Result<bool, StoreError> {
+    let tx = client::begin()?;
+    let changed = tx.execute(
+        "UPDATE refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND revoked_at IS NULL",
+        &[Value::Timestamp(next.issued_at), Value::Text(spent.to_owned())],
+    )?;
+    if changed != 1 {
+        client::Transaction::rollback(tx)?;
+        return Ok(false);
+    }
+    tx.execute(INSERT_REFRESH, &refresh_values(next))?;
+    client::Transaction::commit(tx)?;
+    Ok(true)
+}
+
+/// Revokes every token of `family` that is not revoked yet.
+pub fn revoke_family(family: &str, at: i64) -> Result<(), StoreError> {
+    client::execute(
+        "UPDATE refresh_tokens SET revoked_at = $1 WHERE family = $2 AND revoked_at IS NULL",
+        &[Value::Timestamp(at), Value::Text(family.to_owned())],
+    )?;
+    Ok(())
+}
+
+/// Deletes tokens that have expired (a spent token is kept until then, so its reuse is still
+/// recognised).
+pub fn forget_expired_refresh(now: i64) -> Result<(), StoreError> {
+    client::execute("DELETE FROM refresh_tokens WHERE expires_at <= $1", &[Value::Timestamp(now)])?;
     Ok(())
 }

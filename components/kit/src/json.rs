@@ -40,6 +40,13 @@ impl JsonObject {
         }
     }
 
+    /// Records `message` against `field` and drops it (a field that must not be combined with
+    /// another, say).
+    pub fn reject(&mut self, field: &str, message: &str) {
+        self.map.remove(field);
+        self.errors.push(FieldError::new(field, message));
+    }
+
     /// Whether the client sent this field at all (even as null).
     pub fn has(&self, field: &str) -> bool {
         self.map.contains_key(field)

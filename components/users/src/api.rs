@@ -7,7 +7,7 @@ use service_kit::platform::{new_uuid, now_micros, setting, verify_bearer};
 use service_kit::token::{Claims, Role};
 
 use crate::domain::password::parse_bcrypt_cost;
-use crate::domain::{Credentials, ListQuery, NewUser, Password, SignupThrottle, User, UserChanges, uuid};
+use crate::domain::{Credentials, FieldError, ListQuery, NewUser, Password, SignupThrottle, User, UserChanges, uuid};
 use crate::error::{Error, FORBIDDEN};
 use crate::platform::{hash_password, password_matches};
 use crate::store::{self, UserRecord, UserUpdate};
@@ -38,29 +38,55 @@ fn route(request: &Request) -> Result<Response, Error> {
         (Method::Post, ["internal", "credentials"]) if request.header(INTERNAL_HEADER) == Some("1") => {
             check_credentials(request)
         }
+        (Method::Get, ["internal", "users", id]) if request.header(INTERNAL_HEADER) == Some("1") => user_status(id),
         (Method::Put, ["internal", "admins", id]) if request.header(ADMIN_HEADER) == Some("1") => grant_admin(id),
         (Method::Post, ["users"]) => create(request),
         (Method::Get, ["users"]) => list(request, &authenticate(request)?),
         (_, ["users"]) => Err(ApiError::MethodNotAllowed("GET, POST").into()),
-        (Method::Get, ["users", id]) => get(&authorize(request, id)?),
-        (Method::Put, ["users", id]) => update(&authorize(request, id)?, request),
-        (Method::Delete, ["users", id]) => delete(&authorize(request, id)?),
+        (Method::Get, ["users", id]) => get(request, id),
+        (Method::Put, ["users", id]) => {
+            let (claims, id) = authorize(request, id)?;
+            update(&claims, &id, request)
+        }
+        (Method::Delete, ["users", id]) => delete(&authorize(request, id)?.1),
         (_, ["users", _]) => Err(ApiError::MethodNotAllowed("GET, PUT, DELETE").into()),
         _ => Err(ApiError::NotFound.into()),
     }
 }
 
-/// The bearer token's claims, checked with the configured public key.
-fn authenticate(request: &Request) -> Result<Claims, Error> {
-    Ok(verify_bearer(request)?)
+/// Who a request acts as: its bearer token's claims, once the token still stands, and the
+/// token's user as stored now.
+struct Subject {
+    claims: Claims,
+    user: User,
+}
+
+/// The bearer token, checked with the configured public key and against its user: a token
+/// whose user is gone, or that was issued before the user's password changed, is refused.
+fn authenticate(request: &Request) -> Result<Subject, Error> {
+    let claims = verify_bearer(request)?;
+    let user = store::get(&claims.sub)?.ok_or(Error::TokenRevoked)?;
+    Subject::of(claims, user)
+}
+
+impl Subject {
+    /// `claims` as they stand against their `user`. The role is the stored one, not the
+    /// token's: an admin whose role is taken away loses it at once, not when the token expires.
+    fn of(mut claims: Claims, user: User) -> Result<Self, Error> {
+        if !user.accepts_token_issued_at(claims.iat) {
+            return Err(Error::TokenRevoked);
+        }
+        claims.role = user.role;
+        Ok(Self { claims, user })
+    }
 }
 
 /// The id in the path, once the token may act on it. A token that may not gets 403 whether or
 /// not the user exists, so ids cannot be probed.
-fn authorize(request: &Request, raw_id: &str) -> Result<String, Error> {
-    let claims = authenticate(request)?;
+fn authorize(request: &Request, raw_id: &str) -> Result<(Claims, String), Error> {
+    let Subject { claims, .. } = authenticate(request)?;
     let id = uuid::parse(raw_id).ok_or(ApiError::NotFound)?;
-    if claims.may_act_on(&id) { Ok(id) } else { Err(ApiError::Forbidden(FORBIDDEN).into()) }
+    if claims.may_act_on(&id) { Ok((claims, id)) } else { Err(ApiError::Forbidden(FORBIDDEN).into()) }
 }
 
 fn create(request: &Request) -> Result<Response, Error> {
@@ -81,6 +107,7 @@ fn create(request: &Request) -> Result<Response, Error> {
         role: Role::User,
         created_at: now,
         updated_at: now,
+        password_changed_at: None,
     };
     let password_hash = hash_password(new_user.password, bcrypt_cost()?)?;
     store::insert(UserRecord { user: &user, password_hash: &password_hash })?;
@@ -110,6 +137,17 @@ fn throttle_signup(source: Option<&str>) -> Result<(), Error> {
     }
 }
 
+/// `GET /users-ms/internal/users/{id}` (internal only), for auth when it refreshes a session:
+/// whether the user exists, its role, and when its password last changed.
+fn user_status(raw_id: &str) -> Result<Response, Error> {
+    let id = uuid::parse(raw_id).ok_or(ApiError::NotFound)?;
+    let user = store::get(&id)?.ok_or(ApiError::NotFound)?;
+    Ok(Response::json(
+        200,
+        &json!({"id": user.id, "role": user.role, "password_changed_at_micros": user.password_changed_at}),
+    ))
+}
+
 /// `PUT /users-ms/internal/admins/{id}` from the host's admin API: the user gets the admin role.
 fn grant_admin(raw_id: &str) -> Result<Response, Error> {
     let id = uuid::parse(raw_id).ok_or(ApiError::NotFound)?;
@@ -118,27 +156,45 @@ fn grant_admin(raw_id: &str) -> Result<Response, Error> {
 }
 
 /// Listing every user is for admins; a user lists only themself.
-fn list(request: &Request, claims: &Claims) -> Result<Response, Error> {
+fn list(request: &Request, subject: &Subject) -> Result<Response, Error> {
     let query = ListQuery::parse(&request.query).map_err(ApiError::InvalidFields)?;
-    let users: Vec<User> = if claims.role == Role::Admin {
+    let users: Vec<User> = if subject.claims.role == Role::Admin {
         store::list(&query)?
     } else {
         // The one matching user, paged like any list: past the first page there is nothing.
-        let own = store::get(&claims.sub)?.into_iter().filter(|user| query.matches(user));
+        let own = Some(subject.user.clone()).into_iter().filter(|user| query.matches(user));
         own.skip(usize::try_from(query.page.offset).unwrap_or(usize::MAX)).take(query.page.limit as usize).collect()
     };
     Ok(Response::json(200, &query.page.body(users.iter().map(User::to_json).collect())))
 }
 
-fn get(id: &str) -> Result<Response, Error> {
-    let user = store::get(id)?.ok_or(ApiError::NotFound)?;
+fn get(request: &Request, raw_id: &str) -> Result<Response, Error> {
+    let claims = verify_bearer(request)?;
+    let id = uuid::parse(raw_id).ok_or(ApiError::NotFound)?;
+    if claims.sub == id {
+        // Reading one's own profile (the common case): one query gives the profile and what
+        // the token is checked against.
+        let user = store::get(&id)?.ok_or(Error::TokenRevoked)?;
+        return Ok(Response::json(200, &Subject::of(claims, user)?.user.to_json()));
+    }
+    let token_user = store::get(&claims.sub)?.ok_or(Error::TokenRevoked)?;
+    let Subject { claims, .. } = Subject::of(claims, token_user)?;
+    if !claims.may_act_on(&id) {
+        return Err(ApiError::Forbidden(FORBIDDEN).into());
+    }
+    let user = store::get(&id)?.ok_or(ApiError::NotFound)?;
     Ok(Response::json(200, &user.to_json()))
 }
 
-fn update(id: &str, request: &Request) -> Result<Response, Error> {
+fn update(claims: &Claims, id: &str, request: &Request) -> Result<Response, Error> {
     let changes = UserChanges::parse(json_body(request)?).map_err(ApiError::InvalidFields)?;
     let password_hash = match changes.password {
-        Some(password) => Some(hash_password(password, bcrypt_cost()?)?),
+        Some(password) => {
+            if claims.sub == id {
+                check_current_password(id, changes.current_password)?;
+            }
+            Some(hash_password(password, bcrypt_cost()?)?)
+        }
         None => None,
     };
     let update = UserUpdate {
@@ -173,6 +229,17 @@ fn check_credentials(request: &Request) -> Result<Response, Error> {
             Err(Error::BadCredentials)
         }
     }
+}
+
+/// A user changing their own password proves they know the current one: a stolen access token
+/// alone cannot take the account over. (An admin resetting someone else's does not.)
+fn check_current_password(id: &str, current: Option<Password>) -> Result<(), Error> {
+    let Some(current) = current else {
+        let missing = FieldError::new("current_password", "is required to change your own password");
+        return Err(ApiError::InvalidFields(vec![missing]).into());
+    };
+    let stored = store::password_hash(id)?.ok_or(ApiError::NotFound)?;
+    if password_matches(&current, &stored) { Ok(()) } else { Err(Error::WrongCurrentPassword) }
 }
 
 fn bcrypt_cost() -> Result<u32, Error> {

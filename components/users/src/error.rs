@@ -18,6 +18,11 @@ pub enum Error {
     TooManySignups(i64),
     /// The host's bcrypt queue is full: shed, retry shortly.
     HashingBusy,
+    /// A signed, unexpired token whose user is gone or whose password changed after it was
+    /// issued.
+    TokenRevoked,
+    /// A password change whose `current_password` is wrong.
+    WrongCurrentPassword,
 }
 
 /// What a token that may not act on a user is told.
@@ -42,6 +47,16 @@ impl Error {
                 "too many sign-ups from this address, retry later",
             )
             .header("retry-after", seconds.to_string()),
+            Self::TokenRevoked => problem(
+                401,
+                "token-revoked",
+                "Unauthorized",
+                "this token's user no longer exists or changed the password since it was issued: log in again",
+            )
+            .header("www-authenticate", "Bearer"),
+            Self::WrongCurrentPassword => {
+                problem(403, "wrong-current-password", "Forbidden", "current_password is not this user's password")
+            }
             Self::HashingBusy => problem(
                 503,
                 "overloaded",

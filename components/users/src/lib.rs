@@ -70,6 +70,11 @@ impl Migrations for Component {
                 name: "signup_attempts".into(),
                 sql: include_str!("../migrations/0003_signup_attempts.sql").into(),
             },
+            Migration {
+                version: 4,
+                name: "password_changed_at".into(),
+                sql: include_str!("../migrations/0004_password_changed_at.sql").into(),
+            },
         ]
     }
 }

@@ -7,12 +7,20 @@ use crate::error::Error;
 
 /// How the host says its bcrypt queue is full (`skiff:crypto/passwords.hash`).
 const BUSY_PREFIX: &str = "overloaded:";
+/// How the host says it did not hash because the client has gone (nobody reads this answer).
+const CALLER_GONE_PREFIX: &str = "caller-gone:";
 
 /// A bcrypt hash of `password` at `cost`, made by the host; the clear text is dropped here.
-/// A full bcrypt queue is [`Error::HashingBusy`] (503), anything else a 500.
+/// A full bcrypt queue is [`Error::HashingBusy`] (503), and so is a hash the host did not start
+/// because the client has gone; anything else a 500.
 pub fn hash_password(password: Password, cost: u32) -> Result<String, Error> {
-    passwords::hash(password.clear_text(), cost)
-        .map_err(|error| if error.starts_with(BUSY_PREFIX) { Error::HashingBusy } else { Error::from(error) })
+    passwords::hash(password.clear_text(), cost).map_err(|error| {
+        if error.starts_with(BUSY_PREFIX) || error.starts_with(CALLER_GONE_PREFIX) {
+            Error::HashingBusy
+        } else {
+            Error::from(error)
+        }
+    })
 }
 
 /// Whether `password` matches a stored bcrypt hash (checked by the host).

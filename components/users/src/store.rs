@@ -7,7 +7,7 @@ use service_kit::bindings::skiff::sql::types::Value;
 use service_kit::sql::{Row, StoreError, text_or_null};
 use service_kit::token::Role;
 
-const COLUMNS: &str = "id, email, name, surname, phone, role, created_at, updated_at";
+const COLUMNS: &str = "id, email, name, surname, phone, role, created_at, updated_at, password_changed_at";
 
 /// A profile to insert, with its password already hashed.
 pub struct UserRecord<'a> {
@@ -98,6 +98,8 @@ pub fn update(id: &str, update: UserUpdate) -> Result<Option<User>, StoreError> 
     }
     if let Some(hash) = update.password_hash {
         set("password_hash", Value::Text(hash));
+        // Ends the access tokens and refresh token families issued before it.
+        set("password_changed_at", Value::Timestamp(update.updated_at));
     }
     set("updated_at", Value::Timestamp(update.updated_at));
     params.push(Value::Uuid(id.to_owned()));
@@ -133,6 +135,12 @@ pub fn credentials(email: &str) -> Result<Option<StoredCredentials>, StoreError>
     }
 }
 
+/// The stored hash of user `id`'s password, for checking the current password on a change.
+pub fn password_hash(id: &str) -> Result<Option<String>, StoreError> {
+    let rows = client::query("SELECT password_hash FROM users WHERE id = $1", &[Value::Uuid(id.to_owned())])?;
+    rows.rows.first().map(|row| Row(row).text(0)).transpose()
+}
+
 fn role_text(role: Role) -> &'static str {
     match role {
         Role::Admin => "admin",
@@ -151,6 +159,7 @@ fn user_from_row(row: &[Value]) -> Result<User, StoreError> {
         role: if row.text(5)? == "admin" { Role::Admin } else { Role::User },
         created_at: row.timestamp(6)?,
         updated_at: row.timestamp(7)?,
+        password_changed_at: row.optional_timestamp(8)?,
     })
 }
 

@@ -101,4 +101,13 @@ pub struct InstanceView<'a, S> {
 /// implements it; capabilities are generic over it and never name that type.
 pub trait CapabilityStore: Send + 'static {
     fn capability<C: Capability>(&mut self) -> InstanceView<'_, C::Instance>;
+
+    /// Cancelled once nobody waits for the instance's answer any more (see [`CallerGone`]).
+    fn caller_gone(&self) -> &CallerGone;
 }
+
+/// Whether the caller of an instance still waits for its answer: cancelled when the request's
+/// task stops driving an instance that has not answered (the client went away, or a caller's
+/// timeout dropped the request). Costly work that has not started by then (a bcrypt hash
+/// waiting for a thread) is not started.
+pub type CallerGone = tokio_util::sync::CancellationToken;

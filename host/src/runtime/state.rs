@@ -7,7 +7,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::capability::outbound_http::OutboundHttpCapability;
-use crate::capability::{Capability, CapabilityStore, InstanceStates, InstanceView};
+use crate::capability::{CallerGone, Capability, CapabilityStore, InstanceStates, InstanceView};
 
 /// Per-instance state: WASI contexts, the resource table, and each capability's state.
 pub struct HostState {
@@ -16,6 +16,7 @@ pub struct HostState {
     table: ResourceTable,
     capabilities: InstanceStates,
     pub(super) limits: StoreLimits,
+    caller_gone: CallerGone,
 }
 
 impl HostState {
@@ -31,7 +32,13 @@ impl HostState {
             table: ResourceTable::new(),
             capabilities,
             limits,
+            caller_gone: CallerGone::new(),
         }
+    }
+
+    /// The token the request's task cancels when it gives up on this instance's answer.
+    pub fn caller_gone_token(&self) -> CallerGone {
+        self.caller_gone.clone()
     }
 }
 
@@ -42,6 +49,10 @@ impl CapabilityStore for HostState {
             // Every instance gets a state from every capability the linker links.
             None => unreachable!("no state for a linked capability"),
         }
+    }
+
+    fn caller_gone(&self) -> &CallerGone {
+        &self.caller_gone
     }
 }
 

@@ -14,6 +14,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::{ComponentVersion, Handled, Outcome, Service};
+use crate::capability::CallerGone;
 use crate::runtime::DeadlineExceeded;
 
 /// Per-request limits.
@@ -195,7 +196,8 @@ impl Service {
         };
         let pre = version.proxy.clone();
         let live = self.ctx.metrics.live_instances.clone();
-        let mut instance = DrivenInstance::new(async move {
+        let caller_gone = store.data().caller_gone_token();
+        let mut instance = DrivenInstance::new(caller_gone, async move {
             let _permit = permit;
             live.inc();
             let run = async {
@@ -263,28 +265,41 @@ impl Service {
 /// it has finished (it answered and still streams its body; the client went away; a caller's
 /// timeout dropped the request) hands it to a task of its own, so host calls in progress
 /// complete and the instance leaves the live-instance gauge. Its own deadline still bounds it.
-struct DrivenInstance<F: Future<Output = wasmtime::Result<()>> + Send + 'static>(Option<Pin<Box<F>>>);
+/// Stopping before it answered also cancels its [`CallerGone`]: nobody reads that answer, so
+/// costly work it has not started yet is not started.
+struct DrivenInstance<F: Future<Output = wasmtime::Result<()>> + Send + 'static> {
+    instance: Option<Pin<Box<F>>>,
+    /// Until the instance answers.
+    caller_gone: Option<CallerGone>,
+}
 
 impl<F: Future<Output = wasmtime::Result<()>> + Send + 'static> DrivenInstance<F> {
-    fn new(instance: F) -> Self {
-        Self(Some(Box::pin(instance)))
+    fn new(caller_gone: CallerGone, instance: F) -> Self {
+        Self { instance: Some(Box::pin(instance)), caller_gone: Some(caller_gone) }
     }
 
     fn running(&mut self) -> Pin<&mut F> {
-        self.0.as_mut().expect("an instance is driven only until it finishes").as_mut()
+        self.instance.as_mut().expect("an instance is driven only until it finishes").as_mut()
     }
 
     /// The instance returned: nothing is left to drive.
     fn finished(&mut self) {
-        self.0 = None;
+        self.instance = None;
+        self.caller_gone = None;
     }
 
-    fn continue_on_own_task(self) {}
+    /// The instance answered and may still write its body.
+    fn continue_on_own_task(mut self) {
+        self.caller_gone = None;
+    }
 }
 
 impl<F: Future<Output = wasmtime::Result<()>> + Send + 'static> Drop for DrivenInstance<F> {
     fn drop(&mut self) {
-        if let (Some(instance), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+        if let Some(caller_gone) = self.caller_gone.take() {
+            caller_gone.cancel();
+        }
+        if let (Some(instance), Ok(runtime)) = (self.instance.take(), tokio::runtime::Handle::try_current()) {
             runtime.spawn(instance);
         }
     }

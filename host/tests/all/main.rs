@@ -24,6 +24,7 @@ mod precompiled;
 mod rabbitmq;
 mod rate_limit;
 mod reliability;
+mod sessions;
 mod signup;
 mod sql_types;
 mod swap;

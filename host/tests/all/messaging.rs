@@ -99,7 +99,7 @@ async fn sign_up_log_in_and_get_notified() {
     assert_eq!(response.status(), StatusCode::OK);
     let granted: Value = response.json().await.unwrap();
     assert_eq!(granted["token_type"], "Bearer");
-    assert_eq!(granted["expires_in"], 3600);
+    assert_eq!(granted["expires_in"], 900);
     let token = granted["access_token"].as_str().unwrap();
 
     // The token opens the user's own profile, and only that.

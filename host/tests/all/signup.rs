@@ -1,8 +1,9 @@
 //! bcrypt is not a free weapon: sign-up is throttled per client address (so it cannot test
 //! emails faster either), a duplicate email is refused before any hashing, and the host's bcrypt
-//! queue sheds with 503 + `Retry-After` instead of growing.
+//! queue sheds with 503 + `Retry-After` instead of growing, and a hash whose client has gone is
+//! not started.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -95,6 +96,39 @@ async fn a_burst_of_sign_ups_is_shed_with_retry_after_not_queued() {
     // The queue holds 3 hashes per core (one running, two waiting); the rest are shed at once.
     assert!(created >= 1 && shed >= 1, "{created} created, {shed} shed of {burst} ({cores} cores)");
     assert!(created <= burst - shed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hash_whose_client_has_gone_is_not_started() {
+    // Cost 13: every bcrypt thread stays busy for hundreds of milliseconds.
+    let (app, _db) = users_with(&[("bcrypt_cost", "13")]).await;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let fillers: Vec<_> = (0..cores)
+        .map(|n| {
+            let (client, url) = (app.client.clone(), app.url("/users-ms/users"));
+            let request = client.post(url).header("x-forwarded-for", format!("198.51.100.{n}"));
+            tokio::spawn(request.json(&person(&format!("filler{n}@example.org"))).send())
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+
+    // This sign-up's hash waits for a thread; its client gives up and closes the connection.
+    let gone = app
+        .client
+        .post(app.url("/users-ms/users"))
+        .header("x-forwarded-for", "203.0.113.9")
+        .timeout(Duration::from_millis(100))
+        .json(&person("gone@example.org"))
+        .send()
+        .await;
+    assert!(gone.is_err_and(|error| error.is_timeout()), "the client gave up");
+    for filler in fillers {
+        assert_eq!(filler.await.unwrap().unwrap().status(), StatusCode::CREATED);
+    }
+    // Time for the abandoned hash to have run and its user to be stored, had it started.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let again = sign_up_from(&app, "203.0.113.10", "gone@example.org").await;
+    assert_eq!(again.status(), StatusCode::CREATED, "the abandoned sign-up stored nothing (before: 409)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -103,13 +103,17 @@ async fn racing_sign_ups_with_one_email_create_one_user(backend: Backend) {
     });
     let statuses: Vec<StatusCode> = join_all(attempts).await;
     assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CREATED).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count(), 7, "{statuses:?}");
+    // The others collide on the email, or (on a loaded machine, where the racers' hashes
+    // overlap) are shed by the bcrypt queue before they could.
+    let conflicts = statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count();
+    let shed = statuses.iter().filter(|s| **s == StatusCode::SERVICE_UNAVAILABLE).count();
+    assert!(conflicts >= 1 && conflicts + shed == 7, "{statuses:?}");
     app.stop().await;
 }
 
 async fn invalid_input_names_the_field(backend: Backend) {
     let db = TestDb::new(backend, "users").await;
-    let app = TestApp::spawn("users", &db).await;
+    let app = TestApp::spawn_with("users", &db, with_operator()).await;
 
     let response =
         create(&app, &json!({"name": "", "surname": "L", "email": "nope", "password": "short", "role": "admin"})).await;
@@ -154,7 +158,7 @@ async fn invalid_input_names_the_field(backend: Backend) {
     // so the connection stays usable.
     assert!(too_large.headers().get("connection").is_none());
 
-    let admin = token_for("00000000-0000-4000-8000-00000000a11d", Role::Admin);
+    let admin = an_admin(&app).await;
     let bad_query = app.client.get(app.url("/users-ms/users?limit=1000")).bearer_auth(&admin).send().await.unwrap();
     assert_eq!(bad_query.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let problem: Value = bad_query.json().await.unwrap();
@@ -168,14 +172,14 @@ async fn invalid_input_names_the_field(backend: Backend) {
 
 async fn list_filters_and_paginates(backend: Backend) {
     let db = TestDb::new(backend, "users").await;
-    let app = TestApp::spawn("users", &db).await;
+    let app = TestApp::spawn_with("users", &db, with_operator()).await;
     for (name, surname) in
         [("Ada", "Lovelace"), ("Alan", "Turing"), ("Grace", "Hopper"), ("Ada", "Byron"), ("Edsger", "Dijkstra")]
     {
         let email = format!("{}.{}@example.org", name.to_lowercase(), surname.to_lowercase());
         create_ok(&app, &json!({"name": name, "surname": surname, "email": email, "password": "long enough"})).await;
     }
-    let admin = token_for("00000000-0000-4000-8000-00000000a11d", Role::Admin);
+    let admin = an_admin(&app).await;
     let list = |query: &str| {
         let url = app.url(&format!("/users-ms/users{query}"));
         let client = app.client.clone();
@@ -187,7 +191,7 @@ async fn list_filters_and_paginates(backend: Backend) {
         }
     };
     let everyone = list("").await;
-    assert_eq!(everyone["items"].as_array().unwrap().len(), 5);
+    assert_eq!(everyone["items"].as_array().unwrap().len(), 6, "five and the admin");
     assert_eq!(everyone["limit"], 20);
     assert_eq!(everyone["next_offset"], Value::Null);
 
@@ -204,18 +208,21 @@ async fn list_filters_and_paginates(backend: Backend) {
     assert_eq!(first["next_offset"], 2);
     let second = list("?limit=2&offset=2").await;
     let third = list("?limit=2&offset=4").await;
-    assert_eq!(third["next_offset"], Value::Null);
+    assert_eq!(third["next_offset"], 6, "a full page may have a next one");
+    let past_the_end = list("?limit=2&offset=6").await;
+    assert_eq!(past_the_end["items"].as_array().unwrap().len(), 0);
+    assert_eq!(past_the_end["next_offset"], Value::Null);
     let pages: Vec<&str> = [&first, &second, &third]
         .iter()
         .flat_map(|page| page["items"].as_array().unwrap().iter().map(|u| u["surname"].as_str().unwrap()))
         .collect();
-    assert_eq!(pages, ["Lovelace", "Turing", "Hopper", "Byron", "Dijkstra"], "pages follow creation order");
+    assert_eq!(pages, ["Lovelace", "Turing", "Hopper", "Byron", "Dijkstra", "Admin"], "pages follow creation order");
     app.stop().await;
 }
 
 async fn update_changes_only_what_is_sent(backend: Backend) {
     let db = TestDb::new(backend, "users").await;
-    let app = TestApp::spawn("users", &db).await;
+    let app = TestApp::spawn_with("users", &db, with_operator()).await;
     let created = create_ok(&app, &json!({"name": "Ada", "surname": "Lovelace", "email": "ada@example.org", "password": "long enough", "phone": "12345"})).await;
     let other = create_ok(&app, &ada("other@example.org")).await;
     let (id, token) = as_user(&created);
@@ -244,7 +251,7 @@ async fn update_changes_only_what_is_sent(backend: Backend) {
     assert_eq!(put(path.clone(), json!({"email": other["email"]}), token.clone()).await, StatusCode::CONFLICT);
     assert_eq!(put(path.clone(), json!({}), token.clone()).await, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(put(format!("/users/{id}"), json!({"name": "Augusta"}), token.clone()).await, StatusCode::OK);
-    let admin = token_for("00000000-0000-4000-8000-00000000a11d", Role::Admin);
+    let admin = an_admin(&app).await;
     let missing = "/users-ms/users/00000000-0000-4000-8000-000000000000".to_owned();
     assert_eq!(put(missing, json!({"name": "X"}), admin).await, StatusCode::NOT_FOUND);
     app.stop().await;
@@ -252,18 +259,19 @@ async fn update_changes_only_what_is_sent(backend: Backend) {
 
 async fn delete_removes_and_unknown_ids_are_404(backend: Backend) {
     let db = TestDb::new(backend, "users").await;
-    let app = TestApp::spawn("users", &db).await;
+    let app = TestApp::spawn_with("users", &db, with_operator()).await;
     let created = create_ok(&app, &ada("ada@example.org")).await;
     let (id, token) = as_user(&created);
+    let admin = an_admin(&app).await;
     let path = format!("/users/{id}");
-    let delete = || app.client.delete(app.url(&path)).bearer_auth(&token).send();
-    assert_eq!(delete().await.unwrap().status(), StatusCode::NO_CONTENT);
-    assert_eq!(
-        app.client.get(app.url(&path)).bearer_auth(&token).send().await.unwrap().status(),
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(delete().await.unwrap().status(), StatusCode::NOT_FOUND);
-    let garbage = app.client.get(app.url("/users-ms/users/not-a-uuid")).bearer_auth(&token).send().await.unwrap();
+    let delete = |token: &str| app.client.delete(app.url(&path)).bearer_auth(token).send();
+    assert_eq!(delete(&token).await.unwrap().status(), StatusCode::NO_CONTENT);
+    // The deleted user's token is no longer accepted; an admin finds nothing.
+    let read = |token: &str| app.client.get(app.url(&path)).bearer_auth(token).send();
+    assert_eq!(read(&token).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(read(&admin).await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(delete(&admin).await.unwrap().status(), StatusCode::NOT_FOUND);
+    let garbage = app.client.get(app.url("/users-ms/users/not-a-uuid")).bearer_auth(&admin).send().await.unwrap();
     assert_eq!(garbage.status(), StatusCode::NOT_FOUND);
     assert_eq!(garbage.headers()["content-type"], "application/problem+json");
     // The email is free again.
@@ -280,8 +288,12 @@ async fn passwords_are_stored_only_as_bcrypt_hashes(backend: Backend) {
     let new_secret = "tr0ub4dor and three";
     let (id, token) = as_user(&created);
     let path = format!("/users-ms/users/{id}");
-    let response =
-        app.client.put(app.url(&path)).bearer_auth(&token).json(&json!({"password": new_secret})).send().await.unwrap();
+    let response = app
+        .client
+        .put(app.url(&path))
+        .bearer_auth(&token)
+        .json(&json!({"password": new_secret, "current_password": secret}));
+    let response = response.send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     app.stop().await;
 
@@ -504,6 +516,22 @@ async fn tokens_without_our_issuer_and_audience_are_refused() {
 
 /// The admin listener's token in these tests.
 const OPERATOR_TOKEN: &str = "operator-secret";
+
+/// Options with the admin listener, so a test can make an admin.
+fn with_operator() -> AppOptions {
+    AppOptions { admin_token: Some(OPERATOR_TOKEN.into()), ..AppOptions::default() }
+}
+
+/// A token of a user the operator made an admin (users takes the role from its table, not
+/// from the token).
+async fn an_admin(app: &TestApp) -> String {
+    let email = format!("admin-{}@example.org", uuid::Uuid::new_v4().simple());
+    let created =
+        create_ok(app, &json!({"name": "Root", "surname": "Admin", "email": email, "password": "long enough"})).await;
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(grant_admin(app, Some(OPERATOR_TOKEN), id).await.status(), StatusCode::OK);
+    token_for(id, Role::Admin)
+}
 
 /// `POST /admin/services/users/admins` on the admin listener, as `skiff admin grant-admin` sends it.
 async fn grant_admin(app: &TestApp, token: Option<&str>, user_id: &str) -> reqwest::Response {

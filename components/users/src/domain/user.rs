@@ -16,9 +16,20 @@ pub struct User {
     pub role: Role,
     pub created_at: i64,
     pub updated_at: i64,
+    /// When the password last changed (micros), if ever since sign-up: access tokens issued
+    /// before it are no longer accepted.
+    pub password_changed_at: Option<i64>,
 }
 
 impl User {
+    /// Whether an access token of this user's issued at `iat` (seconds) still stands: not if
+    /// it was issued before the password last changed. A token issued in the second of the
+    /// change is accepted, since `iat` has whole seconds and a login right after the change
+    /// must work.
+    pub fn accepts_token_issued_at(&self, iat: i64) -> bool {
+        self.password_changed_at.is_none_or(|changed| iat >= changed.div_euclid(1_000_000))
+    }
+
     pub fn to_json(&self) -> Value {
         json!({
             "id": self.id,
@@ -71,24 +82,34 @@ pub struct UserChanges {
     pub surname: Option<PersonName>,
     pub phone: Option<Option<Phone>>,
     pub password: Option<Password>,
+    /// The password being replaced, as typed: a user changing their own password must give it.
+    pub current_password: Option<Password>,
 }
 
 impl UserChanges {
     pub fn parse(body: Value) -> Result<Self, Vec<FieldError>> {
         let mut object = JsonObject::new(body)?;
         let clears_phone = object.has("phone");
+        let changes_password = object.has("password");
         let name = object.optional("name", PersonName::parse);
         let surname = object.optional("surname", PersonName::parse);
         let email = object.optional("email", Email::parse);
         let password = object.optional("password", Password::parse);
         let phone = object.optional("phone", Phone::parse);
+        // Not held to the sign-up rules: a wrong one is simply wrong.
+        let current_password = if object.has("current_password") && !changes_password {
+            object.reject("current_password", "is only used together with password");
+            Some(None)
+        } else {
+            object.optional("current_password", |raw| Ok(Password::unchecked(raw.to_owned())))
+        };
         object.finish()?;
-        let (Some(name), Some(surname), Some(email), Some(password), Some(phone)) =
-            (name, surname, email, password, phone)
+        let (Some(name), Some(surname), Some(email), Some(password), Some(phone), Some(current_password)) =
+            (name, surname, email, password, phone, current_password)
         else {
             return Err(vec![FieldError::new("body", "is invalid")]);
         };
-        let changes = Self { email, name, surname, phone: clears_phone.then_some(phone), password };
+        let changes = Self { email, name, surname, phone: clears_phone.then_some(phone), password, current_password };
         if changes.is_empty() {
             return Err(vec![FieldError::new(
                 "body",
@@ -152,8 +173,16 @@ mod tests {
     }
 
     #[test]
-    fn json_view_has_no_password() {
-        let user = User {
+    fn the_current_password_comes_only_with_a_new_one() {
+        let changes = UserChanges::parse(json!({"password": "new password!", "current_password": "old"})).unwrap();
+        assert_eq!(changes.current_password.map(|p| p.clear_text().to_owned()), Some("old".to_owned()));
+        assert!(UserChanges::parse(json!({"password": "new password!"})).unwrap().current_password.is_none());
+        let errors = UserChanges::parse(json!({"name": "Ada", "current_password": "old"})).unwrap_err();
+        assert_eq!(fields(errors), ["current_password"]);
+    }
+
+    fn user(password_changed_at: Option<i64>) -> User {
+        User {
             id: "id".into(),
             email: "a@b.org".into(),
             name: "A".into(),
@@ -162,10 +191,25 @@ mod tests {
             role: Role::User,
             created_at: 0,
             updated_at: 0,
-        };
-        let view = user.to_json();
+            password_changed_at,
+        }
+    }
+
+    #[test]
+    fn tokens_from_before_a_password_change_are_refused() {
+        assert!(user(None).accepts_token_issued_at(0));
+        let changed = user(Some(1_000_500_000));
+        assert!(!changed.accepts_token_issued_at(999));
+        assert!(changed.accepts_token_issued_at(1_000), "issued in the second of the change");
+        assert!(changed.accepts_token_issued_at(1_001));
+    }
+
+    #[test]
+    fn json_view_has_no_password() {
+        let view = user(Some(5)).to_json();
         assert!(view.get("password").is_none() && view.get("password_hash").is_none());
         assert_eq!(view["created_at"], "1970-01-01T00:00:00.000000Z");
         assert_eq!(view["role"], "user");
+        assert!(view.get("password_changed_at").is_none());
     }
 }

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Semaphore;
 use wasmtime::component::{HasData, Linker};
 
-use super::{Capability, CapabilityStore, ServiceSetup};
+use super::{CallerGone, Capability, CapabilityStore, ServiceSetup};
 
 // The only place the crypto world is turned into Rust.
 mod bindings {
@@ -35,6 +35,8 @@ pub const TOKEN_SIGNING_KEY: &str = "token_signing_key";
 pub const MAX_BCRYPT_COST: u32 = 14;
 /// How `passwords.hash` says the bcrypt queue is full; the component answers 503.
 pub const BUSY_PREFIX: &str = "overloaded:";
+/// How `passwords.hash` says it did not hash because nobody waits for the answer any more.
+pub const CALLER_GONE_PREFIX: &str = "caller-gone:";
 /// Hashes that may wait for a bcrypt thread, per thread; past it `hash` is shed.
 const QUEUED_HASHES_PER_SLOT: usize = 2;
 
@@ -106,14 +108,20 @@ impl Crypto {
     }
 }
 
+/// What a crypto call sees: the host's [`Crypto`] and whether the instance's caller still waits.
+pub struct CryptoView {
+    crypto: Arc<Crypto>,
+    caller_gone: CallerGone,
+}
+
 struct HasCrypto;
 
 impl HasData for HasCrypto {
-    type Data<'a> = &'a Crypto;
+    type Data<'a> = CryptoView;
 }
 
-/// Links `skiff:crypto`; `get` borrows the instance's [`Crypto`] from the store.
-pub fn add_to_linker<T: Send + 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> &Crypto) -> anyhow::Result<()> {
+/// Links `skiff:crypto`; `get` gives a call the instance's [`CryptoView`].
+pub fn add_to_linker<T: Send + 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> CryptoView) -> anyhow::Result<()> {
     bindings::skiff::crypto::passwords::add_to_linker::<T, HasCrypto>(linker, get)?;
     bindings::skiff::crypto::tokens::add_to_linker::<T, HasCrypto>(linker, get)?;
     bindings::skiff::crypto::issuing::add_to_linker::<T, HasCrypto>(linker, get)?;
@@ -141,7 +149,10 @@ impl Capability for CryptoCapability {
     }
 
     fn add_to_linker<T: CapabilityStore>(linker: &mut Linker<T>) -> anyhow::Result<()> {
-        add_to_linker(linker, |store| &**store.capability::<Self>().state)
+        add_to_linker(linker, |store| CryptoView {
+            crypto: store.capability::<Self>().state.clone(),
+            caller_gone: store.caller_gone().clone(),
+        })
     }
 
     async fn configure(&self, _service: &ServiceSetup<'_>) -> anyhow::Result<Arc<Crypto>> {

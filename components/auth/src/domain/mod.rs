@@ -1,4 +1,7 @@
-//! Login rules, free of WIT so they are unit-tested natively.
+//! Login rules, free of WIT so they are unit-tested natively; `session` holds the refresh
+//! token rules.
+
+pub mod session;
 
 use serde_json::{Value, json};
 use service_kit::json::JsonObject;
@@ -10,8 +13,11 @@ use service_kit::time;
 /// Where login events go: a fanout exchange, as in the original, so every queue bound to it
 /// gets every event (the routing key is empty and ignored).
 pub const LOGIN_EXCHANGE: Exchange = Exchange::fanout("user_login_event");
-/// Default token lifetime.
-pub const DEFAULT_TOKEN_TTL_SECS: i64 = 3600;
+/// Default access token lifetime: short, because an access token cannot be revoked; a client
+/// keeps its session with the refresh token.
+pub const DEFAULT_TOKEN_TTL_SECS: i64 = 900;
+/// The longest an access token may live.
+pub const MAX_TOKEN_TTL_SECS: i64 = 900;
 
 /// `{email, password}` as sent to `POST /auth-ms/auth/login`.
 pub struct LoginRequest {
@@ -22,7 +28,15 @@ pub struct LoginRequest {
 impl LoginRequest {
     pub fn parse(body: Value) -> Result<Self, Vec<FieldError>> {
         let mut object = JsonObject::new(body)?;
-        let email = object.required("email", |raw| non_empty(raw, 320));
+        // The original's clients send the email as `username`; either name is accepted, once.
+        let email = if object.has("username") && !object.has("email") {
+            object.required("username", |raw| non_empty(raw, 320))
+        } else {
+            if object.has("username") {
+                object.reject("username", "give the email as `email` or as `username`, not both");
+            }
+            object.required("email", |raw| non_empty(raw, 320))
+        };
         // bcrypt reads 72 bytes; anything longer cannot be a stored password.
         let password = object.required("password", |raw| non_empty(raw, 1024));
         object.finish()?;
@@ -30,6 +44,22 @@ impl LoginRequest {
             (Some(email), Some(password)) => Ok(Self { email, password }),
             _ => Err(vec![FieldError::new("body", "is invalid")]),
         }
+    }
+}
+
+/// `{refresh_token}` as sent to `POST /auth-ms/auth/refresh` and `/auth-ms/auth/logout`.
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+impl RefreshRequest {
+    pub fn parse(body: Value) -> Result<Self, Vec<FieldError>> {
+        let mut object = JsonObject::new(body)?;
+        let refresh_token = object.required("refresh_token", |raw| non_empty(raw, 256));
+        object.finish()?;
+        refresh_token
+            .map(|refresh_token| Self { refresh_token })
+            .ok_or_else(|| vec![FieldError::new("body", "is invalid")])
     }
 }
 
@@ -65,13 +95,13 @@ impl LoginEvent {
     }
 }
 
-/// Token lifetime from the `token_ttl_secs` setting: 60 s to 1 day.
+/// Access token lifetime from the `token_ttl_secs` setting: 60 s to 15 min.
 pub fn token_ttl(raw: Option<&str>) -> Result<i64, String> {
     match raw {
         None => Ok(DEFAULT_TOKEN_TTL_SECS),
         Some(text) => match text.trim().parse::<i64>() {
-            Ok(ttl) if (60..=86_400).contains(&ttl) => Ok(ttl),
-            _ => Err(format!("token_ttl_secs must be 60 to 86400, got {text:?}")),
+            Ok(ttl) if (60..=MAX_TOKEN_TTL_SECS).contains(&ttl) => Ok(ttl),
+            _ => Err(format!("token_ttl_secs must be 60 to {MAX_TOKEN_TTL_SECS}, got {text:?}")),
         },
     }
 }
@@ -205,6 +235,17 @@ mod tests {
     }
 
     #[test]
+    fn login_takes_the_email_as_username_too() {
+        let login = LoginRequest::parse(json!({"username": "a@b.org", "password": "x"})).ok().unwrap();
+        assert_eq!(login.email, "a@b.org");
+        let errors =
+            LoginRequest::parse(json!({"username": "a@b.org", "email": "c@d.org", "password": "x"})).err().unwrap();
+        assert_eq!(errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), ["username"]);
+        let errors = LoginRequest::parse(json!({"username": "", "password": "x"})).err().unwrap();
+        assert_eq!(errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), ["username"]);
+    }
+
+    #[test]
     fn events_serialise_with_rfc3339_time() {
         let event = LoginEvent {
             event_id: "e".into(),
@@ -223,6 +264,9 @@ mod tests {
         assert_eq!(token_ttl(None), Ok(DEFAULT_TOKEN_TTL_SECS));
         assert_eq!(token_ttl(Some("600")), Ok(600));
         assert!(token_ttl(Some("5")).is_err());
+        // Access tokens cannot be revoked: at most 15 minutes (3600 used to be the default).
+        assert!(token_ttl(Some("901")).is_err());
+        assert!(token_ttl(Some("3600")).is_err());
     }
 
     const S: i64 = 1_000_000;
