@@ -27,5 +27,6 @@ mod reliability;
 mod signup;
 mod sql_types;
 mod swap;
+mod tls;
 mod users_api;
 mod wait;
