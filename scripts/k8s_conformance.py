@@ -24,7 +24,10 @@ are created outside the manifests, the downward API), then:
     and a pod whose listeners serve TLS (SKIFF_TLS_CERT) must present, to a client that trusts
     only that CA, a certificate for every Service name that leads to it, must not answer
     plain HTTP there, and must serve a renewed certificate (swapped in as the kubelet does)
-    on the next connection without a restart.
+    on the next connection without a restart; a pod that calls a service over TLS
+    (`NAME=https://HOST:PORT` in SKIFF_SERVICES) must mount a CA, and every pod behind
+    HOST:PORT must serve a certificate naming HOST from the same Issuer (pods run one at a
+    time here, so the call itself is left to the host tests).
 
 Local rewrites, consistently: the image's /usr/local/bin/skiff is $SKIFF_BIN, /app/components/X.wasm
 is $SKIFF_COMPONENTS_DIR/X.wasm, every containerPort and listen port is a free local port,
@@ -509,6 +512,7 @@ def prepare(cluster: Cluster, dep: dict, c: dict, skiff: str, components_dir: Pa
         value = service_re.sub(to_local, value)
         return local_path(value)
 
+    check_tls_routes(cluster, name, spec, c, env)
     env = {k: rewrite(k, v) for k, v in env.items()}
     env.setdefault("TMPDIR", mounts.get("/tmp", str(rootfs)))
     argv = [skiff] + [local_path(a) for a in argv[1:]]
@@ -603,6 +607,54 @@ def await_probe(pod: Pod, kind: str, proc: subprocess.Popen, since: float) -> tu
             return time.monotonic() - since, headers
         time.sleep(0.1)
     raise Failure(f"{pod.deployment}: {kind} did not succeed within its {budget}s budget (last: {last})")
+
+
+def mounted_certificate(cluster: Cluster, spec: dict, c: dict, path: str) -> dict | None:
+    """The cert-manager Certificate whose Secret the container mounts where `path` lies."""
+    volumes = {v["name"]: v for v in spec.get("volumes") or []}
+    for m in c.get("volumeMounts") or []:
+        if path.startswith(m["mountPath"].rstrip("/") + "/"):
+            secret = (volumes.get(m["name"]) or {}).get("secret") or {}
+            return cluster.certificates.get(secret.get("secretName", ""))
+    return None
+
+
+def check_tls_routes(cluster: Cluster, name: str, spec: dict, c: dict, env: dict[str, str]) -> None:
+    """Pods run one at a time here, so a call to another service over TLS is not made; what
+    it depends on is checked instead: for every `NAME=https://HOST:PORT` route, the caller
+    mounts a CA (SKIFF_TLS_CA in a cert-manager Secret), and the pods behind HOST:PORT mount a
+    certificate from the same Issuer that names HOST, and serve TLS."""
+    for route in filter(None, (env.get("SKIFF_SERVICES") or "").split(",")):
+        service, _, target = route.partition("=")
+        if not target.strip().startswith("https://"):
+            continue
+        host, _, port = target.strip()[len("https://"):].rstrip("/").rpartition(":")
+        ca = env.get("SKIFF_TLS_CA")
+        if not ca:
+            raise Failure(f"{name}: the route {route} is https but the pod sets no SKIFF_TLS_CA")
+        caller = mounted_certificate(cluster, spec, c, ca)
+        if caller is None:
+            raise Failure(f"{name}: SKIFF_TLS_CA {ca} is not in a mounted cert-manager Secret")
+        short = host.split(".")[0]
+        svc = cluster.services.get(short)
+        if svc is None or not any(p["port"] == int(port) for p in svc["spec"].get("ports", [])):
+            raise Failure(f"{name}: the route {route} names no Service port")
+        selector = svc["spec"].get("selector") or {}
+        targets = [d for d in cluster.deployments
+                   if all((d["spec"]["template"]["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())]
+        if not targets:
+            raise Failure(f"{name}: the route {route} leads to no Deployment")
+        for dep in targets:
+            for served in containers(dep):
+                cert_path = next((e.get("value", "") for e in served.get("env") or [] if e["name"] == "SKIFF_TLS_CERT"), "")
+                cert = mounted_certificate(cluster, dep["spec"]["template"]["spec"], served, cert_path)
+                if cert is None:
+                    raise Failure(f"{name}: calls {host} over TLS, but {dep['metadata']['name']} serves no cert-manager certificate")
+                if host not in (cert["spec"].get("dnsNames") or []):
+                    raise Failure(f"{name}: calls {host}, but {cert['metadata']['name']} names {cert['spec'].get('dnsNames')}")
+                if cert["spec"]["issuerRef"] != caller["spec"]["issuerRef"]:
+                    raise Failure(f"{name}: trusts {caller['spec']['issuerRef']}, but {cert['metadata']['name']} comes from {cert['spec']['issuerRef']}")
+        log(f"    {service} over TLS: {host} is named by the certificate of every pod behind it, from the CA this pod trusts")
 
 
 def check_tls(pod: Pod, cluster: Cluster, pki: Certificates) -> None:
