@@ -16,7 +16,18 @@ are created outside the manifests, the downward API), then:
   * after the preStop hook, SIGTERM must make the process exit 0 within the rest of
     terminationGracePeriodSeconds;
   * nothing may be written outside the mounted volumes (readOnlyRootFilesystem);
-  * a precompiled component (.cwasm) must load: the host's fallback to the .wasm beside it fails.
+  * a precompiled component (.cwasm) must load: the host's fallback to the .wasm beside it fails;
+  * where a pod mounts a Secret that a cert-manager Certificate fills, the test issues that
+    certificate itself (its dnsNames and ipAddresses, signed by a CA of the run's own, in the
+    kubelet's `..data` layout, with ca.crt as a CA Issuer writes it); httpGet probes with
+    `scheme: HTTPS` are sent over TLS without checking the certificate (as the kubelet does);
+    and a pod whose listeners serve TLS (SKIFF_TLS_CERT) must present, to a client that trusts
+    only that CA, a certificate for every Service name that leads to it, must not answer
+    plain HTTP there, and must serve a renewed certificate (swapped in as the kubelet does)
+    on the next connection without a restart; a pod that calls a service over TLS
+    (`NAME=https://HOST:PORT` in SKIFF_SERVICES) must mount a CA, and every pod behind
+    HOST:PORT must serve a certificate naming HOST from the same Issuer (pods run one at a
+    time here, so the call itself is left to the host tests).
 
 Local rewrites, consistently: the image's /usr/local/bin/skiff is $SKIFF_BIN, /app/components/X.wasm
 is $SKIFF_COMPONENTS_DIR/X.wasm, every containerPort and listen port is a free local port,
@@ -42,6 +53,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -106,9 +118,10 @@ def render(kubectl: str, overlay: Path) -> list[dict]:
 
 
 def binary_env_vars(skiff: str) -> set[str]:
-    """The environment variables the binary reads, from its own help text."""
+    """The environment variables the binary reads, from its own help text (the admin commands'
+    too: `kubectl exec … skiff swap` runs with the pod's environment)."""
     names: set[str] = set()
-    for args in ([], ["serve"]):
+    for args in ([], ["serve"], ["swap"]):
         out = subprocess.run([skiff, *args, "--help"], capture_output=True, text=True)
         names |= set(re.findall(r"\[env: ([A-Z0-9_]+)", out.stdout))
     return names
@@ -156,6 +169,74 @@ class Databases:
             raise Failure(f"psql {sql!r}: {out.stderr.strip()}")
 
 
+# ---------------------------------------------------------------- cert-manager, locally
+
+
+class Certificates:
+    """Issues what cert-manager would put in a Certificate's Secret (tls.crt, tls.key, ca.crt),
+    from one CA of this run's own, with openssl."""
+
+    def __init__(self, tmp: Path):
+        self.dir = tmp / "pki"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ca_key, self.ca_crt = self.dir / "ca.key", self.dir / "ca.crt"
+        self._openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                      "-keyout", self.ca_key, "-out", self.ca_crt, "-days", "2", "-subj", "/CN=skiff conformance CA",
+                      "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        self.serial = 0
+
+    def issue(self, cert: dict) -> tuple[bytes, bytes]:
+        """A leaf for the Certificate's dnsNames and ipAddresses: (tls.crt, tls.key) as PEM."""
+        self.serial += 1
+        base = self.dir / f"{cert['metadata']['name']}-{self.serial}"
+        spec = cert["spec"]
+        sans = [f"DNS:{n}" for n in spec.get("dnsNames") or []] + [f"IP:{a}" for a in spec.get("ipAddresses") or []]
+        if not sans:
+            raise Failure(f"Certificate {cert['metadata']['name']} names no DNS name or address")
+        ext = base.with_suffix(".ext")
+        ext.write_text(f"subjectAltName={','.join(sans)}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                       "extendedKeyUsage=serverAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n")
+        key, csr, crt = base.with_suffix(".key"), base.with_suffix(".csr"), base.with_suffix(".crt")
+        self._openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
+                      "-out", csr, "-subj", f"/CN={(spec.get('dnsNames') or ['skiff'])[0]}")
+        self._openssl("x509", "-req", "-in", csr, "-CA", self.ca_crt, "-CAkey", self.ca_key, "-set_serial",
+                      str(self.serial), "-days", "1", "-extfile", ext, "-out", crt)
+        return crt.read_bytes(), key.read_bytes()
+
+    def publish(self, folder: Path, cert: dict) -> bytes:
+        """Writes a fresh leaf into a mounted Secret's folder as the kubelet updates one: a new
+        timestamped folder, then the `..data` symlink swapped in one rename. The leaf's PEM."""
+        crt, key = self.issue(cert)
+        version = f"..{time.strftime('%Y_%m_%d_%H_%M_%S')}.{self.serial}"
+        (folder / version).mkdir(parents=True)
+        for name, content in (("tls.crt", crt), ("tls.key", key), ("ca.crt", self.ca_crt.read_bytes())):
+            (folder / version / name).write_bytes(content)
+        staged = folder / "..data_tmp"
+        if staged.is_symlink():
+            staged.unlink()
+        os.symlink(version, staged)
+        os.replace(staged, folder / "..data")
+        for name in ("tls.crt", "tls.key", "ca.crt"):
+            if not (folder / name).is_symlink():
+                os.symlink(f"..data/{name}", folder / name)
+        return crt
+
+    @staticmethod
+    def _openssl(*args) -> None:
+        out = subprocess.run(["openssl", *map(str, args)], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise Failure(f"openssl {args[0]}: {out.stderr.strip()[:300]}")
+
+
+def served_certificate(port: int, ca: Path, name: str) -> bytes:
+    """The leaf certificate (DER) the listener presents to a client that trusts only `ca`,
+    checked for `name`; raises ssl.SSLError when it does not verify."""
+    context = ssl.create_default_context(cafile=str(ca))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=name) as tls:
+            return tls.getpeercert(binary_form=True)
+
+
 # ---------------------------------------------------------------- the cluster, locally
 
 
@@ -179,6 +260,27 @@ class Cluster:
                 for p in c.get("ports") or []:
                     self.ports[(dep["metadata"]["name"], p["containerPort"])] = free_port()
         self.services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+        # cert-manager Certificates by the Secret they fill.
+        self.certificates = {d["spec"]["secretName"]: d for d in docs
+                             if d["kind"] == "Certificate" and d["apiVersion"].startswith("cert-manager.io/")}
+
+    def services_of(self, deployment: str) -> list[tuple[str, int, int]]:
+        """(Service name, its port, the containerPort behind it) for each Service port that
+        leads to this Deployment's pods."""
+        found = []
+        dep = next(d for d in self.deployments if d["metadata"]["name"] == deployment)
+        labels = dep["spec"]["template"]["metadata"].get("labels") or {}
+        for name, svc in self.services.items():
+            selector = svc["spec"].get("selector") or {}
+            if not selector or any(labels.get(k) != v for k, v in selector.items()):
+                continue
+            for sp in svc["spec"].get("ports", []):
+                target = sp.get("targetPort", sp["port"])
+                for c in containers(dep):
+                    for p in c.get("ports") or []:
+                        if target in (p["containerPort"], p.get("name")):
+                            found.append((name, sp["port"], p["containerPort"]))
+        return found
 
     def service_port(self, service: str, port: int) -> int | None:
         """The local port a connection to service:port reaches (its first matching pod)."""
@@ -226,6 +328,8 @@ class Pod:
     rootfs: Path
     notes: list[str]
     unchecked_ports: set[int]
+    # Mounted Secrets that cert-manager fills: (local folder, the Certificate).
+    tls_secrets: list[tuple[Path, dict]] = field(default_factory=list)
 
 
 _AMQP_URL: str | None = None
@@ -331,7 +435,8 @@ def resolve_env(cluster: Cluster, dep: dict, c: dict, notes: list[str]) -> dict[
     return env
 
 
-def prepare(cluster: Cluster, dep: dict, c: dict, skiff: str, components_dir: Path, dbs: Databases, tmp: Path) -> Pod | str:
+def prepare(cluster: Cluster, dep: dict, c: dict, skiff: str, components_dir: Path, dbs: Databases, tmp: Path,
+            pki: Certificates) -> Pod | str:
     """A Pod ready to start, or the reason to skip it."""
     name = dep["metadata"]["name"]
     spec = dep["spec"]["template"]["spec"]
@@ -356,10 +461,18 @@ def prepare(cluster: Cluster, dep: dict, c: dict, skiff: str, components_dir: Pa
     rootfs = root / "rootfs"
     rootfs.mkdir(parents=True)
     mounts = {}
+    volumes = {v["name"]: v for v in spec.get("volumes") or []}
+    tls_secrets: list[tuple[Path, dict]] = []
     for m in c.get("volumeMounts") or []:
         local = root / "volumes" / m["name"]
         local.mkdir(parents=True, exist_ok=True)
         mounts[m["mountPath"].rstrip("/")] = str(local)
+        secret = (volumes.get(m["name"]) or {}).get("secret") or {}
+        certificate = cluster.certificates.get(secret.get("secretName", ""))
+        if certificate is not None:
+            pki.publish(local, certificate)
+            tls_secrets.append((local, certificate))
+            notes.append(f"Secret {secret['secretName']} is issued by cert-manager: a certificate of this run's CA used")
 
     def local_path(value: str) -> str:
         if value.startswith(IMAGE_COMPONENTS):
@@ -399,6 +512,7 @@ def prepare(cluster: Cluster, dep: dict, c: dict, skiff: str, components_dir: Pa
         value = service_re.sub(to_local, value)
         return local_path(value)
 
+    check_tls_routes(cluster, name, spec, c, env)
     env = {k: rewrite(k, v) for k, v in env.items()}
     env.setdefault("TMPDIR", mounts.get("/tmp", str(rootfs)))
     argv = [skiff] + [local_path(a) for a in argv[1:]]
@@ -428,7 +542,8 @@ def prepare(cluster: Cluster, dep: dict, c: dict, skiff: str, components_dir: Pa
     # Everything above is checked for every Deployment; only running needs the component.
     if not local_component.is_file():
         return f"component {local_component} is not built"
-    return Pod(name, c, spec, dep["spec"]["template"]["metadata"].get("labels") or {}, argv, env, ports, port_names, rootfs, notes, unchecked_ports)
+    return Pod(name, c, spec, dep["spec"]["template"]["metadata"].get("labels") or {}, argv, env, ports, port_names, rootfs, notes,
+               unchecked_ports, tls_secrets)
 
 
 # ---------------------------------------------------------------- probes
@@ -445,10 +560,15 @@ def probe_once(pod: Pod, probe: dict) -> tuple[bool, str, dict]:
         lp = pod.ports.get(cp)
         if lp is None:
             raise Failure(f"{pod.deployment}: probe port {cp} is not a declared containerPort")
-        if h.get("scheme", "HTTP") != "HTTP":
-            raise Failure(f"{pod.deployment}: probe scheme {h['scheme']} is not emulated")
+        scheme = h.get("scheme", "HTTP")
+        if scheme not in ("HTTP", "HTTPS"):
+            raise Failure(f"{pod.deployment}: probe scheme {scheme} is not emulated")
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", lp, timeout=timeout)
+            if scheme == "HTTPS":
+                # The kubelet does not verify a probe's certificate.
+                conn = http.client.HTTPSConnection("127.0.0.1", lp, timeout=timeout, context=ssl._create_unverified_context())
+            else:
+                conn = http.client.HTTPConnection("127.0.0.1", lp, timeout=timeout)
             headers = {x["name"]: x["value"] for x in h.get("httpHeaders") or []}
             headers.setdefault("User-Agent", "kube-probe/1.37")
             conn.request("GET", h.get("path", "/"), headers=headers)
@@ -489,7 +609,95 @@ def await_probe(pod: Pod, kind: str, proc: subprocess.Popen, since: float) -> tu
     raise Failure(f"{pod.deployment}: {kind} did not succeed within its {budget}s budget (last: {last})")
 
 
-def run_pod(pod: Pod, logfile: Path) -> None:
+def mounted_certificate(cluster: Cluster, spec: dict, c: dict, path: str) -> dict | None:
+    """The cert-manager Certificate whose Secret the container mounts where `path` lies."""
+    volumes = {v["name"]: v for v in spec.get("volumes") or []}
+    for m in c.get("volumeMounts") or []:
+        if path.startswith(m["mountPath"].rstrip("/") + "/"):
+            secret = (volumes.get(m["name"]) or {}).get("secret") or {}
+            return cluster.certificates.get(secret.get("secretName", ""))
+    return None
+
+
+def check_tls_routes(cluster: Cluster, name: str, spec: dict, c: dict, env: dict[str, str]) -> None:
+    """Pods run one at a time here, so a call to another service over TLS is not made; what
+    it depends on is checked instead: for every `NAME=https://HOST:PORT` route, the caller
+    mounts a CA (SKIFF_TLS_CA in a cert-manager Secret), and the pods behind HOST:PORT mount a
+    certificate from the same Issuer that names HOST, and serve TLS."""
+    for route in filter(None, (env.get("SKIFF_SERVICES") or "").split(",")):
+        service, _, target = route.partition("=")
+        if not target.strip().startswith("https://"):
+            continue
+        host, _, port = target.strip()[len("https://"):].rstrip("/").rpartition(":")
+        ca = env.get("SKIFF_TLS_CA")
+        if not ca:
+            raise Failure(f"{name}: the route {route} is https but the pod sets no SKIFF_TLS_CA")
+        caller = mounted_certificate(cluster, spec, c, ca)
+        if caller is None:
+            raise Failure(f"{name}: SKIFF_TLS_CA {ca} is not in a mounted cert-manager Secret")
+        short = host.split(".")[0]
+        svc = cluster.services.get(short)
+        if svc is None or not any(p["port"] == int(port) for p in svc["spec"].get("ports", [])):
+            raise Failure(f"{name}: the route {route} names no Service port")
+        selector = svc["spec"].get("selector") or {}
+        targets = [d for d in cluster.deployments
+                   if all((d["spec"]["template"]["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())]
+        if not targets:
+            raise Failure(f"{name}: the route {route} leads to no Deployment")
+        for dep in targets:
+            for served in containers(dep):
+                cert_path = next((e.get("value", "") for e in served.get("env") or [] if e["name"] == "SKIFF_TLS_CERT"), "")
+                cert = mounted_certificate(cluster, dep["spec"]["template"]["spec"], served, cert_path)
+                if cert is None:
+                    raise Failure(f"{name}: calls {host} over TLS, but {dep['metadata']['name']} serves no cert-manager certificate")
+                if host not in (cert["spec"].get("dnsNames") or []):
+                    raise Failure(f"{name}: calls {host}, but {cert['metadata']['name']} names {cert['spec'].get('dnsNames')}")
+                if cert["spec"]["issuerRef"] != caller["spec"]["issuerRef"]:
+                    raise Failure(f"{name}: trusts {caller['spec']['issuerRef']}, but {cert['metadata']['name']} comes from {cert['spec']['issuerRef']}")
+        log(f"    {service} over TLS: {host} is named by the certificate of every pod behind it, from the CA this pod trusts")
+
+
+def check_tls(pod: Pod, cluster: Cluster, pki: Certificates) -> None:
+    """A pod whose listeners serve TLS: the certificate verifies, against the mounted CA, for
+    every Service name that leads to it; plain HTTP gets no answer; a renewal is served on the
+    next connection."""
+    if "SKIFF_TLS_CERT" not in pod.env:
+        return
+    folder = Path(pod.env["SKIFF_TLS_CERT"]).parent
+    mounted = next((cert for local, cert in pod.tls_secrets if local == folder), None)
+    if mounted is None:
+        raise Failure(f"{pod.deployment}: SKIFF_TLS_CERT is not in a mounted cert-manager Secret")
+    ca = Path(pod.env.get("SKIFF_TLS_CA") or folder / "ca.crt")
+    services = cluster.services_of(pod.deployment)
+    if not services:
+        raise Failure(f"{pod.deployment}: serves TLS but no Service leads to it")
+    current = None
+    for service, port, cp in services:
+        for name in (service, f"{service}.{cluster.namespace}.svc.cluster.local"):
+            try:
+                current = served_certificate(pod.ports[cp], ca, name)
+            except (ssl.SSLError, ssl.CertificateError, OSError) as e:
+                raise Failure(f"{pod.deployment}: {name}:{port} does not present a certificate for that name from the CA: {e}")
+        log(f"    {service}:{port} presents a certificate for its names from the cluster's CA")
+    _, _, cp = services[0]
+    with socket.create_connection(("127.0.0.1", pod.ports[cp]), timeout=5) as plain:
+        plain.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        plain.settimeout(5)
+        try:
+            answer = plain.recv(64)
+        except OSError:
+            answer = b""
+        if answer.startswith(b"HTTP/"):
+            raise Failure(f"{pod.deployment}: port {cp} answers plain HTTP while serving TLS")
+    log(f"    port {cp} does not answer plain HTTP")
+    renewed = ssl.PEM_cert_to_DER_cert(pki.publish(folder, mounted).decode())
+    served = served_certificate(pod.ports[cp], ca, services[0][0])
+    if served != renewed or served == current:
+        raise Failure(f"{pod.deployment}: after the Secret's certificate was renewed, a new connection got the old one")
+    log("    a renewed certificate (..data swapped) is served on the next connection, no restart")
+
+
+def run_pod(pod: Pod, logfile: Path, cluster: Cluster, pki: Certificates) -> None:
     c, spec = pod.container, pod.spec
     with open(logfile, "wb") as out:
         started = time.monotonic()
@@ -525,6 +733,7 @@ def run_pod(pod: Pod, logfile: Path) -> None:
             except OSError as e:
                 raise Failure(f"{pod.deployment}: declared containerPort {cp} does not listen ({e})")
             log(f"    containerPort {cp} listens")
+        check_tls(pod, cluster, pki)
 
         # Termination: preStop, then SIGTERM; exit 0 within the rest of the grace period.
         grace = spec.get("terminationGracePeriodSeconds", 30)
@@ -600,6 +809,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="skiff-k8s-") as tmpdir:
         tmp = Path(tmpdir)
         dbs = Databases(tmp)
+        pki = Certificates(tmp)
         log(f"binary {skiff}\ncomponents {components_dir}\ndatabase {dbs.describe()}")
         try:
             for overlay in args.overlays:
@@ -619,7 +829,7 @@ def main() -> int:
                         label = f"{overlay_path.name}/{dep['metadata']['name']}/{c['name']}"
                         log(f"-- {label}")
                         try:
-                            pod = prepare(cluster, dep, c, skiff, components_dir, dbs, tmp / overlay_path.name)
+                            pod = prepare(cluster, dep, c, skiff, components_dir, dbs, tmp / overlay_path.name, pki)
                             if isinstance(pod, str):
                                 log(f"{YELLOW}{BOLD}SKIPPED {label}: {pod}. Build it to test this Deployment.{RESET}")
                                 results.append(Result(label, "SKIP", [pod]))
@@ -628,7 +838,7 @@ def main() -> int:
                                 log(f"    note: {note}")
                             logfile = tmp / f"{overlay_path.name}-{dep['metadata']['name']}.log"
                             try:
-                                run_pod(pod, logfile)
+                                run_pod(pod, logfile, cluster, pki)
                             except Failure:
                                 log("    --- last log lines ---")
                                 for line in logfile.read_text(errors="replace").splitlines()[-20:]:

@@ -16,7 +16,7 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Canary(args) => (&args.target, "canary"),
         AdminCommand::GrantAdmin(args) => (&args.target, "admins"),
     };
-    let client = AdminClient::new(&target.admin_url, target.admin_token.clone())?;
+    let client = AdminClient::new(&target.admin_url, target.admin_token.clone(), target.tls_ca.as_deref())?;
     let base = format!("/admin/services/{}", target.service);
     let answer = match &command {
         AdminCommand::Swap(args) => swap(&client, &base, args).await?,

@@ -15,6 +15,7 @@ use crate::launch::{HostSpec, ServiceSpec};
 use crate::runtime::RuntimeOptions;
 use crate::server::{self, DEFAULT_SHUTDOWN_GRACE};
 use crate::service::{CanaryPolicy, RequestLimits, SwapOptions};
+use crate::tls::TlsFiles;
 
 #[derive(Debug, Parser)]
 #[command(name = "skiff", version, about = "Runs microservices written as WebAssembly components")]
@@ -82,6 +83,9 @@ pub struct AdminTarget {
     /// The host's admin token.
     #[arg(long, env = "SKIFF_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// For an `https://` admin URL: the CA bundle (PEM) the host's certificate must chain to.
+    #[arg(long, env = "SKIFF_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -222,7 +226,8 @@ pub struct CommonArgs {
     #[arg(long, env = "SKIFF_AMQP_URL", hide_env_values = true)]
     pub amqp_url: Option<String>,
     /// Where a service name resolves for outbound calls, `NAME=HOST:PORT` (e.g.
-    /// `users=users-cluster-ip-service:4001`); repeatable or comma-separated.
+    /// `users=users-cluster-ip-service:4001`), or `NAME=https://HOST:PORT` to call it over
+    /// TLS (checked against --tls-ca); repeatable or comma-separated.
     #[arg(long = "service", env = "SKIFF_SERVICES", value_parser = parse_service_route, value_delimiter = ',')]
     pub services: Vec<(String, String)>,
     /// Hosts (`HOST` or `HOST:PORT`) components may call directly, e.g. a webhook receiver;
@@ -242,6 +247,18 @@ pub struct CommonArgs {
     /// After SIGTERM, how long in-flight requests may take to finish, in seconds.
     #[arg(long, env = "SKIFF_SHUTDOWN_GRACE_SECS", default_value_t = DEFAULT_SHUTDOWN_GRACE.as_secs())]
     pub shutdown_grace_secs: u64,
+    /// Serve every listener (public, internal, admin) over TLS with this certificate chain
+    /// (PEM, leaf first); re-read when the file changes, so a renewed certificate needs no
+    /// restart. Needs --tls-key.
+    #[arg(long, env = "SKIFF_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "SKIFF_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA bundle (PEM) that services routed as `NAME=https://HOST:PORT` must present a
+    /// certificate from, for HOST.
+    #[arg(long, env = "SKIFF_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
     /// The admin listener (hot swap). Never expose it publicly.
     #[arg(long, env = "SKIFF_ADMIN_LISTEN", default_value = "127.0.0.1:4090")]
     pub admin_listen: SocketAddr,
@@ -305,6 +322,11 @@ impl CommonArgs {
         spec.shutdown_grace = Duration::from_secs(self.shutdown_grace_secs);
         spec.max_connections = self.max_connections;
         spec.trusted_proxies = self.trusted_proxies.clone();
+        spec.tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.clone(), key: key.clone() }),
+            _ => None,
+        };
+        spec.tls_ca = self.tls_ca.clone();
         spec.swap = SwapOptions {
             keep_versions: usize::try_from(self.keep_versions).unwrap_or(usize::MAX),
             canary: CanaryPolicy {

@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::runtime::{HostCapabilities, Runtime, RuntimeOptions};
 use crate::server::{self, App, DEFAULT_SHUTDOWN_GRACE, Health, InProcess, ListenerOptions};
 use crate::service::{PROBE_INSTANCES, RequestLimits, Service, ServiceContext, SwapOptions};
+use crate::tls::{ClientTls, ServerTls, TlsFiles};
 
 /// One service to mount.
 #[derive(Debug, Clone)]
@@ -69,6 +70,11 @@ pub struct HostSpec {
     pub swap: SwapOptions,
     /// The admin listener; `None` without a token.
     pub admin: Option<AdminSpec>,
+    /// Every listener (public, internal, admin) serves HTTPS with this certificate and key,
+    /// re-read when they change on disk; `None` for plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// The CA bundle that `https://` service routes' certificates must chain to.
+    pub tls_ca: Option<PathBuf>,
     /// A component path to watch (for the first service).
     pub watch: Option<WatchSpec>,
 }
@@ -95,6 +101,8 @@ impl HostSpec {
             trusted_proxies: Vec::new(),
             swap: SwapOptions::default(),
             admin: None,
+            tls: None,
+            tls_ca: None,
             watch: None,
         }
     }
@@ -107,8 +115,13 @@ impl HostSpec {
         metrics: &Arc<Metrics>,
         local: &Arc<LocalServices>,
     ) -> anyhow::Result<HostCapabilities> {
+        let ca = match &self.tls_ca {
+            Some(path) => Some(Arc::new(ClientTls::from_ca_file(path)?)),
+            None => None,
+        };
+        let outbound =
+            OutboundPolicy::new(self.service_routes.clone(), self.outbound_allow.clone(), local.clone(), ca)?;
         let broker = connect_broker(self.amqp_url.as_deref(), &self.data_dir).await?;
-        let outbound = OutboundPolicy::new(self.service_routes.clone(), self.outbound_allow.clone(), local.clone());
         Ok(HostCapabilities::default()
             .with(ConfigCapability::new(ComponentConfig::from_pairs(component_settings(&self.config))))
             .with(LoggingCapability)
@@ -133,6 +146,8 @@ pub struct Host {
 impl Host {
     pub async fn build(spec: HostSpec) -> anyhow::Result<Self> {
         anyhow::ensure!(!spec.services.is_empty(), "no components to serve");
+        // Before anything slow: a bad certificate or key stops the host at once, naming the file.
+        let tls = spec.tls.as_ref().map(ServerTls::load).transpose()?;
         let metrics = Arc::new(Metrics::default());
         let local = Arc::new(LocalServices::default());
         let broker = if spec.amqp_url.is_some() { "amqp" } else { "embedded" };
@@ -200,7 +215,7 @@ impl Host {
             watch: spec.watch,
             app,
             broker,
-            listening: ListenerOptions { grace: spec.shutdown_grace, max_connections: spec.max_connections },
+            listening: ListenerOptions { grace: spec.shutdown_grace, max_connections: spec.max_connections, tls },
         })
     }
 
@@ -242,18 +257,18 @@ impl Host {
             }
             app.health().mark_started();
         });
-        tracing::info!(address = %self.local_addr().map(|a| a.to_string()).unwrap_or_default(), broker = self.broker, "listening");
+        tracing::info!(address = %self.local_addr().map(|a| a.to_string()).unwrap_or_default(), broker = self.broker, tls = self.listening.tls.is_some(), "listening");
         let (stop, stopped) = watch::channel(false);
         let wait = |mut stopped: watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
         let internal = self.internal_listener.map(|listener| {
             tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "internal listener");
-            tokio::spawn(server::serve(listener, self.app.clone(), true, wait(stopped.clone()), self.listening))
+            tokio::spawn(server::serve(listener, self.app.clone(), true, wait(stopped.clone()), self.listening.clone()))
         });
         let admin = self.admin.map(|(listener, api)| {
             tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin listener");
-            tokio::spawn(admin::serve(listener, api, wait(stopped.clone()), self.listening))
+            tokio::spawn(admin::serve(listener, api, wait(stopped.clone()), self.listening.clone()))
         });
         let watcher = match (self.watch, self.app.services().next()) {
             (Some(spec), Some(service)) => Some(tokio::spawn(watch(service.clone(), spec))),

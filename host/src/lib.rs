@@ -17,3 +17,4 @@ pub mod runtime;
 pub mod server;
 pub mod service;
 pub mod telemetry;
+pub mod tls;

@@ -30,8 +30,14 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use crate::tls::ServerTls;
+
 /// Slow clients get this long to send their request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// On a TLS listener, a client gets as long to finish its handshake as it gets for its
+/// headers: one that opens a connection and never completes a handshake holds its connection
+/// slot no longer than a slow plain client does.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = HEADER_READ_TIMEOUT;
 /// hyper's read buffer: a request line and header section that do not fit are refused by hyper
 /// itself (431) before the router sees them. The router's own, smaller limit on the header
 /// section is [`router::MAX_HEADER_SECTION_BYTES`].
@@ -45,7 +51,7 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// What every listener (public, internal, admin) is held to.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ListenerOptions {
     /// How long in-flight requests may take to finish after shutdown begins.
     pub grace: Duration,
@@ -53,11 +59,13 @@ pub struct ListenerOptions {
     /// in the kernel's backlog) until one closes, so idle or slow clients cannot exhaust the
     /// process's file descriptors or memory.
     pub max_connections: usize,
+    /// Serve HTTPS with this certificate (re-read when it changes on disk) instead of HTTP.
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for ListenerOptions {
     fn default() -> Self {
-        Self { grace: DEFAULT_SHUTDOWN_GRACE, max_connections: DEFAULT_MAX_CONNECTIONS }
+        Self { grace: DEFAULT_SHUTDOWN_GRACE, max_connections: DEFAULT_MAX_CONNECTIONS, tls: None }
     }
 }
 
@@ -85,8 +93,9 @@ pub async fn serve(
 }
 
 /// The accept loop every listener runs (public, internal, admin): one connection task per
-/// client with the same header limits, at most `options.max_connections` at once, until
-/// `shutdown`; then in-flight requests get `options.grace`.
+/// client with the same header limits, at most `options.max_connections` at once (a TLS
+/// handshake in progress counts, and gets [`TLS_HANDSHAKE_TIMEOUT`]), until `shutdown`; then
+/// in-flight requests get `options.grace`.
 pub async fn accept<H, F>(
     listener: TcpListener,
     name: &'static str,
@@ -100,6 +109,7 @@ pub async fn accept<H, F>(
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(MAX_READ_BUFFER_BYTES);
+    let builder = Arc::new(builder);
     let connections = Arc::new(Semaphore::new(options.max_connections));
     tokio::pin!(shutdown);
     loop {
@@ -131,10 +141,27 @@ pub async fn accept<H, F>(
                         Ok::<_, std::convert::Infallible>(response)
                     }
                 });
-                let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                // Taken now: a connection still in its TLS handshake when shutdown begins is
+                // closed as soon as it is served, and the drain waits for it.
+                let watcher = graceful.watcher();
+                let (builder, tls) = (builder.clone(), options.tls.clone());
                 tokio::spawn(async move {
                     let _slot = slot;
-                    if let Err(error) = connection.await {
+                    let served = match tls {
+                        None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                        Some(tls) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await {
+                            Ok(Ok(stream)) => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                            Ok(Err(error)) => {
+                                tracing::debug!(listener = name, %error, %peer, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(listener = name, %peer, "TLS handshake not finished in time; connection closed");
+                                return;
+                            }
+                        },
+                    };
+                    if let Err(error) = served {
                         tracing::debug!(listener = name, %error, %peer, "connection ended with an error");
                     }
                 });

@@ -10,6 +10,7 @@ use skiff::capability::messaging::RetryPolicy;
 use skiff::launch::{Host, HostSpec, ServiceSpec, sqlite_url};
 use skiff::runtime::RuntimeOptions;
 use skiff::service::{RequestLimits, SwapOptions};
+use skiff::tls::TlsFiles;
 use sqlx::{Connection, Executor};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -130,6 +131,10 @@ pub struct AppOptions {
     pub max_connections: usize,
     /// Proxies whose `X-Forwarded-For` the host believes.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Serve every listener over TLS (the test waits for readiness itself, over HTTPS).
+    pub tls: Option<TlsFiles>,
+    /// The CA that `https://` service routes are checked against.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Default for AppOptions {
@@ -160,6 +165,8 @@ impl Default for AppOptions {
             swap: SwapOptions::default(),
             max_connections: skiff::server::DEFAULT_MAX_CONNECTIONS,
             trusted_proxies: Vec::new(),
+            tls: None,
+            tls_ca: None,
         }
     }
 }
@@ -198,6 +205,9 @@ impl TestApp {
         spec.swap = options.swap;
         spec.max_connections = options.max_connections;
         spec.trusted_proxies = options.trusted_proxies;
+        let plain = options.tls.is_none();
+        spec.tls = options.tls;
+        spec.tls_ca = options.tls_ca;
         spec.admin = options.admin_token.map(|token| AdminSpec {
             listen: "127.0.0.1:0".parse().unwrap(),
             token,
@@ -222,7 +232,7 @@ impl TestApp {
             shutdown: Some(shutdown),
             task: Some(task),
         };
-        if options.wait_ready {
+        if options.wait_ready && plain {
             app.wait_ready().await;
         }
         app

@@ -28,5 +28,6 @@ mod sessions;
 mod signup;
 mod sql_types;
 mod swap;
+mod tls;
 mod users_api;
 mod wait;

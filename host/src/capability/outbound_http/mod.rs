@@ -2,18 +2,23 @@
 //! reachable. A service name resolves to a `host:port` from configuration (the Kubernetes
 //! Service DNS name in a cluster) or, in `skiff dev`, to the component in this process.
 //!
+//! A route written `NAME=https://HOST:PORT` is called over TLS, the peer's certificate checked
+//! against the configured CA bundle and HOST (`send_tls.rs`), whatever scheme the component
+//! used: the component does not know where its callee runs.
+//!
 //! `hooks.rs` is the policy and the hooks wasi:http calls, `local.rs` the narrow trait through
 //! which services of this process are reached. The wasi:http interfaces themselves are linked
 //! with the rest of WASI by the runtime; this capability gives each instance its hooks.
 
 mod hooks;
 mod local;
+mod send_tls;
 
 use async_trait::async_trait;
 use std::sync::Arc;
 use wasmtime::component::Linker;
 
-pub use hooks::{OutboundHttp, OutboundPolicy, parse_service_route};
+pub use hooks::{OutboundHttp, OutboundPolicy, RouteError, parse_service_route};
 pub use local::{LocalService, LocalServices};
 
 use super::{Capability, CapabilityStore, ServiceSetup};
