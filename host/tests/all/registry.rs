@@ -7,6 +7,7 @@
 
 use reqwest::StatusCode;
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -449,4 +450,71 @@ async fn a_release_missing_at_start_keeps_a_pod_unready_unless_it_may_fall_back(
         .await;
     }
     assert!(lenient.metrics().await.contains(r#"skiff_release_fallback{route="testbed"} 0"#));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs docker-registry"]
+async fn a_canary_in_the_release_file_splits_is_promoted_and_a_failing_one_is_refused() {
+    let registry = TestRegistry::start().await;
+    let scratch = ScratchDir::new();
+    let testbed = std::fs::read(component("testbed")).unwrap();
+    let (v1, v2) = (variant(&testbed, "canary-1"), variant(&testbed, "canary-2"));
+    let pushed = |bytes: &[u8], name: &str| {
+        let file = scratch.0.join(format!("{name}.wasm"));
+        std::fs::write(&file, bytes).unwrap();
+        push(&registry, &file, name)
+    };
+    let (v1_ref, v2_ref) = (pushed(&v1, "v1"), pushed(&v2, "v2"));
+    let faulty_ref = pushed(&std::fs::read(component("faulty")).unwrap(), "faulty");
+    let mut release = ReleaseDir::new(&scratch.0, &format!("component: {v1_ref}\n"));
+    let pod = Pod::start(&registry, &release.file(), &scratch.0.join("pod"));
+    pod.process.wait_ready().await;
+    let digests = |count: usize| {
+        let pod = &pod;
+        async move {
+            let mut seen = BTreeSet::new();
+            for _ in 0..count {
+                seen.insert(pod.digest().await);
+            }
+            seen
+        }
+    };
+
+    // A canary at 50 %: the pod splits its requests between the two.
+    release.kubelet_update(&format!("component: {v1_ref}\ncanary:\n  component: {v2_ref}\n  percent: 50\n"));
+    eventually(Duration::from_secs(30), || async {
+        let status = pod.release().await;
+        check(status["converged"] == true && status["canary"]["percent"] == 50, || format!("{status}"))
+    })
+    .await;
+    assert_eq!(digests(10).await, BTreeSet::from([digest_of(&v1), digest_of(&v2)]));
+
+    // Promoted: the canary's reference becomes the component.
+    release.kubelet_update(&format!("component: {v2_ref}\n"));
+    eventually(Duration::from_secs(30), || async {
+        let status = pod.release().await;
+        check(status["converged"] == true && status["canary"].is_null(), || format!("{status}"))
+    })
+    .await;
+    assert_eq!(digests(10).await, BTreeSet::from([digest_of(&v2)]));
+
+    // A canary that fails its requests is rolled back by the pod and reported refused.
+    release.kubelet_update(&format!("component: {v2_ref}\ncanary:\n  component: {faulty_ref}\n  percent: 50\n"));
+    eventually(Duration::from_secs(30), || async {
+        check(pod.release().await["canary"]["percent"] == 50, || "the canary has not started".into())
+    })
+    .await;
+    let client = reqwest::Client::new();
+    for _ in 0..10 {
+        let _ = client.get(format!("http://{}/hello", pod.process.addr)).send().await;
+    }
+    let status = eventually(Duration::from_secs(30), || async {
+        let status = pod.release().await;
+        check(status["release"]["phase"] == "refused", || format!("not refused: {status}"))?;
+        Ok(status)
+    })
+    .await;
+    assert!(status["release"]["reason"].as_str().unwrap().contains("rolled back after errors"), "{status}");
+    assert_eq!(digests(5).await, BTreeSet::from([digest_of(&v2)]));
+    assert!(pod.metrics().await.contains(r#"skiff_release_refusals_total{route="testbed",result="canary-errors"} 1"#));
 }
