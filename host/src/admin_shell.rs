@@ -4,7 +4,7 @@ use http::Method;
 use serde_json::{Value, json};
 
 use crate::admin::client::AdminClient;
-use crate::cli::{AdminCommand, CanaryArgs, GrantArgs, SwapArgs};
+use crate::cli::{AdminCommand, CanaryArgs, GrantArgs, ReleaseCommand, SwapArgs};
 
 /// Runs one admin command and prints its outcome.
 pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
@@ -15,6 +15,7 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Versions(target) => (target, "versions"),
         AdminCommand::Canary(args) => (&args.target, "canary"),
         AdminCommand::GrantAdmin(args) => (&args.target, "admins"),
+        AdminCommand::Release(ReleaseCommand::Status(target)) => (target, "release"),
     };
     let client = AdminClient::new(&target.admin_url, target.admin_token.clone(), target.tls_ca.as_deref())?;
     let base = format!("/admin/services/{}", target.service);
@@ -33,6 +34,11 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
                 user["id"].as_str().unwrap_or("?"),
                 user["role"].as_str().unwrap_or("?")
             );
+            return Ok(());
+        }
+        AdminCommand::Release(ReleaseCommand::Status(_)) => {
+            let answer = client.send(Method::GET, &format!("{base}/release"), "application/json", Vec::new()).await?;
+            print_release(&target.service, &answer);
             return Ok(());
         }
         AdminCommand::Versions(_) => {
@@ -113,4 +119,33 @@ fn print_versions(answer: &Value) {
             version["errors"].as_u64().unwrap_or_default(),
         );
     }
+}
+
+/// `skiff release status`: one line for the release, one for what runs, then the versions.
+fn print_release(service: &str, answer: &Value) {
+    let text = |value: &Value| value.as_str().unwrap_or("-").to_owned();
+    let release = &answer["release"];
+    if release.is_null() {
+        println!("{service}: no release file (SKIFF_RELEASE_FILE is not set)");
+    } else {
+        let canary = match release["desired_canary"].as_str() {
+            Some(canary) => format!(", canary {canary} at {}%", release["desired_canary_percent"]),
+            None => String::new(),
+        };
+        let reason = release["reason"].as_str().map(|r| format!(": {r}")).unwrap_or_default();
+        let fallback = if release["fallback"] == true { " (serving the image's component)" } else { "" };
+        println!(
+            "{service}: desired {}{canary} (component {})",
+            text(&release["desired"]),
+            text(&release["desired_digest"])
+        );
+        println!("{service}: {}{reason}{fallback} since {}", text(&release["phase"]), text(&release["since"]));
+    }
+    let converged = if answer["converged"] == true { "converged" } else { "not converged" };
+    println!(
+        "{service}: active {} ({}), {converged}",
+        text(&answer["active"]["label"]),
+        text(&answer["active"]["digest"])
+    );
+    print_versions(answer);
 }

@@ -33,6 +33,8 @@ pub enum LogFormat {
     Json,
 }
 
+// Parsed once per process; the serve flags make one variant large, which costs nothing here.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve one component, as a pod does.
@@ -41,6 +43,9 @@ pub enum Command {
     Dev(DevArgs),
     /// Compile a component ahead of time (`.wasm` → `.cwasm`) so a host starts without compiling.
     Compile(CompileArgs),
+    /// Push a component to an OCI registry as a Wasm artifact; prints `REF@sha256:…` for a
+    /// release file.
+    Push(PushArgs),
     #[command(flatten)]
     Admin(AdminCommand),
 }
@@ -60,6 +65,39 @@ pub enum AdminCommand {
     Versions(AdminTarget),
     /// Give a user the admin role (users: the operator's way to make the first admin).
     GrantAdmin(GrantArgs),
+    /// Releases: `skiff release status --service users` shows the release file's version, the
+    /// active one, and why a refused release was refused.
+    #[command(subcommand)]
+    Release(ReleaseCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReleaseCommand {
+    /// What the release file asks for, what runs, and why a release was refused.
+    Status(AdminTarget),
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The component (a `.wasm` file; machine code from `skiff compile` is refused).
+    #[arg(long)]
+    pub component: PathBuf,
+    /// Where to push it: `REGISTRY/REPOSITORY:TAG`.
+    pub reference: String,
+    /// Reach the registry over plain HTTP (a local registry only).
+    #[arg(long)]
+    pub insecure: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// How to reach registries.
+#[derive(Debug, Clone, Args)]
+pub struct RegistryArgs {
+    /// Credentials per registry: a docker config file, or a Kubernetes pull secret's
+    /// `.dockerconfigjson`; defaults to `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
+    #[arg(long, env = "SKIFF_REGISTRY_AUTH_FILE")]
+    pub registry_auth_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +185,25 @@ pub struct ServeArgs {
     /// How often the watched path is checked, in milliseconds.
     #[arg(long, env = "SKIFF_WATCH_INTERVAL_MS", default_value_t = 1_000)]
     pub watch_interval_ms: u64,
+    /// Follow this release file (a mounted ConfigMap naming `component: REF@sha256:…`): the host
+    /// loads that version before it reports ready, and rolls out every change, health-gated.
+    #[arg(long, env = "SKIFF_RELEASE_FILE")]
+    pub release_file: Option<PathBuf>,
+    /// How often the release file is read, in milliseconds.
+    #[arg(long, env = "SKIFF_RELEASE_INTERVAL_MS", default_value_t = 1_000)]
+    pub release_interval_ms: u64,
+    /// Where pulled components are cached by digest; defaults to DATA_DIR/components.
+    #[arg(long, env = "SKIFF_RELEASE_CACHE_DIR")]
+    pub release_cache_dir: Option<PathBuf>,
+    /// If the release cannot be applied at start, serve the image's component (reported in
+    /// readiness, metrics and status) instead of staying unready.
+    #[arg(long, env = "SKIFF_RELEASE_FALLBACK")]
+    pub release_fallback: bool,
+    /// Registries (`HOST:PORT`) reached over plain HTTP, comma-separated; a local one only.
+    #[arg(long, env = "SKIFF_INSECURE_REGISTRIES", value_delimiter = ',')]
+    pub insecure_registries: Vec<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// `postgres://user:pass@host/db` or `sqlite://path`; defaults to SQLite under --data-dir.
     #[arg(long, env = "SKIFF_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,

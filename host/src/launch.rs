@@ -18,6 +18,7 @@ use crate::capability::messaging::{DEFAULT_LEASE, MessagingCapability, RetryPoli
 use crate::capability::outbound_http::{LocalServices, OutboundHttpCapability, OutboundPolicy};
 use crate::capability::sql::{DatabaseOptions, SqlCapability};
 use crate::metrics::Metrics;
+use crate::release::{self, ReleaseSpec};
 use crate::runtime::{HostCapabilities, Runtime, RuntimeOptions};
 use crate::server::{self, App, DEFAULT_SHUTDOWN_GRACE, Health, InProcess, ListenerOptions};
 use crate::service::{PROBE_INSTANCES, RequestLimits, Service, ServiceContext, SwapOptions};
@@ -77,6 +78,8 @@ pub struct HostSpec {
     pub tls_ca: Option<PathBuf>,
     /// A component path to watch (for the first service).
     pub watch: Option<WatchSpec>,
+    /// A release file to follow (for the first service).
+    pub release: Option<ReleaseSpec>,
 }
 
 impl HostSpec {
@@ -104,6 +107,7 @@ impl HostSpec {
             tls: None,
             tls_ca: None,
             watch: None,
+            release: None,
         }
     }
 
@@ -138,6 +142,8 @@ pub struct Host {
     internal_listener: Option<TcpListener>,
     admin: Option<(TcpListener, Arc<Admin>)>,
     watch: Option<WatchSpec>,
+    /// The release file, with the image's component and label it falls back to.
+    release: Option<(ReleaseSpec, PathBuf, Option<String>)>,
     app: Arc<App>,
     broker: &'static str,
     listening: ListenerOptions,
@@ -170,9 +176,17 @@ impl Host {
                     let bytes = tokio::fs::read(&path)
                         .await
                         .with_context(|| format!("reading component {}", path.display()))?;
-                    Service::load(&service.name, &service.database_url, bytes, service.version_label.clone(), ctx)
-                        .await
-                        .with_context(|| format!("loading component {}", path.display()))
+                    let digest = component_digest(&path).await;
+                    Service::load(
+                        &service.name,
+                        &service.database_url,
+                        bytes,
+                        service.version_label.clone(),
+                        digest,
+                        ctx,
+                    )
+                    .await
+                    .with_context(|| format!("loading component {}", path.display()))
                 }
             };
             let loaded = match (load(service.component.clone()).await, wasm_beside(&service.component)) {
@@ -213,6 +227,10 @@ impl Host {
             internal_listener,
             admin,
             watch: spec.watch,
+            release: spec
+                .release
+                .zip(spec.services.first())
+                .map(|(release, first)| (release, first.component.clone(), first.version_label.clone())),
             app,
             broker,
             listening: ListenerOptions { grace: spec.shutdown_grace, max_connections: spec.max_connections, tls },
@@ -241,10 +259,28 @@ impl Host {
     /// first event), and only then reports started.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let app = self.app.clone();
+        // With a release file, the host is ready once the release is applied (or, if allowed,
+        // fell back to the image's component), never on the image's component before.
+        let (settled, mut release_settled) = watch::channel(self.release.is_none());
+        let follower = match (self.release, self.app.services().next()) {
+            (Some((spec, image, label)), Some(service)) => {
+                service.set_release_status(release::initial_status(&spec));
+                let service = service.clone();
+                Some(tokio::spawn(async move {
+                    // The image's version migrates first; the release's migrations run in its gate.
+                    while !service.is_migrated() {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    release::follow(service, spec, image, label, settled).await;
+                }))
+            }
+            _ => None,
+        };
         tokio::spawn(async move {
             for service in app.services() {
                 service.migrate_until_done().await;
             }
+            let _ = release_settled.wait_for(|settled| *settled).await;
             for service in app.services() {
                 if let Err(error) = service.start_consuming().await {
                     tracing::error!(service = %service.name(), error = %format!("{error:#}"), "cannot start consuming");
@@ -292,7 +328,19 @@ impl Host {
         if let Some(watcher) = watcher {
             watcher.abort();
         }
+        if let Some(follower) = follower {
+            follower.abort();
+        }
     }
+}
+
+/// The digest a component file reports: for `X.cwasm` the digest of the `X.wasm` beside it
+/// (the component's own, which a registry also names), so that a pod on precompiled code and a
+/// pod that compiled the `.wasm` report the same version; `None` (the file's own) otherwise.
+pub async fn component_digest(path: &Path) -> Option<String> {
+    let wasm = wasm_beside(path)?;
+    let bytes = tokio::fs::read(&wasm).await.ok()?;
+    Some(crate::service::digest_of(&bytes))
 }
 
 /// For `X.cwasm`, an `X.wasm` beside it.

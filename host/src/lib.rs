@@ -12,6 +12,7 @@ pub mod capability;
 pub mod cli;
 pub mod launch;
 pub mod metrics;
+pub mod release;
 pub mod retry;
 pub mod runtime;
 pub mod server;

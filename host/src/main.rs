@@ -4,10 +4,11 @@ use clap::Parser;
 use skiff::admin::watch::WatchSpec;
 use skiff::capability::crypto::{TOKEN_PUBLIC_KEY, TOKEN_SIGNING_KEY};
 use skiff::capability::messaging::{EVENT_SIGNING_KEY, EVENT_TRUSTED_KEYS};
-use skiff::cli::{Cli, Command, CommonArgs, CompileArgs, DevArgs, ServeArgs, config_from_env};
+use skiff::cli::{Cli, Command, CommonArgs, CompileArgs, DevArgs, PushArgs, ServeArgs, config_from_env};
 use skiff::launch::{Host, HostSpec, ServiceSpec, components_in, generate_token_keys, service_name, sqlite_url};
+use skiff::release::{Registry, RegistryOptions, ReleaseSpec, default_auth_file, registry_of};
 use skiff::runtime::{HostCapabilities, Runtime, RuntimeOptions};
-use skiff::service::precompile;
+use skiff::service::{component_interfaces, precompile};
 use skiff::{admin_shell, server, telemetry};
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ async fn main() -> std::process::ExitCode {
     let spec = match cli.command {
         Command::Admin(command) => return shell_outcome(admin_shell::run(command).await),
         Command::Compile(args) => return shell_outcome(compile(&args)),
+        Command::Push(args) => return shell_outcome(push(args).await),
         Command::Serve(args) => serve_spec(args),
         Command::Dev(args) => dev_spec(args),
     };
@@ -56,6 +58,22 @@ fn compile(args: &CompileArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `skiff push`: the component as a Wasm OCI artifact; prints the digest reference.
+async fn push(args: PushArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&args.component).with_context(|| format!("reading {}", args.component.display()))?;
+    // The interfaces go into the artifact's config; compiling also refuses what no host loads.
+    let runtime = Runtime::new(RuntimeOptions::default(), HostCapabilities::default())?;
+    let (imports, exports) = component_interfaces(&runtime, &bytes)
+        .with_context(|| format!("{} is not a component skiff can push", args.component.display()))?;
+    let insecure = if args.insecure { vec![registry_of(&args.reference)?] } else { Vec::new() };
+    let auth_file = args.registry.registry_auth_file.or_else(default_auth_file);
+    let registry = Registry::new(RegistryOptions { insecure, auth_file }, None);
+    let pushed = registry.push(&args.reference, bytes, imports, exports).await?;
+    eprintln!("pushed {} (component {})", args.component.display(), pushed.component_digest);
+    println!("{}", pushed.reference);
+    Ok(())
+}
+
 /// `skiff serve`: one component, as a pod runs it.
 fn serve_spec(mut args: ServeArgs) -> anyhow::Result<HostSpec> {
     let name = match args.name {
@@ -71,6 +89,17 @@ fn serve_spec(mut args: ServeArgs) -> anyhow::Result<HostSpec> {
     spec.internal_listen = args.internal_listen;
     spec.watch =
         args.watch.map(|path| WatchSpec { path, interval: Duration::from_millis(args.watch_interval_ms.max(50)) });
+    let cache_dir = args.release_cache_dir.unwrap_or_else(|| args.common.data_dir.join("components"));
+    spec.release = args.release_file.map(|file| ReleaseSpec {
+        file,
+        interval: Duration::from_millis(args.release_interval_ms.max(50)),
+        cache_dir,
+        registry: RegistryOptions {
+            insecure: args.insecure_registries,
+            auth_file: args.registry.registry_auth_file.or_else(default_auth_file),
+        },
+        fallback: args.release_fallback,
+    });
     Ok(spec)
 }
 

@@ -64,6 +64,12 @@ pub struct Metrics {
     pub swaps: Family<SwapLabels, Counter>,
     pub rollbacks: Family<RollbackLabels, Counter>,
     pub version_requests: Family<VersionLabels, Counter>,
+    /// 1 while a service runs what its release file asks for.
+    pub release_converged: Family<RouteLabels, Gauge>,
+    /// 1 while a service serves the image's component because its release failed at start.
+    pub release_fallback: Family<RouteLabels, Gauge>,
+    /// Releases refused, by reason (`result`).
+    pub release_refusals: Family<SwapLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -117,6 +123,20 @@ impl Default for Metrics {
             "Requests served by a service's components, by version label and result",
             version_requests.clone(),
         );
+        let release_converged = Family::<RouteLabels, Gauge>::default();
+        registry.register(
+            "release_converged",
+            "1 while the service runs what its release file asks for",
+            release_converged.clone(),
+        );
+        let release_fallback = Family::<RouteLabels, Gauge>::default();
+        registry.register(
+            "release_fallback",
+            "1 while the service serves the image's component because its release failed at start",
+            release_fallback.clone(),
+        );
+        let release_refusals = Family::<SwapLabels, Counter>::default();
+        registry.register("release_refusals", "Releases refused, by reason", release_refusals.clone());
         Self {
             registry,
             requests,
@@ -129,6 +149,9 @@ impl Default for Metrics {
             swaps,
             rollbacks,
             version_requests,
+            release_converged,
+            release_fallback,
+            release_refusals,
         }
     }
 }

@@ -7,6 +7,7 @@
 //!   the components folder
 //! - `POST /admin/services/{name}/rollback`, `POST /admin/services/{name}/promote`
 //! - `POST /admin/services/{name}/canary` `{"percent": 25}`: change the canary's share
+//! - `GET  /admin/services/{name}/release`: the release file's version against what runs
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -22,7 +23,7 @@ use super::error::AdminError;
 use super::{AdminSpec, MAX_COMPONENT_BYTES, auth};
 use crate::capability::outbound_http::ADMIN_HEADER;
 use crate::server::{WatchedBody, full_body};
-use crate::service::{Candidate, Service};
+use crate::service::{Candidate, Service, VersionState};
 
 /// The admin API over a host's services.
 pub struct Admin {
@@ -90,6 +91,7 @@ impl Admin {
             .ok_or_else(|| AdminError::NotFound(format!("no service named {name}")))?;
         match (method, *action) {
             (Method::GET, "versions") => Ok(versions(service, StatusCode::OK, json!({}))),
+            (Method::GET, "release") => Ok(versions(service, StatusCode::OK, release(service))),
             (Method::POST, "versions") => {
                 let candidate = self.candidate(request).await?;
                 let deployment = service.deploy(candidate).await?;
@@ -136,9 +138,9 @@ impl Admin {
             })?;
             let bytes = self.read_component(&rollout.path).await?;
             return Ok(Candidate {
-                bytes,
                 label: rollout.label.map(check_label).transpose()?,
                 canary_percent: rollout.canary.map(canary_percent).transpose()?,
+                ..Candidate::upload(bytes)
             });
         }
         if !(content_type.starts_with("application/wasm") || content_type.starts_with("application/octet-stream")) {
@@ -146,7 +148,7 @@ impl Admin {
                 "send the component as application/wasm, or application/json {\"path\": ...}".into(),
             ));
         }
-        let mut candidate = Candidate { bytes: body.to_vec(), label: None, canary_percent: None };
+        let mut candidate = Candidate::upload(body.to_vec());
         for pair in query.split('&').filter(|pair| !pair.is_empty()) {
             match pair.split_once('=').unwrap_or((pair, "")) {
                 ("label", label) => candidate.label = Some(check_label(label.to_owned())?),
@@ -210,8 +212,7 @@ async fn grant_admin(service: &Arc<Service>, user: uuid::Uuid) -> Response<Hyper
 
 /// Labels go into a response header: short, visible ASCII, no separators.
 fn check_label(label: String) -> Result<String, AdminError> {
-    let fine = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+' | ':');
-    if label.is_empty() || label.len() > 64 || !label.chars().all(fine) {
+    if !crate::service::valid_label(&label) {
         return Err(AdminError::BadRequest("a label is 1-64 characters of A-Z a-z 0-9 . - _ + :".into()));
     }
     Ok(label)
@@ -239,4 +240,24 @@ fn json_response(status: StatusCode, body: &Value) -> Response<HyperOutgoingBody
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
+}
+
+/// The release file's version against what runs: `converged` when the active version (and the
+/// canary) are the ones the file names.
+fn release(service: &Service) -> Value {
+    let status = service.release_status();
+    let versions = service.versions();
+    let active = versions.iter().find(|v| v.state == VersionState::Active);
+    let canary = versions.iter().find(|v| v.state == VersionState::Canary);
+    let converged = status.as_ref().is_some_and(|status| {
+        status.desired_digest.is_some()
+            && active.map(|v| &v.digest) == status.desired_digest.as_ref()
+            && canary.map(|v| &v.digest) == status.desired_canary_digest.as_ref()
+    });
+    json!({
+        "release": status,
+        "active": active.map(|v| json!({"label": v.label, "digest": v.digest})),
+        "canary": canary.map(|v| json!({"label": v.label, "digest": v.digest, "percent": v.percent})),
+        "converged": converged,
+    })
 }

@@ -40,6 +40,6 @@ pub async fn watch(service: Arc<Service>, spec: WatchSpec) {
         last_digest = digest;
         tracing::info!(service = %service.name(), path = %spec.path.display(), "a new component appeared; rolling it out");
         // The gate logs and counts the outcome; a refused file is retried once it changes.
-        let _ = service.deploy(Candidate { bytes, label: None, canary_percent: None }).await;
+        let _ = service.deploy(Candidate::upload(bytes)).await;
     }
 }

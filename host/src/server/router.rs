@@ -13,7 +13,7 @@ use super::client_address::client_address;
 use super::{Health, full_body, into_response, problem};
 use crate::capability::outbound_http::{ADMIN_HEADER, INTERNAL_HEADER};
 use crate::metrics::{Metrics, RequestLabels, RouteLabels, method_label};
-use crate::service::Service;
+use crate::service::{ReleasePhase, Service};
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Largest header section (names, values and their separators) the router passes to a service;
@@ -178,7 +178,18 @@ impl App {
             }
         }
         if not_ready.is_empty() {
-            text(StatusCode::OK, "ready")
+            // Ready, but a release a service refused (or is still pulling, or fell back from)
+            // is said here too: the pod serves the version it runs.
+            let notes: Vec<String> = self
+                .services()
+                .filter_map(|service| {
+                    let release = service.release_status()?;
+                    (release.phase != ReleasePhase::Applied || release.fallback)
+                        .then(|| format!("{}: {}", service.name(), release.describe()))
+                })
+                .collect();
+            let body = if notes.is_empty() { "ready".to_owned() } else { format!("ready\n{}", notes.join("\n")) };
+            text(StatusCode::OK, &body)
         } else {
             text(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {}", not_ready.join(", ")))
         }

@@ -6,6 +6,7 @@ mod consume;
 mod invoke;
 mod outcome;
 mod record;
+mod release_status;
 mod rollout;
 mod slot;
 mod version;
@@ -17,9 +18,10 @@ use tokio::sync::{Mutex, Semaphore};
 pub use canary::CanaryPolicy;
 pub use invoke::RequestLimits;
 pub use outcome::{Handled, Outcome};
+pub use release_status::{ReleasePhase, ReleaseStatus};
 pub use rollout::{Candidate, DeployError, Deployment, SwapOptions};
 pub use slot::{RolledBack, SlotError, VersionInfo, VersionState};
-pub use version::{ComponentVersion, Origin, precompile, short_digest};
+pub use version::{ComponentVersion, Origin, component_interfaces, digest_of, precompile, short_digest, valid_label};
 
 use crate::capability::sql::{SqlCapability, SqlClient, apply_migrations};
 use crate::capability::{ServiceFacts, ServiceStates};
@@ -59,6 +61,8 @@ pub struct Service {
     migrated: AtomicBool,
     /// Why the last start-up attempt to migrate failed, for the readiness answer.
     migration_failure: std::sync::Mutex<Option<String>>,
+    /// Where the service stands with its release file, if it has one.
+    release: std::sync::Mutex<Option<ReleaseStatus>>,
 }
 
 impl Service {
@@ -70,12 +74,14 @@ impl Service {
         database_url: &str,
         bytes: Vec<u8>,
         label: Option<String>,
+        digest: Option<String>,
         ctx: ServiceContext,
     ) -> anyhow::Result<Self> {
         let runtime = ctx.runtime.clone();
-        let version =
-            tokio::task::spawn_blocking(move || ComponentVersion::compile(&runtime, &bytes, label, Origin::HostFile))
-                .await??;
+        let version = tokio::task::spawn_blocking(move || {
+            ComponentVersion::compile(&runtime, &bytes, label, digest, Origin::HostFile)
+        })
+        .await??;
         tracing::info!(service = name, version = %version.label, digest = %version.digest, "component loaded");
         let facts = ServiceFacts {
             name: name.to_owned(),
@@ -95,6 +101,7 @@ impl Service {
             deploying: Mutex::new(()),
             migrated: AtomicBool::new(false),
             migration_failure: std::sync::Mutex::new(None),
+            release: std::sync::Mutex::new(None),
             ctx,
         })
     }
@@ -164,6 +171,29 @@ impl Service {
                 None => "migrations not applied yet".into(),
             });
         }
+        if let Some(release) = self.release_status().filter(|release| !release.serving()) {
+            return Err(release.describe());
+        }
         self.ctx.runtime.capabilities().ready(&self.capabilities).await
+    }
+
+    /// Where the service stands with its release file; `None` without one.
+    pub fn release_status(&self) -> Option<ReleaseStatus> {
+        self.release.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Records where the service stands with its release file, and says so in the metrics.
+    pub fn set_release_status(&self, status: ReleaseStatus) {
+        let route = crate::metrics::RouteLabels { route: self.name.clone() };
+        let metrics = &self.ctx.metrics;
+        metrics.release_converged.get_or_create(&route).set(i64::from(status.phase == ReleasePhase::Applied));
+        metrics.release_fallback.get_or_create(&route).set(i64::from(status.fallback));
+        *self.release.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(status);
+    }
+
+    /// Counts a release the service refused, by why.
+    pub fn count_release_refusal(&self, reason: &str) {
+        let labels = crate::metrics::SwapLabels { route: self.name.clone(), result: reason.to_owned() };
+        self.ctx.metrics.release_refusals.get_or_create(&labels).inc();
     }
 }

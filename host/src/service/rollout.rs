@@ -46,6 +46,19 @@ pub struct Candidate {
     pub label: Option<String>,
     /// Route this share of requests to it (1–99) instead of switching everything at once.
     pub canary_percent: Option<u8>,
+    /// The component's own digest when `bytes` are machine code compiled from it.
+    pub digest: Option<String>,
+    /// Uploads and pulls are WebAssembly only; the image's own files may be machine code.
+    pub origin: Origin,
+    /// Roll back a running canary in the switch instead of refusing (release files).
+    pub replace_canary: bool,
+}
+
+impl Candidate {
+    /// WebAssembly bytes from the admin API, a watched path or a registry.
+    pub fn upload(bytes: Vec<u8>) -> Self {
+        Self { bytes, label: None, canary_percent: None, digest: None, origin: Origin::Upload, replace_canary: false }
+    }
 }
 
 /// A rollout that passed the gate.
@@ -117,15 +130,15 @@ impl Service {
 
     async fn deploy_gated(&self, candidate: Candidate, started: Instant) -> Result<Deployment, DeployError> {
         let _one_at_a_time = self.deploying.lock().await;
-        if let Some(canary) = self.slot.canary_label() {
+        if let Some(canary) = self.slot.canary_label().filter(|_| !candidate.replace_canary) {
             return Err(SlotError::CanaryRunning(canary).into());
         }
         let active = self.current();
         let runtime = self.ctx.runtime.clone();
-        let Candidate { bytes, label, canary_percent } = candidate;
+        let Candidate { bytes, label, canary_percent, digest, origin, replace_canary } = candidate;
         // Compiling takes whole seconds of CPU: never on a request thread.
         let version =
-            tokio::task::spawn_blocking(move || ComponentVersion::compile(&runtime, &bytes, label, Origin::Upload))
+            tokio::task::spawn_blocking(move || ComponentVersion::compile(&runtime, &bytes, label, digest, origin))
                 .await
                 .map_err(|e| DeployError::Compile(CompileError::Invalid(format!("the compiler failed: {e}"))))??;
         if version.digest == active.digest {
@@ -143,8 +156,8 @@ impl Service {
         self.smoke_test(&version, self.ctx.swap.smoke_timeout).await.map_err(DeployError::SmokeTest)?;
         let switching = Instant::now();
         let (deployed, result) = match canary_percent {
-            Some(percent) => (self.slot.start_canary(version, percent)?, "canary"),
-            None => (self.slot.activate(version)?, "switched"),
+            Some(percent) => (self.slot.start_canary_replacing(version, percent, replace_canary)?, "canary"),
+            None => (self.slot.activate_replacing(version, replace_canary)?, "switched"),
         };
         let switch_micros = u64::try_from(switching.elapsed().as_micros()).unwrap_or(u64::MAX);
         let state = if canary_percent.is_some() { VersionState::Canary } else { VersionState::Active };

@@ -177,12 +177,21 @@ impl Slot {
     }
 
     /// Makes `version` the active one at once; the previous one goes to standby.
+    #[cfg(test)]
     pub fn activate(&self, version: Arc<ComponentVersion>) -> Result<Arc<Deployed>, SlotError> {
+        self.activate_replacing(version, false)
+    }
+
+    /// [`Slot::activate`]; with `replace_canary`, a running canary is rolled back in the same
+    /// write instead of refusing the switch (a release file states the whole desired state).
+    pub fn activate_replacing(
+        &self,
+        version: Arc<ComponentVersion>,
+        replace_canary: bool,
+    ) -> Result<Arc<Deployed>, SlotError> {
         let deployed = Arc::new(Deployed::new(self.next_id.fetch_add(1, Ordering::Relaxed), version));
         let mut state = self.write();
-        if let Some(canary) = &state.canary {
-            return Err(SlotError::CanaryRunning(canary.deployed.version.label.clone()));
-        }
+        Self::replace_canary_in(&mut state, replace_canary)?;
         let previous = std::mem::replace(&mut state.active, deployed.clone());
         state.standby.push(previous);
         self.evict(&mut state);
@@ -190,12 +199,21 @@ impl Slot {
     }
 
     /// Sends `percent` of the requests to `version`, the rest to the active one.
+    #[cfg(test)]
     pub fn start_canary(&self, version: Arc<ComponentVersion>, percent: u8) -> Result<Arc<Deployed>, SlotError> {
+        self.start_canary_replacing(version, percent, false)
+    }
+
+    /// [`Slot::start_canary`], rolling back a running canary first if `replace_canary`.
+    pub fn start_canary_replacing(
+        &self,
+        version: Arc<ComponentVersion>,
+        percent: u8,
+        replace_canary: bool,
+    ) -> Result<Arc<Deployed>, SlotError> {
         let deployed = Arc::new(Deployed::new(self.next_id.fetch_add(1, Ordering::Relaxed), version));
         let mut state = self.write();
-        if let Some(canary) = &state.canary {
-            return Err(SlotError::CanaryRunning(canary.deployed.version.label.clone()));
-        }
+        Self::replace_canary_in(&mut state, replace_canary)?;
         state.canary = Some(Arc::new(Canary {
             deployed: deployed.clone(),
             percent,
@@ -204,6 +222,22 @@ impl Slot {
         }));
         self.evict(&mut state);
         Ok(deployed)
+    }
+
+    /// Refuses while a canary runs, or rolls it back if `replace`.
+    fn replace_canary_in(state: &mut State, replace: bool) -> Result<(), SlotError> {
+        match state.canary.take() {
+            None => Ok(()),
+            Some(canary) if replace => {
+                state.rolled_back.push(canary.deployed.clone());
+                Ok(())
+            }
+            Some(canary) => {
+                let label = canary.deployed.version.label.clone();
+                state.canary = Some(canary);
+                Err(SlotError::CanaryRunning(label))
+            }
+        }
     }
 
     pub fn set_canary_percent(&self, percent: u8) -> Result<(), SlotError> {

@@ -57,13 +57,18 @@ pub enum Origin {
 impl ComponentVersion {
     /// Compiles and links `bytes`; refuses anything that is not a `wasi:http` component whose
     /// imports skiff provides. Compilation is CPU-heavy: call it off the request path.
+    ///
+    /// `digest` is the component's own when `bytes` are machine code compiled from it (a `.cwasm`
+    /// beside its `.wasm`), so that every pod on the same version reports the same digest; else
+    /// the digest of `bytes`.
     pub fn compile(
         runtime: &Runtime,
         bytes: &[u8],
         label: Option<String>,
+        digest: Option<String>,
         origin: Origin,
     ) -> Result<Self, CompileError> {
-        let digest = format!("sha256:{:x}", Sha256::digest(bytes));
+        let digest = digest.unwrap_or_else(|| digest_of(bytes));
         let component = match Engine::detect_precompiled(bytes) {
             None => Component::new(runtime.engine(), bytes).map_err(|e| CompileError::Invalid(format!("{e:#}")))?,
             Some(Precompiled::Component) if origin == Origin::HostFile => load_precompiled(runtime, bytes)?,
@@ -153,10 +158,35 @@ fn load_precompiled(runtime: &Runtime, bytes: &[u8]) -> Result<Component, Compil
         .map_err(|e| CompileError::Invalid(format!("cannot load the precompiled component: {e:#}")))
 }
 
+/// A component's imports and exports, by compiling it: `skiff push` writes them into the
+/// artifact's config, and refuses machine code and anything that is not a component.
+pub fn component_interfaces(runtime: &Runtime, bytes: &[u8]) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    anyhow::ensure!(
+        Engine::detect_precompiled(bytes).is_none(),
+        "this is machine code from `skiff compile`; push the .wasm (hosts compile it, or load it precompiled from their own files)"
+    );
+    let component = Component::new(runtime.engine(), bytes)?;
+    let component_type = component.component_type();
+    let imports = component_type.imports(runtime.engine()).map(|(name, _)| name.to_owned()).collect();
+    let exports = component_type.exports(runtime.engine()).map(|(name, _)| name.to_owned()).collect();
+    Ok((imports, exports))
+}
+
 /// Compiles a component ahead of time for this host's engine: what `skiff compile` writes, so
 /// a pod starts without running the compiler.
 pub fn precompile(runtime: &Runtime, bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
     Ok(runtime.engine().precompile_component(bytes)?)
+}
+
+/// `sha256:<hex>` of `bytes`: the digest of a component, as OCI registries write it.
+pub fn digest_of(bytes: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(bytes))
+}
+
+/// Labels go into a response header: 1-64 characters of visible ASCII, no separators.
+pub fn valid_label(label: &str) -> bool {
+    let fine = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+' | ':');
+    !label.is_empty() && label.len() <= 64 && label.chars().all(fine)
 }
 
 /// `sha256:` and the first 12 hex digits: enough to tell versions apart in a header.

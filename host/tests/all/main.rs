@@ -2,7 +2,8 @@
 //! HTTP, on SQLite and on Postgres (`SKIFF_TEST_POSTGRES_URL`, one database per test). The tests
 //! that need Postgres or RabbitMQ are `#[ignore]`d, so a plain run lists them as ignored;
 //! `cargo test … -- --ignored postgres` and `-- --ignored rabbitmq` run them (`scripts/test`
-//! does when the URLs are set).
+//! does when the URLs are set). The release tests need Debian's `docker-registry` and are
+//! ignored too (`-- --ignored registry`; `scripts/test` runs them when it is installed).
 //!
 //! Build the components first (`./scripts/test` does): `users` into
 //! `target/wasm32-wasip2/release`, the misbehaving `testbed` into `target/wasm32-wasip2/testbed`.
@@ -23,6 +24,7 @@ mod outbox;
 mod precompiled;
 mod rabbitmq;
 mod rate_limit;
+mod registry;
 mod reliability;
 mod sessions;
 mod signup;

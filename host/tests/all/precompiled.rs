@@ -47,6 +47,22 @@ async fn a_precompiled_component_serves() {
 }
 
 #[tokio::test]
+async fn a_precompiled_component_reports_the_digest_of_its_wasm() {
+    // Two pods on the same version, one on the .wasm and one on the .cwasm compiled from it,
+    // report the same digest: the component's own, which a registry names too.
+    let dir = ScratchDir::new();
+    let wasm = dir.0.join("testbed.wasm");
+    std::fs::copy(component("testbed"), &wasm).unwrap();
+    let compiled = dir.0.join("testbed.cwasm");
+    compile(&wasm, &compiled);
+    let process = serve(&compiled, &dir.0);
+    process.wait_ready().await;
+    let response = reqwest::get(format!("http://{}/hello", process.addr)).await.unwrap();
+    let digest = response.headers()["skiff-component-digest"].to_str().unwrap();
+    assert_eq!(digest, skiff::service::digest_of(&std::fs::read(&wasm).unwrap()));
+}
+
+#[tokio::test]
 async fn unusable_machine_code_falls_back_to_the_wasm_beside_it() {
     let dir = ScratchDir::new();
     std::fs::copy(component("testbed"), dir.0.join("testbed.wasm")).unwrap();

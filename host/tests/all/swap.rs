@@ -17,7 +17,7 @@ const TOKEN: &str = "test-admin-token";
 
 /// `bytes` with a custom section appended: the same code under another digest, the cheapest
 /// "new build" there is.
-fn variant(bytes: &[u8], tag: &str) -> Vec<u8> {
+pub fn variant(bytes: &[u8], tag: &str) -> Vec<u8> {
     let name = b"skiff-test-variant";
     let mut content = vec![u8::try_from(name.len()).unwrap()];
     content.extend_from_slice(name);

@@ -33,7 +33,7 @@ impl Versions {
     }
 
     fn version(&self, label: &str) -> ComponentVersion {
-        ComponentVersion::compile(&self.runtime, &self.bytes, Some(label.to_owned()), Origin::Upload)
+        ComponentVersion::compile(&self.runtime, &self.bytes, Some(label.to_owned()), None, Origin::Upload)
             .expect("the handler compiles")
     }
 
