@@ -259,6 +259,7 @@ impl Host {
     /// first event), and only then reports started.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let app = self.app.clone();
+        let address = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
         // With a release file, the host is ready once the release is applied (or, if allowed,
         // fell back to the image's component), never on the image's component before.
         let (settled, mut release_settled) = watch::channel(self.release.is_none());
@@ -293,7 +294,7 @@ impl Host {
             }
             app.health().mark_started();
         });
-        tracing::info!(address = %self.local_addr().map(|a| a.to_string()).unwrap_or_default(), broker = self.broker, tls = self.listening.tls.is_some(), "listening");
+        tracing::info!(address = %address, broker = self.broker, tls = self.listening.tls.is_some(), "listening");
         let (stop, stopped) = watch::channel(false);
         let wait = |mut stopped: watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|stop| *stop).await;
