@@ -16,7 +16,8 @@ For each service S of users, auth and notify:
     S-db-cluster-ip-service and its database is S;
   * dev: S-db also has a NodePort Service;
   * every skiff container's memory limit holds the host plus the instance pool at its largest,
-    64 MiB + (SKIFF_MAX_INSTANCES + 16) x SKIFF_MAX_MEMORY_MB;
+    64 MiB + (SKIFF_MAX_INSTANCES + SKIFF_MAX_WARM_INSTANCES + 16) x SKIFF_MAX_MEMORY_MB
+    (SKIFF_MAX_WARM_INSTANCES defaults to SKIFF_MAX_INSTANCES, as in the host);
   * every overlay: users answers on NodePort 30400, except production.
 Prints one PASS/FAIL line per overlay and check; the last line counts them. Needs PyYAML.
 """
@@ -33,7 +34,8 @@ import yaml
 SERVICES = ("users", "auth", "notify")
 # The host's own resident memory counted per pod (measured: ~36 MiB idle and ~44 MiB after 64
 # concurrent sign-ups, users on SQLite), and the pool slots the host adds to
-# SKIFF_MAX_INSTANCES for smoke tests and migrations (host/src/runtime/mod.rs, pooling()).
+# SKIFF_MAX_INSTANCES and SKIFF_MAX_WARM_INSTANCES for smoke tests and migrations
+# (host/src/runtime/mod.rs, pooling()).
 HOST_BASELINE_MIB = 64
 EXTRA_POOL_SLOTS = 16
 
@@ -170,11 +172,12 @@ def check_overlay(name: str, docs: list[dict]) -> list[tuple[bool, str]]:
                 env.update(configmaps.get((src.get("configMapRef") or {}).get("name"), {}))
             env.update({e["name"]: e["value"] for e in c.get("env") or [] if "value" in e})
             instances = int(env.get("SKIFF_MAX_INSTANCES", 64))
+            warm = int(env.get("SKIFF_MAX_WARM_INSTANCES", instances))
             per_instance = int(env.get("SKIFF_MAX_MEMORY_MB", 64))
-            need = HOST_BASELINE_MIB + (instances + EXTRA_POOL_SLOTS) * per_instance
+            need = HOST_BASELINE_MIB + (instances + warm + EXTRA_POOL_SLOTS) * per_instance
             limit = mebibytes(((c.get("resources") or {}).get("limits") or {}).get("memory", "0"))
             check(limit >= need, f"{w['metadata']['name']}: memory limit {limit} MiB >= {HOST_BASELINE_MIB} + "
-                                 f"({instances} + {EXTRA_POOL_SLOTS}) x {per_instance} = {need} MiB")
+                                 f"({instances} + {warm} + {EXTRA_POOL_SLOTS}) x {per_instance} = {need} MiB")
 
     if name != "production":
         np = [d for d in services.values() if d["spec"].get("type") == "NodePort"

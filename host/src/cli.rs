@@ -14,7 +14,7 @@ use crate::capability::sql::DatabaseOptions;
 use crate::launch::{HostSpec, ServiceSpec};
 use crate::runtime::RuntimeOptions;
 use crate::server::{self, DEFAULT_SHUTDOWN_GRACE};
-use crate::service::{CanaryPolicy, RequestLimits, SwapOptions};
+use crate::service::{CanaryPolicy, Isolation, RequestLimits, SwapOptions};
 use crate::tls::TlsFiles;
 
 #[derive(Debug, Parser)]
@@ -248,6 +248,21 @@ pub struct CommonArgs {
     /// Component instances that may run at once; beyond it requests wait, then get 503.
     #[arg(long, env = "SKIFF_MAX_INSTANCES", default_value_t = RuntimeOptions::DEFAULT_MAX_INSTANCES)]
     pub max_instances: u32,
+    /// How requests of a service are kept apart: `reuse` (an instance serves several requests,
+    /// one at a time, and is dropped after a trap, a deadline or its budget) or `fresh` (an
+    /// instance per request). See docs/isolation.md.
+    #[arg(long, env = "SKIFF_ISOLATION", value_enum, default_value_t = IsolationMode::Reuse)]
+    pub isolation: IsolationMode,
+    /// With `--isolation reuse`: instances that may wait warm between requests across the
+    /// process (default: as many as `--max-instances`). Each may hold up to `--max-memory-mb`.
+    #[arg(long, env = "SKIFF_MAX_WARM_INSTANCES")]
+    pub max_warm_instances: Option<u32>,
+    /// With `--isolation reuse`: requests one instance serves before it is dropped.
+    #[arg(long, env = "SKIFF_REUSE_MAX_REQUESTS", default_value_t = Isolation::DEFAULT_MAX_REQUESTS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub reuse_max_requests: u32,
+    /// With `--isolation reuse`: how long one instance lives from its creation, in milliseconds.
+    #[arg(long, env = "SKIFF_REUSE_MAX_AGE_MS", default_value_t = millis(Isolation::DEFAULT_MAX_AGE), value_parser = clap::value_parser!(u64).range(1..))]
+    pub reuse_max_age_ms: u64,
     /// Largest linear memory one instance may use, in MiB.
     #[arg(long, env = "SKIFF_MAX_MEMORY_MB", default_value_t = RuntimeOptions::DEFAULT_MAX_MEMORY_MIB)]
     pub max_memory_mb: u64,
@@ -345,6 +360,13 @@ pub struct CommonArgs {
     pub smoke_timeout_ms: u64,
 }
 
+/// The `--isolation` choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IsolationMode {
+    Reuse,
+    Fresh,
+}
+
 /// A default duration as the milliseconds a flag takes.
 const fn millis(duration: Duration) -> u64 {
     duration.as_millis() as u64
@@ -356,6 +378,7 @@ impl CommonArgs {
         let mut spec = HostSpec::with_services(listen, services, self.data_dir.clone());
         spec.runtime = RuntimeOptions {
             max_instances: self.max_instances,
+            max_warm_instances: self.max_warm_instances,
             max_memory_bytes: self.max_memory_mb << 20,
             perf_map: self.wasm_perf_map,
         };
@@ -364,6 +387,13 @@ impl CommonArgs {
             queue_timeout: Duration::from_millis(self.queue_timeout_ms),
             max_body_bytes: self.max_body_bytes,
             body_timeout: Duration::from_millis(self.body_timeout_ms),
+        };
+        spec.isolation = match self.isolation {
+            IsolationMode::Fresh => Isolation::Fresh,
+            IsolationMode::Reuse => Isolation::Reuse {
+                max_requests: self.reuse_max_requests,
+                max_age: Duration::from_millis(self.reuse_max_age_ms),
+            },
         };
         spec.database = DatabaseOptions { max_connections: self.db_max_connections, ..DatabaseOptions::default() };
         spec.config = self.config.clone();

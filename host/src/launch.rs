@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::release::{self, ReleaseSpec};
 use crate::runtime::{HostCapabilities, Runtime, RuntimeOptions};
 use crate::server::{self, App, DEFAULT_SHUTDOWN_GRACE, Health, InProcess, ListenerOptions};
-use crate::service::{PROBE_INSTANCES, RequestLimits, Service, ServiceContext, SwapOptions};
+use crate::service::{Isolation, PROBE_INSTANCES, RequestLimits, Service, ServiceContext, SwapOptions, WarmBudget};
 use crate::tls::{ClientTls, ServerTls, TlsFiles};
 
 /// One service to mount.
@@ -51,6 +51,8 @@ pub struct HostSpec {
     pub services: Vec<ServiceSpec>,
     pub runtime: RuntimeOptions,
     pub limits: RequestLimits,
+    /// Fresh instances per request, or warm ones reused (the default).
+    pub isolation: Isolation,
     pub database: DatabaseOptions,
     pub config: Vec<(String, String)>,
     /// RabbitMQ; `None` for the embedded queue under `data_dir`.
@@ -91,6 +93,7 @@ impl HostSpec {
             services,
             runtime: RuntimeOptions::default(),
             limits: RequestLimits::default(),
+            isolation: Isolation::default(),
             database: DatabaseOptions::default(),
             config: Vec::new(),
             amqp_url: None,
@@ -160,6 +163,8 @@ impl Host {
         let runtime = Runtime::new(spec.runtime.clone(), spec.capabilities(&metrics, &local).await?)?;
         let instances = Arc::new(Semaphore::new(spec.runtime.max_instances as usize));
         let probe_instances = Arc::new(Semaphore::new(PROBE_INSTANCES));
+        // The pooling allocator keeps room for this many warm instances (runtime::pooling).
+        let warm = WarmBudget::new(spec.runtime.warm_instances() as usize, metrics.clone());
         let mut services = Vec::new();
         for service in &spec.services {
             let ctx = || ServiceContext {
@@ -169,6 +174,8 @@ impl Host {
                 probe_instances: probe_instances.clone(),
                 metrics: metrics.clone(),
                 swap: spec.swap.clone(),
+                isolation: spec.isolation,
+                warm: warm.clone(),
             };
             let load = |path: PathBuf| {
                 let ctx = ctx();
@@ -291,6 +298,7 @@ impl Host {
                 for task in service.background_tasks() {
                     tokio::spawn(task);
                 }
+                tokio::spawn(service.clone().drop_used_up_instances());
             }
             app.health().mark_started();
         });

@@ -52,6 +52,14 @@ pub struct VersionLabels {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DiscardLabels {
+    /// Why a warm instance was dropped instead of serving another request: `trap`,
+    /// `leaked-resources`, `memory-limit`, `used-up` (its request or age budget), `retired` (its
+    /// version stopped serving) or `full` (the process keeps enough idle instances).
+    pub reason: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -59,6 +67,11 @@ pub struct Metrics {
     pub live_instances: Gauge,
     pub shed_requests: Counter,
     pub traps: Counter,
+    /// Instances created (one per request in fresh isolation, one per many in reuse).
+    pub instantiations: Counter,
+    /// Instances idle between requests, ready for the next one (reuse isolation).
+    pub warm_instances: Gauge,
+    pub discarded_instances: Family<DiscardLabels, Counter>,
     pub outbox_depth: Family<RouteLabels, Gauge>,
     pub messages: Family<MessageLabels, Counter>,
     pub swaps: Family<SwapLabels, Counter>,
@@ -101,6 +114,20 @@ impl Default for Metrics {
             shed_requests.clone(),
         );
         registry.register("component_traps", "Requests whose component instance trapped", traps.clone());
+        let instantiations = Counter::default();
+        registry.register("instantiations", "Component instances created for requests", instantiations.clone());
+        let warm_instances = Gauge::default();
+        registry.register(
+            "warm_instances",
+            "Component instances idle between requests, kept for the next one",
+            warm_instances.clone(),
+        );
+        let discarded_instances = Family::<DiscardLabels, Counter>::default();
+        registry.register(
+            "discarded_instances",
+            "Instances dropped after a request instead of being kept warm, by reason",
+            discarded_instances.clone(),
+        );
         let outbox_depth = Family::<RouteLabels, Gauge>::default();
         registry.register(
             "outbox_depth",
@@ -144,6 +171,9 @@ impl Default for Metrics {
             live_instances,
             shed_requests,
             traps,
+            instantiations,
+            warm_instances,
+            discarded_instances,
             outbox_depth,
             messages,
             swaps,

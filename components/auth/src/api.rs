@@ -229,29 +229,41 @@ struct UserStatus {
 /// Asks users (internal listener) for `user_id`'s role and last password change; `None` when
 /// the user no longer exists.
 fn user_from_users(user_id: &str, traceparent: &str) -> Result<Option<UserStatus>, Error> {
-    let users = setting("users_service")?.unwrap_or_else(|| "users".into());
-    let headers = vec![("traceparent".to_owned(), traceparent.to_owned())];
-    let path = format!("/users-ms/internal/users/{user_id}");
-    let response = send(Outgoing {
-        method: Method::Get,
-        scheme: "http",
-        authority: &users,
-        path_with_query: &path,
-        headers: &headers,
-        body: &[],
-        timeout_ms: USERS_TIMEOUT_MS,
-    })
-    .map_err(Error::UsersUnavailable)?;
-    match response.status {
+    let answer = ask_users(Method::Get, &format!("/users-ms/internal/users/{user_id}"), None, traceparent)?;
+    match answer.status {
         200 => {
-            let status: serde_json::Value = serde_json::from_slice(&response.body)
-                .map_err(|e| Error::UsersUnavailable(format!("bad answer: {e}")))?;
+            let status = users_json(&answer)?;
             let role = if status["role"] == "admin" { Role::Admin } else { Role::User };
             Ok(Some(UserStatus { role, password_changed_at: status["password_changed_at_micros"].as_i64() }))
         }
         404 => Ok(None),
         status => Err(Error::UsersUnavailable(format!("users answered {status}"))),
     }
+}
+
+/// The JSON body of an answer from users.
+fn users_json(answer: &Response) -> Result<serde_json::Value, Error> {
+    serde_json::from_slice(&answer.body).map_err(|e| Error::UsersUnavailable(format!("bad answer: {e}")))
+}
+
+/// One call to users' internal API (`users_service`, default `users`), bounded by
+/// `USERS_TIMEOUT_MS`, carrying the trace; a call that gets no answer is `UsersUnavailable`.
+fn ask_users(method: Method, path: &str, json_body: Option<String>, traceparent: &str) -> Result<Response, Error> {
+    let users = setting("users_service")?.unwrap_or_else(|| "users".into());
+    let mut headers = vec![("traceparent".to_owned(), traceparent.to_owned())];
+    if json_body.is_some() {
+        headers.push(("content-type".to_owned(), "application/json".to_owned()));
+    }
+    send(Outgoing {
+        method,
+        scheme: "http",
+        authority: &users,
+        path_with_query: path,
+        headers: &headers,
+        body: json_body.as_deref().unwrap_or_default().as_bytes(),
+        timeout_ms: USERS_TIMEOUT_MS,
+    })
+    .map_err(Error::UsersUnavailable)
 }
 
 /// One login attempt as the throttle sees it: recorded under its subjects (the account, the
@@ -327,26 +339,11 @@ impl Attempt {
 
 /// Asks users (through the host, by service name) whether the credentials are right.
 fn check_with_users(login: &LoginRequest, traceparent: &str) -> Result<(String, Role), Error> {
-    let users = setting("users_service")?.unwrap_or_else(|| "users".into());
     let body = json!({"email": login.email, "password": login.password}).to_string();
-    let headers = vec![
-        ("content-type".to_owned(), "application/json".to_owned()),
-        ("traceparent".to_owned(), traceparent.to_owned()),
-    ];
-    let response = send(Outgoing {
-        method: Method::Post,
-        scheme: "http",
-        authority: &users,
-        path_with_query: "/users-ms/internal/credentials",
-        headers: &headers,
-        body: body.as_bytes(),
-        timeout_ms: USERS_TIMEOUT_MS,
-    })
-    .map_err(Error::UsersUnavailable)?;
-    match response.status {
+    let answer = ask_users(Method::Post, "/users-ms/internal/credentials", Some(body), traceparent)?;
+    match answer.status {
         200 => {
-            let verdict: serde_json::Value = serde_json::from_slice(&response.body)
-                .map_err(|e| Error::UsersUnavailable(format!("bad answer: {e}")))?;
+            let verdict = users_json(&answer)?;
             let id = verdict["id"].as_str().ok_or_else(|| Error::UsersUnavailable("answer without id".into()))?;
             let role = if verdict["role"] == "admin" { Role::Admin } else { Role::User };
             Ok((id.to_owned(), role))

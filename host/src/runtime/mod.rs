@@ -28,6 +28,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 pub struct RuntimeOptions {
     /// Instances that may run at once across the process; also sizes the pooling allocator.
     pub max_instances: u32,
+    /// Instances that may wait warm between requests across the process (reuse isolation);
+    /// `None` is as many as `max_instances`. Also sizes the pooling allocator.
+    pub max_warm_instances: Option<u32>,
     /// Largest linear memory an instance may grow to.
     pub max_memory_bytes: u64,
     /// Tell `perf` where the compiled components' functions are (a perf map file).
@@ -39,10 +42,18 @@ impl RuntimeOptions {
     pub const DEFAULT_MAX_MEMORY_MIB: u64 = 64;
 }
 
+impl RuntimeOptions {
+    /// How many instances may wait warm.
+    pub fn warm_instances(&self) -> u32 {
+        self.max_warm_instances.unwrap_or(self.max_instances)
+    }
+}
+
 impl Default for RuntimeOptions {
     fn default() -> Self {
         Self {
             max_instances: Self::DEFAULT_MAX_INSTANCES,
+            max_warm_instances: None,
             max_memory_bytes: Self::DEFAULT_MAX_MEMORY_MIB << 20,
             perf_map: false,
         }
@@ -109,21 +120,29 @@ impl Runtime {
 
     /// A store for one instance that traps with [`DeadlineExceeded`] once `deadline` passes,
     /// yielding to the executor at every epoch tick until then.
-    pub fn store(&self, state: HostState, deadline: Instant) -> Store<HostState> {
+    /// The deadline lives in the state, so a warm instance's next request brings its own
+    /// (see [`HostState::next_request`]).
+    pub fn store(&self, mut state: HostState, deadline: Instant) -> Store<HostState> {
+        state.deadline = deadline;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline { Err(DeadlineExceeded.into()) } else { Ok(UpdateDeadline::Yield(1)) }
+        store.epoch_deadline_callback(|store| {
+            if Instant::now() >= store.data().deadline {
+                Err(DeadlineExceeded.into())
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
         });
         store
     }
 }
 
 fn pooling(options: &RuntimeOptions) -> PoolingAllocationConfig {
-    // Room for every concurrent request plus the instances used to read migrations and for
-    // smoke tests, which run outside the request limit.
-    let instances = options.max_instances + 16;
+    // Room for every concurrent request, as many warm instances idle between requests (see
+    // `service::warm`), and the instances used to read migrations and for smoke tests, which
+    // run outside the request limit.
+    let instances = options.max_instances + options.warm_instances() + 16;
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(instances);
     // A Rust wasip2 component is a handful of core instances (its module plus adapter shims)
@@ -133,7 +152,8 @@ fn pooling(options: &RuntimeOptions) -> PoolingAllocationConfig {
     pool.total_tables(instances * 4);
     pool.total_stacks(instances);
     pool.max_memory_size(usize::try_from(options.max_memory_bytes).unwrap_or(usize::MAX));
-    // A fresh instance per request makes the reset of a slot part of every request. By default
+    // With fresh instances the reset of a slot is part of every request (with warm ones, of
+    // every instance's last). By default
     // wasmtime gives a used slot's pages back with madvise, which costs a TLB shootdown across
     // cores and page faults on the next request. Where the kernel can say which pages were
     // written (PAGEMAP_SCAN, Linux 6.7+), only those are reset, with memcpy, and stay resident.

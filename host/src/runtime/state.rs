@@ -1,7 +1,7 @@
 //! What a store holds for one component instance.
 
-use wasmtime::StoreLimits;
-use wasmtime::StoreLimitsBuilder;
+use std::time::Instant;
+use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -9,36 +9,79 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::capability::outbound_http::OutboundHttpCapability;
 use crate::capability::{CallerGone, Capability, CapabilityStore, InstanceStates, InstanceView};
 
-/// Per-instance state: WASI contexts, the resource table, and each capability's state.
+/// Per-instance state: WASI contexts, the resource table, each capability's state, and what
+/// belongs to the request the instance serves now (its deadline, whether its caller still waits).
 pub struct HostState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
     capabilities: InstanceStates,
-    pub(super) limits: StoreLimits,
+    pub(super) limits: InstanceLimits,
+    /// When the current request's time is up; the store's epoch callback reads it.
+    pub(super) deadline: Instant,
     caller_gone: CallerGone,
 }
 
 impl HostState {
     pub fn new(capabilities: InstanceStates, max_memory_bytes: u64) -> Self {
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(usize::try_from(max_memory_bytes).unwrap_or(usize::MAX))
-            .trap_on_grow_failure(false)
-            .build();
         Self {
             // Components log to stderr; stdout and files are not theirs to use.
             wasi: WasiCtx::builder().inherit_stderr().build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             capabilities,
-            limits,
+            limits: InstanceLimits::new(max_memory_bytes),
+            deadline: Instant::now(),
             caller_gone: CallerGone::new(),
         }
     }
 
-    /// The token the request's task cancels when it gives up on this instance's answer.
-    pub fn caller_gone_token(&self) -> CallerGone {
-        self.caller_gone.clone()
+    /// Readies a warm instance for its next request: the capabilities' states are made anew
+    /// (a log record goes under the span of the request it belongs to), and the deadline and
+    /// the caller belong to the new request.
+    pub fn next_request(&mut self, capabilities: InstanceStates, deadline: Instant) {
+        self.capabilities = capabilities;
+        self.deadline = deadline;
+        self.caller_gone = CallerGone::new();
+    }
+
+    /// Why this instance must not serve another request, if it must not: it still holds
+    /// resources of the request it served (an open transaction, a stream), or it was refused
+    /// memory and may be in a state its code did not plan for.
+    pub fn unfit_for_reuse(&self) -> Option<&'static str> {
+        if self.limits.refused_growth {
+            Some("memory-limit")
+        } else if !self.table.is_empty() {
+            Some("leaked-resources")
+        } else {
+            None
+        }
+    }
+}
+
+/// The memory an instance may grow to; remembers whether growth was ever refused.
+pub(super) struct InstanceLimits {
+    max_memory_bytes: usize,
+    refused_growth: bool,
+}
+
+impl InstanceLimits {
+    fn new(max_memory_bytes: u64) -> Self {
+        Self { max_memory_bytes: usize::try_from(max_memory_bytes).unwrap_or(usize::MAX), refused_growth: false }
+    }
+}
+
+impl ResourceLimiter for InstanceLimits {
+    fn memory_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        // A refused growth is an error the guest sees (its allocator usually aborts), not a trap
+        // forced by the host.
+        let allowed = desired <= self.max_memory_bytes && maximum.is_none_or(|maximum| desired <= maximum);
+        self.refused_growth |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(maximum.is_none_or(|maximum| desired <= maximum))
     }
 }
 

@@ -1,5 +1,5 @@
-//! Serving one request on a fresh instance, within the process-wide instance bound and the
-//! request's deadline.
+//! Serving one request on an instance (fresh, or warm from its version's pool; see
+//! [`super::warm`]), within the process-wide instance bound and the request's deadline.
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -13,8 +13,10 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use super::warm::{Isolation, ServiceInstance, WarmBudget, count_discards};
 use super::{ComponentVersion, Handled, Outcome, Service};
-use crate::capability::CallerGone;
+use crate::capability::{CallerGone, CapabilityStore};
+use crate::metrics::Metrics;
 use crate::runtime::DeadlineExceeded;
 
 /// Per-request limits.
@@ -51,7 +53,7 @@ impl Default for RequestLimits {
 }
 
 impl Service {
-    /// Serves one request on a fresh instance of the current version. The body may come from
+    /// Serves one request on an instance of the current version. The body may come from
     /// a socket or, for calls between services of one process, from another component.
     pub async fn handle<B>(self: &Arc<Self>, request: Request<B>) -> Handled
     where
@@ -171,7 +173,19 @@ impl Service {
         let deadline = Instant::now() + limits.timeout;
         // The component's own log records (wasi:logging) go under this span.
         let span = tracing::info_span!("component", service = %self.name, version = %version.label);
-        let mut store = self.ctx.runtime.store(span.in_scope(|| self.new_state()), deadline);
+        let warm = match self.ctx.isolation {
+            Isolation::Fresh => None,
+            Isolation::Reuse { .. } => version.warm.take(&self.ctx.isolation),
+        };
+        let mut instance = match warm {
+            Some(mut warm) => {
+                let capabilities = span.in_scope(|| self.ctx.runtime.capabilities().instances(&self.capabilities));
+                warm.store.data_mut().next_request(capabilities, deadline);
+                warm.store.set_epoch_deadline(1);
+                warm
+            }
+            None => ServiceInstance::fresh(self.ctx.runtime.store(span.in_scope(|| self.new_state()), deadline)),
+        };
         let max_body = limits.max_body_bytes;
         let request = request.map(move |body| {
             Limited::new(body, max_body).map_err(move |error| {
@@ -183,11 +197,12 @@ impl Service {
             })
         });
         let (sender, receiver) = oneshot::channel();
-        let prepared = store
+        let prepared = instance
+            .store
             .data_mut()
             .http()
             .new_incoming_request(Scheme::Http, request)
-            .and_then(|req| Ok((req, store.data_mut().http().new_response_outparam(sender)?)));
+            .and_then(|req| Ok((req, instance.store.data_mut().http().new_response_outparam(sender)?)));
         let (incoming, outparam) = match prepared {
             Ok(pair) => pair,
             // wasi:http needs what the client must send (an authority), so what fails here is
@@ -195,21 +210,34 @@ impl Service {
             Err(error) => return Outcome::Malformed(format!("{error:#}")),
         };
         let pre = version.proxy.clone();
-        let live = self.ctx.metrics.live_instances.clone();
-        let caller_gone = store.data().caller_gone_token();
-        let mut instance = DrivenInstance::new(caller_gone, async move {
+        let keeper = Keeper { version: version.clone(), isolation: self.ctx.isolation, budget: self.ctx.warm.clone() };
+        let metrics = self.ctx.metrics.clone();
+        let caller_gone = instance.store.data().caller_gone().clone();
+        let mut driven = DrivenInstance::new(caller_gone, async move {
             let _permit = permit;
-            live.inc();
+            metrics.live_instances.inc();
+            // An instance leaves `proxy` empty unless its request ends cleanly: a trapped
+            // instance cannot be entered again, and one stopped at its deadline may be anywhere
+            // in its code. Either is dropped, never kept.
             let run = async {
-                let proxy = pre.instantiate_async(&mut store).await?;
-                proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
+                let proxy = match instance.proxy.take() {
+                    Some(proxy) => proxy,
+                    None => {
+                        metrics.instantiations.inc();
+                        pre.instantiate_async(&mut instance.store).await?
+                    }
+                };
+                proxy.wasi_http_incoming_handler().call_handle(&mut instance.store, incoming, outparam).await?;
+                instance.proxy = Some(proxy);
+                wasmtime::Result::<()>::Ok(())
             };
             // Host calls (a database that hangs) are not interrupted by epochs; this is.
             let result = match tokio::time::timeout_at(deadline.into(), run).await {
                 Ok(result) => result,
                 Err(_) => Err(DeadlineExceeded.into()),
             };
-            live.dec();
+            metrics.live_instances.dec();
+            keeper.keep(instance, &metrics);
             result
         });
         let mut receiver = receiver;
@@ -220,20 +248,20 @@ impl Service {
         // task of its own while the response goes out.
         let progress = tokio::select! {
             biased;
-            finished = instance.running() => Progress::Finished(finished),
+            finished = driven.running() => Progress::Finished(finished),
             answer = &mut receiver => Progress::Answered(answer),
         };
         let answer = match progress {
             Progress::Answered(answer) => {
-                instance.continue_on_own_task();
+                driven.continue_on_own_task();
                 answer.map_err(|_| ())
             }
             Progress::Finished(Ok(())) => {
-                instance.finished();
+                driven.finished();
                 receiver.try_recv().map_err(|_| ())
             }
             Progress::Finished(Err(error)) => {
-                instance.finished();
+                driven.finished();
                 return self.failure(error);
             }
         };
@@ -311,4 +339,22 @@ enum Progress {
     Finished(wasmtime::Result<()>),
     /// The handler set its response and may still be writing the body.
     Answered(Result<Result<Response<HyperOutgoingBody>, ErrorCode>, oneshot::error::RecvError>),
+}
+
+/// Gives an instance that has served its request back to its version's warm pool, or drops it.
+struct Keeper {
+    version: Arc<ComponentVersion>,
+    isolation: Isolation,
+    budget: Arc<WarmBudget>,
+}
+
+impl Keeper {
+    fn keep(self, instance: ServiceInstance, metrics: &Metrics) {
+        if self.isolation == Isolation::Fresh {
+            return;
+        }
+        if let Err(reason) = self.version.warm.put(instance, &self.isolation, &self.budget) {
+            count_discards(metrics, reason, 1);
+        }
+    }
 }

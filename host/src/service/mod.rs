@@ -10,9 +10,11 @@ mod release_status;
 mod rollout;
 mod slot;
 mod version;
+mod warm;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tokio::sync::{Mutex, Semaphore};
 
 pub use canary::CanaryPolicy;
@@ -22,6 +24,7 @@ pub use release_status::{ReleasePhase, ReleaseStatus};
 pub use rollout::{Candidate, DeployError, Deployment, SwapOptions};
 pub use slot::{RolledBack, SlotError, VersionInfo, VersionState};
 pub use version::{ComponentVersion, Origin, component_interfaces, digest_of, precompile, short_digest, valid_label};
+pub use warm::{Isolation, WarmBudget};
 
 use crate::capability::sql::{SqlCapability, SqlClient, apply_migrations};
 use crate::capability::{ServiceFacts, ServiceStates};
@@ -45,6 +48,10 @@ pub struct ServiceContext {
     pub probe_instances: Arc<Semaphore>,
     pub metrics: Arc<Metrics>,
     pub swap: SwapOptions,
+    /// Fresh instances per request, or warm ones reused.
+    pub isolation: Isolation,
+    /// Shared by every service of the process: how many instances may wait warm.
+    pub warm: Arc<WarmBudget>,
 }
 
 pub struct Service {
@@ -82,7 +89,7 @@ impl Service {
             ComponentVersion::compile(&runtime, &bytes, label, digest, Origin::HostFile)
         })
         .await??;
-        tracing::info!(service = name, version = %version.label, digest = %version.digest, "component loaded");
+        tracing::info!(service = name, version = %version.label, digest = %version.digest, isolation = %ctx.isolation.describe(), "component loaded");
         let facts = ServiceFacts {
             name: name.to_owned(),
             database_url: database_url.to_owned(),
@@ -127,6 +134,20 @@ impl Service {
 
     fn new_state(&self) -> HostState {
         self.ctx.runtime.instance_state(&self.capabilities)
+    }
+
+    /// Drops the warm instances whose budget ran out while they waited, so a service without
+    /// traffic gives their memory back. Runs for the life of the process.
+    pub async fn drop_used_up_instances(self: Arc<Self>) {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            for version in self.slot.serving() {
+                let dropped = version.warm.drop_used_up(&self.ctx.isolation);
+                warm::count_discards(&self.ctx.metrics, "used-up", dropped);
+            }
+        }
     }
 
     /// Applies the current version's migrations, then prepares the capabilities (the outbox

@@ -125,6 +125,13 @@ impl Slot {
         self.read().active.version.clone()
     }
 
+    /// The versions that get requests now: the active one and the canary.
+    pub fn serving(&self) -> Vec<Arc<ComponentVersion>> {
+        let state = self.read();
+        let canary = state.canary.as_ref().map(|canary| canary.deployed.version.clone());
+        std::iter::once(state.active.version.clone()).chain(canary).collect()
+    }
+
     pub fn canary_label(&self) -> Option<String> {
         self.read().canary.as_ref().map(|canary| canary.deployed.version.label.clone())
     }
@@ -165,12 +172,12 @@ impl Slot {
             Verdict::RollBack { errors, seen } => {
                 state.canary = None;
                 state.rolled_back.push(canary.deployed.clone());
-                self.evict(&mut state);
+                self.settle(&mut state);
                 Some(CanaryEnd::RolledBack { label, errors, seen, served: canary.deployed.served() })
             }
             Verdict::Promote => {
                 Self::promote_in(&mut state);
-                self.evict(&mut state);
+                self.settle(&mut state);
                 Some(CanaryEnd::Promoted { label })
             }
         }
@@ -194,7 +201,7 @@ impl Slot {
         Self::replace_canary_in(&mut state, replace_canary)?;
         let previous = std::mem::replace(&mut state.active, deployed.clone());
         state.standby.push(previous);
-        self.evict(&mut state);
+        self.settle(&mut state);
         Ok(deployed)
     }
 
@@ -220,7 +227,7 @@ impl Slot {
             routed: AtomicU64::new(0),
             window: Mutex::new(Window::default()),
         }));
-        self.evict(&mut state);
+        self.settle(&mut state);
         Ok(deployed)
     }
 
@@ -258,7 +265,7 @@ impl Slot {
     pub fn promote(&self) -> Result<String, SlotError> {
         let mut state = self.write();
         let label = Self::promote_in(&mut state).ok_or(SlotError::NoCanary)?;
-        self.evict(&mut state);
+        self.settle(&mut state);
         Ok(label)
     }
 
@@ -274,7 +281,7 @@ impl Slot {
         let mut state = self.write();
         if let Some(canary) = state.canary.take() {
             state.rolled_back.push(canary.deployed.clone());
-            self.evict(&mut state);
+            self.settle(&mut state);
             return Ok(RolledBack {
                 from: canary.deployed.version.label.clone(),
                 to: state.active.version.label.clone(),
@@ -284,7 +291,7 @@ impl Slot {
         let previous = state.standby.pop().ok_or(SlotError::NothingToRollBackTo)?;
         let abandoned = std::mem::replace(&mut state.active, previous);
         state.rolled_back.push(abandoned.clone());
-        self.evict(&mut state);
+        self.settle(&mut state);
         Ok(RolledBack {
             from: abandoned.version.label.clone(),
             to: state.active.version.label.clone(),
@@ -292,9 +299,23 @@ impl Slot {
         })
     }
 
-    /// Keeps at most `keep` versions loaded: rolled-back ones go first, then the oldest standby.
-    /// In-flight requests hold their own reference, so dropping a version never cuts them off.
-    fn evict(&self, state: &mut State) {
+    /// After a switch: the versions that no longer serve drop their warm instances (a request
+    /// still running on one finishes, and its instance is not kept), the serving ones keep
+    /// theirs; then at most `keep` versions stay loaded, rolled-back ones going first, then the
+    /// oldest standby. In-flight requests hold their own reference, so dropping a version never
+    /// cuts them off.
+    fn settle(&self, state: &mut State) {
+        state.active.version.warm.revive();
+        if let Some(canary) = &state.canary {
+            canary.deployed.version.warm.revive();
+        }
+        for resting in state.standby.iter().chain(&state.rolled_back) {
+            resting.version.warm.retire();
+        }
+        self.evict_loaded(state);
+    }
+
+    fn evict_loaded(&self, state: &mut State) {
         let loaded =
             |state: &State| 1 + usize::from(state.canary.is_some()) + state.standby.len() + state.rolled_back.len();
         while loaded(state) > self.keep {

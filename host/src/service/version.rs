@@ -1,4 +1,5 @@
-//! One loaded version of a component: compiled once, linked once, instantiated per request.
+//! One loaded version of a component: compiled once, linked once, instantiated per request or
+//! kept warm between requests (see [`super::warm`]).
 
 use http::HeaderValue;
 use sha2::{Digest, Sha256};
@@ -7,6 +8,7 @@ use wasmtime::component::{Component, InstancePre};
 use wasmtime::{Engine, Precompiled};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+use super::warm::WarmPool;
 use crate::capability::messaging::{ConsumerPre, PRODUCER_INTERFACE, Subscription};
 use crate::capability::sql::{Migration, MigrationsPre};
 use crate::runtime::{HostState, Runtime};
@@ -24,6 +26,8 @@ pub struct ComponentVersion {
     pub(crate) proxy: ProxyPre<HostState>,
     migrations: Option<MigrationsPre<HostState>>,
     pub(crate) consumer: Option<ConsumerPre<HostState>>,
+    /// Its instances idle between requests, under reuse isolation.
+    pub(crate) warm: WarmPool,
     /// The interfaces it imports and exports, e.g. `skiff:sql/client@0.2.0`.
     pub imports: Vec<String>,
     pub exports: Vec<String>,
@@ -98,6 +102,7 @@ impl ComponentVersion {
             proxy,
             migrations,
             consumer,
+            warm: WarmPool::default(),
             imports,
             exports,
         })

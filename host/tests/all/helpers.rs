@@ -9,7 +9,7 @@ use skiff::admin::AdminSpec;
 use skiff::capability::messaging::RetryPolicy;
 use skiff::launch::{Host, HostSpec, ServiceSpec, sqlite_url};
 use skiff::runtime::RuntimeOptions;
-use skiff::service::{RequestLimits, SwapOptions};
+use skiff::service::{Isolation, RequestLimits, SwapOptions};
 use skiff::tls::TlsFiles;
 use sqlx::{Connection, Executor};
 use tokio::sync::oneshot;
@@ -116,6 +116,7 @@ pub struct TestApp {
 pub struct AppOptions {
     pub runtime: RuntimeOptions,
     pub limits: RequestLimits,
+    pub isolation: Isolation,
     pub config: Vec<(String, String)>,
     pub amqp_url: Option<String>,
     pub service_routes: Vec<(String, String)>,
@@ -142,6 +143,7 @@ impl Default for AppOptions {
         Self {
             runtime: RuntimeOptions { max_instances: 16, ..RuntimeOptions::default() },
             limits: RequestLimits::default(),
+            isolation: Isolation::default(),
             config: vec![
                 ("bcrypt_cost".into(), "4".into()),
                 ("token_signing_key".into(), TOKEN_SEED.into()),
@@ -196,6 +198,7 @@ impl TestApp {
         spec.internal_listen = options.internal_listener.then(|| "127.0.0.1:0".parse().unwrap());
         spec.runtime = options.runtime;
         spec.limits = options.limits;
+        spec.isolation = options.isolation;
         spec.config = options.config;
         spec.amqp_url = options.amqp_url;
         spec.service_routes = options.service_routes;

@@ -17,6 +17,7 @@ mod fixtures;
 mod fleet;
 mod helpers;
 mod host_routes;
+mod isolation;
 mod lifecycle;
 mod limits;
 mod messaging;

@@ -1,11 +1,13 @@
 //! The native baseline of `GET /users-ms/users/{id}`: axum + sqlx on the same Postgres
 //! database as skiff's users component, doing the same work per request — verify the bearer
 //! token with the same code (service-kit), check self-or-admin, run the same query with a bound
-//! parameter, answer the same JSON.
+//! parameter, answer the same JSON — and write the same access log line (a JSON record per
+//! request, through the same subscriber), so neither side pays for logging the other skips.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
@@ -15,6 +17,8 @@ use service_kit::token::{Role, Verifier};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
 
 #[derive(Parser)]
 struct Args {
@@ -43,11 +47,27 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let pool = PgPoolOptions::new().max_connections(args.max_connections).connect(&args.database_url).await?;
     let verifier = Verifier::from_base64(&args.token_public_key).map_err(anyhow::Error::msg)?;
-    let app =
-        Router::new().route("/users-ms/users/{id}", get(get_user)).with_state(Arc::new(AppState { pool, verifier }));
+    skiff::telemetry::init(skiff::cli::LogFormat::Json);
+    let app = Router::new()
+        .route("/users-ms/users/{id}", get(get_user))
+        .layer(middleware::from_fn(access_log))
+        .with_state(Arc::new(AppState { pool, verifier }));
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    axum::serve(listener, app).await?;
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
     Ok(())
+}
+
+/// skiff's access log line: a span with the request's id, method, path and addresses, and one
+/// `served` record with the status and the time taken.
+async fn access_log(ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = uuid::Uuid::new_v4().to_string();
+    let (method, path, client) = (request.method().clone(), request.uri().path().to_owned(), peer.ip());
+    let span = tracing::info_span!("request", %id, %method, %path, %peer, %client);
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    span.in_scope(|| tracing::info!(status, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "served"));
+    response
 }
 
 async fn get_user(State(state): State<Arc<AppState>>, Path(id): Path<String>, headers: HeaderMap) -> Response {

@@ -2,14 +2,15 @@
 //! instantiation alone (store ready, `InstancePre` instantiated, nothing called);
 //! `request` is the whole per-request path skiff runs for each HTTP request — host state, store,
 //! instance, the `wasi:http` handler call and the response body — through `Service::handle`
-//! and `into_response`, the same functions the listener calls.
+//! and `into_response`, the same functions the listener calls. With `--fresh`, every request
+//! gets a new instance; by default warm instances are reused, as `skiff serve` does.
 
 use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{BodyExt, Empty};
 use skiff::launch::{Host, HostSpec, ServiceSpec, sqlite_url};
 use skiff::server::into_response;
-use skiff::service::Service;
+use skiff::service::{Isolation, Service};
 use skiff_bench::Percentiles;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,6 +29,9 @@ struct Args {
     /// The body the route must answer with, if given.
     #[arg(long)]
     expect_body: Option<String>,
+    /// A new instance for every request (`--isolation fresh`) instead of reused warm ones.
+    #[arg(long)]
+    fresh: bool,
 }
 
 #[tokio::main]
@@ -42,7 +46,9 @@ async fn main() -> anyhow::Result<()> {
         version_label: None,
         database_url: sqlite_url(&data, "bench"),
     };
-    let host = Host::build(HostSpec::with_services("127.0.0.1:0".parse()?, vec![hello], data.clone())).await?;
+    let mut spec = HostSpec::with_services("127.0.0.1:0".parse()?, vec![hello], data.clone());
+    spec.isolation = if args.fresh { Isolation::Fresh } else { Isolation::default() };
+    let host = Host::build(spec).await?;
     let service = host.services().next().cloned().ok_or_else(|| anyhow::anyhow!("the host loaded no service"))?;
 
     // On a runtime worker, as the listener's connection tasks run, not on the main thread.
@@ -52,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::remove_dir_all(&data)?;
     let report = serde_json::json!({
         "iterations": iterations,
+        "isolation": if args.fresh { "fresh" } else { "reuse" },
         "instantiate": Percentiles::of(&mut instantiate),
         "request": Percentiles::of(&mut whole),
     });

@@ -6,6 +6,9 @@
 //! - `/spin` never returns; `/trap` panics; `/grow` allocates until memory runs out;
 //!   `/recurse` overflows the stack; `/big?bytes=N` answers with N bytes.
 //! - `/log` writes one record through `wasi:logging` (the component-logs test looks for it).
+//! - `/count` answers how many requests this instance has counted, itself included: what one
+//!   request leaves in memory, as the isolation tests see it. `/leak` keeps a resource open
+//!   past its request (a header map), as a careless component might.
 
 #[allow(unsafe_code)]
 mod bindings {
@@ -26,12 +29,17 @@ mod bindings {
     export!(Testbed);
 }
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bindings::exports::wasi::http::incoming_handler::Guest;
 use bindings::wasi::clocks::monotonic_clock;
 use bindings::wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
 use bindings::wasi::logging::logging::{self, Level};
 
 struct Testbed;
+
+/// Requests this instance has counted on `/count`.
+static COUNTED: AtomicU64 = AtomicU64::new(0);
 
 impl Guest for Testbed {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
@@ -65,6 +73,14 @@ impl Guest for Testbed {
             "/log" => {
                 logging::log(Level::Warn, "testbed", "a record from inside the component");
                 respond(out, 200, b"logged".to_vec());
+            }
+            "/count" => {
+                let count = COUNTED.fetch_add(1, Ordering::Relaxed) + 1;
+                respond(out, 200, count.to_string().into_bytes());
+            }
+            "/leak" => {
+                std::mem::forget(Fields::new());
+                respond(out, 200, b"leaked".to_vec());
             }
             "/big" => respond(out, 200, vec![b'x'; usize::try_from(number("bytes")).unwrap_or(0)]),
             _ => respond(out, 404, b"not found".to_vec()),
