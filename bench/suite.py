@@ -551,16 +551,24 @@ def pods_scenarios(args, logs):
 
 
 def warm_instance_memory(pods, user_id, script, args):
-    """Memory one warm instance holds: both users processes take the same load, then the RSS they
-    differ by is divided by the warm instances the reusing one keeps."""
+    """Memory one warm users instance holds: the linear memory the host counts for its warm
+    instances (`skiff_warm_instance_memory_bytes`) over their number, right after a short load.
+    Beside it, the RSS of the reusing and the fresh users host after the same load (the pooling
+    allocator keeps used slots' pages resident in both modes, so RSS hardly tells them apart)."""
     for port in (pods.users_port, pods.users_fresh_port):
         wrk(f"http://127.0.0.1:{port}/users-ms/users/{user_id}", 2, 16, script=script)
-    rss = {"reuse": pods.users.rss_mb(), "fresh": pods.users_fresh.rss_mb()}
     _, metrics = http("GET", f"http://127.0.0.1:{pods.users_port}/metrics")
-    warm = int(float(re.search(r"^skiff_warm_instances (\S+)$", metrics.decode(), re.M).group(1)))
-    per_instance = (rss["reuse"] - rss["fresh"]) / warm if warm else None
-    log(f"warm instances: {warm}, RSS reuse {rss['reuse']:.1f} MB vs fresh {rss['fresh']:.1f} MB")
-    return {"warm_instances": warm, "rss_mb": {k: round(v, 1) for k, v in rss.items()},
+    rss = {"reuse": pods.users.rss_mb(), "fresh": pods.users_fresh.rss_mb()}
+
+    def gauge(name):
+        return int(float(re.search(rf"^{name} (\S+)$", metrics.decode(), re.M).group(1)))
+
+    warm, memory = gauge("skiff_warm_instances"), gauge("skiff_warm_instance_memory_bytes")
+    per_instance = memory / warm / 2 ** 20 if warm else None
+    log(f"warm instances: {warm} holding {memory / 2 ** 20:.1f} MiB of linear memory; "
+        f"RSS reuse {rss['reuse']:.1f} MB vs fresh {rss['fresh']:.1f} MB")
+    return {"warm_instances": warm, "linear_memory_mib": round(memory / 2 ** 20, 2),
+            "rss_mb": {k: round(v, 1) for k, v in rss.items()},
             "mb_per_warm_instance": round(per_instance, 2) if per_instance is not None else None}
 
 
@@ -791,9 +799,10 @@ def table(results):
         single("idle_rss_mb", ", ".join(f"{name} {mb} MB" for name, mb in idle.items()))
     warm = raw.get("warm_instances")
     if warm and warm.get("mb_per_warm_instance") is not None:
-        rows.append(f"| `mb_per_warm_instance` | users after load: {warm['warm_instances']} warm instances, RSS "
-                    f"{warm['rss_mb']['reuse']} MB | the same load on `fresh`: RSS {warm['rss_mb']['fresh']} MB | "
-                    f"{fmt(warm['mb_per_warm_instance'])} | — | |")
+        rows.append(f"| `mb_per_warm_instance` | users after load: {warm['warm_instances']} warm instances holding "
+                    f"{warm['linear_memory_mib']} MiB of linear memory; RSS {warm['rss_mb']['reuse']} MB | the "
+                    f"same load on `fresh`: RSS {warm['rss_mb']['fresh']} MB | {fmt(warm['mb_per_warm_instance'])} "
+                    f"MiB | — | |")
     latency = raw.get("login_to_notification", {}).get("latency")
     if latency:
         after = raw["login_to_notification"]["after_answer"]

@@ -71,6 +71,8 @@ pub struct Metrics {
     pub instantiations: Counter,
     /// Instances idle between requests, ready for the next one (reuse isolation).
     pub warm_instances: Gauge,
+    /// Linear memory the warm instances hold, in bytes.
+    pub warm_memory: Gauge,
     pub discarded_instances: Family<DiscardLabels, Counter>,
     pub outbox_depth: Family<RouteLabels, Gauge>,
     pub messages: Family<MessageLabels, Counter>,
@@ -121,6 +123,12 @@ impl Default for Metrics {
             "warm_instances",
             "Component instances idle between requests, kept for the next one",
             warm_instances.clone(),
+        );
+        let warm_memory = Gauge::default();
+        registry.register(
+            "warm_instance_memory_bytes",
+            "Linear memory held by the instances idle between requests",
+            warm_memory.clone(),
         );
         let discarded_instances = Family::<DiscardLabels, Counter>::default();
         registry.register(
@@ -173,6 +181,7 @@ impl Default for Metrics {
             traps,
             instantiations,
             warm_instances,
+            warm_memory,
             discarded_instances,
             outbox_depth,
             messages,

@@ -45,6 +45,11 @@ impl HostState {
         self.caller_gone = CallerGone::new();
     }
 
+    /// The linear memory the instance holds, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.limits.memory_bytes
+    }
+
     /// Why this instance must not serve another request, if it must not: it still holds
     /// resources of the request it served (an open transaction, a stream), or it was refused
     /// memory and may be in a state its code did not plan for.
@@ -59,24 +64,34 @@ impl HostState {
     }
 }
 
-/// The memory an instance may grow to; remembers whether growth was ever refused.
+/// The memory an instance may grow to; counts what it holds and remembers whether growth was
+/// ever refused.
 pub(super) struct InstanceLimits {
     max_memory_bytes: usize,
+    /// Its linear memories' sizes together (wasmtime asks here when a memory is created too).
+    memory_bytes: usize,
     refused_growth: bool,
 }
 
 impl InstanceLimits {
     fn new(max_memory_bytes: u64) -> Self {
-        Self { max_memory_bytes: usize::try_from(max_memory_bytes).unwrap_or(usize::MAX), refused_growth: false }
+        Self {
+            max_memory_bytes: usize::try_from(max_memory_bytes).unwrap_or(usize::MAX),
+            memory_bytes: 0,
+            refused_growth: false,
+        }
     }
 }
 
 impl ResourceLimiter for InstanceLimits {
-    fn memory_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         // A refused growth is an error the guest sees (its allocator usually aborts), not a trap
         // forced by the host.
         let allowed = desired <= self.max_memory_bytes && maximum.is_none_or(|maximum| desired <= maximum);
         self.refused_growth |= !allowed;
+        if allowed {
+            self.memory_bytes += desired.saturating_sub(current);
+        }
         Ok(allowed)
     }
 

@@ -94,22 +94,30 @@ impl WarmBudget {
         Arc::new(Self { idle: AtomicUsize::new(0), max, metrics })
     }
 
-    fn reserve(self: &Arc<Self>) -> Option<IdleToken> {
+    /// A place for one more warm instance holding `memory_bytes` of linear memory, if the
+    /// budget has one.
+    fn reserve(self: &Arc<Self>, memory_bytes: usize) -> Option<IdleToken> {
         self.idle
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |idle| (idle < self.max).then_some(idle + 1))
             .ok()?;
+        let memory_bytes = i64::try_from(memory_bytes).unwrap_or(i64::MAX);
         self.metrics.warm_instances.inc();
-        Some(IdleToken(self.clone()))
+        self.metrics.warm_memory.inc_by(memory_bytes);
+        Some(IdleToken { budget: self.clone(), memory_bytes })
     }
 }
 
 /// One warm instance's share of the [`WarmBudget`], given back when it leaves its pool.
-struct IdleToken(Arc<WarmBudget>);
+struct IdleToken {
+    budget: Arc<WarmBudget>,
+    memory_bytes: i64,
+}
 
 impl Drop for IdleToken {
     fn drop(&mut self) {
-        self.0.idle.fetch_sub(1, Ordering::AcqRel);
-        self.0.metrics.warm_instances.dec();
+        self.budget.idle.fetch_sub(1, Ordering::AcqRel);
+        self.budget.metrics.warm_instances.dec();
+        self.budget.metrics.warm_memory.dec_by(self.memory_bytes);
     }
 }
 
@@ -166,7 +174,7 @@ impl WarmPool {
         if let Some(reason) = instance.store.data().unfit_for_reuse() {
             return Err(reason);
         }
-        let token = budget.reserve().ok_or("full")?;
+        let token = budget.reserve(instance.store.data().memory_bytes()).ok_or("full")?;
         let mut idle = self.lock();
         // Retiring takes the lock too: checked again under it, nothing slips in after the drain.
         if self.retired.load(Ordering::Acquire) {
@@ -257,13 +265,15 @@ mod tests {
     fn the_budget_bounds_idle_instances_across_the_process_and_is_given_back() {
         let metrics = Arc::new(Metrics::default());
         let budget = WarmBudget::new(2, metrics.clone());
-        let first = budget.reserve().expect("room for one");
-        let second = budget.reserve().expect("room for two");
-        assert!(budget.reserve().is_none(), "a third is over the budget");
+        let first = budget.reserve(1 << 20).expect("room for one");
+        let second = budget.reserve(3 << 20).expect("room for two");
+        assert!(budget.reserve(1).is_none(), "a third is over the budget");
         assert_eq!(metrics.warm_instances.get(), 2);
+        assert_eq!(metrics.warm_memory.get(), 4 << 20);
         drop(first);
-        assert!(budget.reserve().is_some(), "a token given back makes room");
+        assert!(budget.reserve(0).is_some(), "a token given back makes room");
         drop(second);
         assert_eq!(metrics.warm_instances.get(), 0);
+        assert_eq!(metrics.warm_memory.get(), 0);
     }
 }

@@ -73,6 +73,10 @@ async fn a_warm_instance_serves_one_request_after_another_until_its_request_budg
     assert_eq!(metric(&app, "skiff_instantiations_total").await, 3);
     assert_eq!(metric(&app, "skiff_discarded_instances_total{reason=\"used-up\"}").await, 2);
     assert_eq!(metric(&app, "skiff_warm_instances").await, 1);
+    // The warm instance's linear memory is counted: at least the 1 MiB shadow stack of a Rust
+    // component, at most the instance limit.
+    let memory = metric(&app, "skiff_warm_instance_memory_bytes").await;
+    assert!((1 << 20..=64 << 20).contains(&memory), "{memory} bytes");
     app.stop().await;
 }
 
