@@ -496,7 +496,7 @@ def pods_scenarios(args, logs):
                                               / result["native_axum"]["requests_per_sec"])
         ratios["users_get_fresh_vs_native_axum"] = (result["skiff_fresh"]["requests_per_sec"]
                                                     / result["native_axum"]["requests_per_sec"])
-        raw["warm_instances"] = warm_instance_memory(pods, user_id, script, args)
+        raw["warm_instances"] = warm_instance_memory(pods, user_id, script)
         if args.profile:
             raw["users_get_profile"] = {
                 side: cpu_profile(side, process, f"http://127.0.0.1:{ports[side]}/users-ms/users/{user_id}", script,
@@ -550,7 +550,7 @@ def pods_scenarios(args, logs):
     return raw, ratios
 
 
-def warm_instance_memory(pods, user_id, script, args):
+def warm_instance_memory(pods, user_id, script):
     """Memory one warm users instance holds: the linear memory the host counts for its warm
     instances (`skiff_warm_instance_memory_bytes`) over their number, right after a short load.
     Beside it, the RSS of the reusing and the fresh users host after the same load (the pooling

@@ -54,9 +54,9 @@ pub struct VersionLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DiscardLabels {
-    /// Why a warm instance was dropped instead of serving another request: `trap`,
-    /// `leaked-resources`, `memory-limit`, `used-up` (its request or age budget), `retired` (its
-    /// version stopped serving) or `full` (the process keeps enough idle instances).
+    /// Why an instance was dropped instead of serving another request: `failed` (a trap or a
+    /// deadline), `leaked-resources`, `memory-limit`, `used-up` (its request or age budget),
+    /// `retired` (its version stopped serving) or `full` (the warm budget is spent).
     pub reason: &'static str,
 }
 

@@ -14,7 +14,7 @@ use wasmtime::{
 
 pub use state::HostState;
 
-use crate::capability::{Capabilities, ServiceStates};
+use crate::capability::{Capabilities, InstanceStates, ServiceStates};
 
 /// The capabilities of a host, over skiff's store type.
 pub type HostCapabilities = Capabilities<HostState>;
@@ -115,7 +115,13 @@ impl Runtime {
 
     /// The state of a new instance of the service whose capabilities are `service`.
     pub fn instance_state(&self, service: &ServiceStates) -> HostState {
-        HostState::new(self.capabilities.instances(service), self.options.max_memory_bytes)
+        HostState::new(self.instance_capabilities(service), self.options.max_memory_bytes)
+    }
+
+    /// Every capability's per-instance state for one instance (or one request of a warm one)
+    /// of the service whose capabilities are `service`.
+    pub fn instance_capabilities(&self, service: &ServiceStates) -> InstanceStates {
+        self.capabilities.instances(service)
     }
 
     /// A store for one instance that traps with [`DeadlineExceeded`] once `deadline` passes,

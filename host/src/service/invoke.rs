@@ -179,7 +179,7 @@ impl Service {
         };
         let mut instance = match warm {
             Some(mut warm) => {
-                let capabilities = span.in_scope(|| self.ctx.runtime.capabilities().instances(&self.capabilities));
+                let capabilities = span.in_scope(|| self.ctx.runtime.instance_capabilities(&self.capabilities));
                 warm.store.data_mut().next_request(capabilities, deadline);
                 warm.store.set_epoch_deadline(1);
                 warm
@@ -236,8 +236,10 @@ impl Service {
                 Ok(result) => result,
                 Err(_) => Err(DeadlineExceeded.into()),
             };
-            metrics.live_instances.dec();
+            // Kept (or dropped) before it leaves the gauge: once no instance is live, every one
+            // that served is back in its pool.
             keeper.keep(instance, &metrics);
+            metrics.live_instances.dec();
             result
         });
         let mut receiver = receiver;

@@ -7,7 +7,7 @@
 //! next ends its instance instead: a trap or a deadline, a refused memory growth, a resource
 //! still open when the handler returned, or its version leaving service (a swap, a rollback, a
 //! canary's end). The instance limit counts instances serving a request; warm ones wait in
-//! their pool outside it, at most as many across the process as may serve at once.
+//! their pool outside it, at most `--max-warm-instances` across the process.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -81,7 +81,7 @@ impl ServiceInstance {
     }
 }
 
-/// How many instances may wait warm across the process: as many as may serve at once, the room
+/// How many instances may wait warm across the process (`--max-warm-instances`), the room
 /// the pooling allocator keeps for them. Each warm instance holds one [`IdleToken`].
 pub struct WarmBudget {
     idle: AtomicUsize,
@@ -186,15 +186,13 @@ impl WarmPool {
 
     /// The version stopped serving: its warm instances are dropped and none is kept until it
     /// serves again. Requests still running on it finish on their instances.
-    pub fn retire(&self) -> usize {
+    pub fn retire(&self) {
         let drained = {
             let mut idle = self.lock();
             self.retired.store(true, Ordering::Release);
             std::mem::take(&mut *idle)
         };
-        let count = drained.len();
         drop_off_the_caller(drained);
-        count
     }
 
     /// The version serves (again).

@@ -32,11 +32,24 @@ async fn get(app: &TestApp, path: &str) -> reqwest::Response {
     app.client.get(app.url(path)).send().await.unwrap()
 }
 
-/// What `/count` answers: how many requests the instance that served it has counted.
+/// What `/count` answers: how many requests the instance that served it has counted. Waits
+/// until that instance is back in its pool: it answers before it returns, and a next request
+/// that came first would get another instance.
 async fn count(app: &TestApp) -> u64 {
     let response = get(app, "/count").await;
     assert_eq!(response.status(), StatusCode::OK);
-    response.text().await.unwrap().parse().unwrap()
+    let counted = response.text().await.unwrap().parse().unwrap();
+    settled(app).await;
+    counted
+}
+
+/// Waits until no instance runs: every one that served has been kept or dropped.
+async fn settled(app: &TestApp) {
+    eventually(Duration::from_secs(5), || async {
+        let live = metric(app, "skiff_live_instances").await;
+        check(live == 0, || format!("{live} live instances, waiting for 0"))
+    })
+    .await;
 }
 
 async fn counts(app: &TestApp, requests: usize) -> Vec<u64> {
@@ -101,9 +114,11 @@ async fn a_trap_or_a_deadline_discards_its_instance() {
     let (app, _db) = testbed_with(AppOptions { limits, ..AppOptions::default() }).await;
     assert_eq!(counts(&app, 2).await, [1, 2]);
     assert_eq!(get(&app, "/trap").await.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    settled(&app).await;
     assert_eq!(count(&app).await, 1, "the request after a trap ran on the trapped instance");
     assert_eq!(count(&app).await, 2);
     assert_eq!(get(&app, "/spin").await.status(), StatusCode::GATEWAY_TIMEOUT);
+    settled(&app).await;
     assert_eq!(count(&app).await, 1, "the request after a deadline ran on the stopped instance");
     assert_eq!(metric(&app, "skiff_discarded_instances_total{reason=\"failed\"}").await, 2);
     app.stop().await;
@@ -114,6 +129,7 @@ async fn an_instance_that_keeps_a_resource_open_after_its_request_is_not_reused(
     let (app, _db) = testbed(Isolation::default()).await;
     assert_eq!(counts(&app, 2).await, [1, 2]);
     assert_eq!(get(&app, "/leak").await.status(), StatusCode::OK);
+    settled(&app).await;
     assert_eq!(count(&app).await, 1, "an instance holding a resource of an earlier request served again");
     assert_eq!(metric(&app, "skiff_discarded_instances_total{reason=\"leaked-resources\"}").await, 1);
     app.stop().await;
