@@ -446,6 +446,38 @@ def cpu_profile(name, process, url, script, args, logs):
     }
 
 
+def cpu_seconds(pids):
+    """User and system CPU the processes `pids` have used so far (a process gone since is skipped)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                # The fields after the command name, which may hold spaces: utime and stime are
+                # the 14th and 15th of the whole line.
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def pids_named(name):
+    found = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout
+    return [int(pid) for pid in found.split()]
+
+
+def cpu_by_process(pods):
+    """CPU seconds so far of each process a login passes through: the three hosts, and every
+    Postgres and RabbitMQ process on the machine (the bench's are the only clients)."""
+    return {
+        "users": cpu_seconds([pods.users.pid]),
+        "auth": cpu_seconds([pods.auth.pid]),
+        "notify": cpu_seconds([pods.notify.pid]),
+        "postgres": cpu_seconds(pids_named("postgres")),
+        "rabbitmq": cpu_seconds(pids_named("beam.smp")),
+    }
+
+
 def rabbitmq_vhost(name):
     """A fresh vhost for the run, so events of earlier runs never reach this one."""
     if shutil.which("rabbitmqctl") is None:
@@ -512,14 +544,24 @@ def pods_scenarios(args, logs):
         login_script = lua_script(Path(logs) / "login.lua", "POST", {"email": email, "password": password},
                                   {"Content-Type": "application/json"})
         logins = []
+        cpu_ms = {}
         for round_index in range(args.rounds):
+            before = cpu_by_process(pods)
             result = wrk(pods.url("auth", "/auth/login"), args.seconds, 8, script=login_script)
+            after = cpu_by_process(pods)
+            for process in before:
+                used = (after[process] - before[process]) * 1000
+                cpu_ms[process] = cpu_ms.get(process, 0) + used
             logins.append(result)
             log(f"login round {round_index + 1}: {result['requests_per_sec']:.1f} logins/s, "
                 f"errors {result['non_2xx'] + result['socket_errors']}")
         login = sorted(logins, key=lambda r: r["requests_per_sec"])[len(logins) // 2]
         login["errors"] = sum(r["non_2xx"] + r["socket_errors"] for r in logins)
         login["rss_mb"] = {p.name: round(p.rss_mb(), 1) for p in pods.all}
+        # Where a login's CPU goes, over all rounds: bcrypt in users, the rest beside it.
+        total = sum(r["requests"] for r in logins)
+        login["cpu_ms_per_login"] = {process: round(ms / total, 2) for process, ms in cpu_ms.items()}
+        log(f"CPU per login (ms): {login['cpu_ms_per_login']}")
         raw["login"] = {"skiff": login, "native_bcrypt": native}
         ratios["login_vs_native_bcrypt"] = login["requests_per_sec"] / native["verifications_per_sec"]
         log(f"native bcrypt: {native['verifications_per_sec']:.1f} verifications/s on {native['threads']} threads")

@@ -19,6 +19,8 @@ use crate::store;
 
 /// How long the credentials check may take before login answers 503.
 const USERS_TIMEOUT_MS: u64 = 5_000;
+/// One login in this many deletes expired refresh tokens: a statement saved on the others.
+const EXPIRY_SWEEP_ONE_IN: u8 = 16;
 
 pub fn handle(request: &Request) -> Response {
     route(request).unwrap_or_else(Error::into_response)
@@ -144,8 +146,12 @@ fn issue_tokens(user_id: &str, role: Role, family: Family<'_>, spent: Option<&st
     };
     match spent {
         None => {
-            // Expired rows go when sessions start, so the table holds what can still be used.
-            store::forget_expired_refresh(now)?;
+            // Expired rows go as sessions start, one login in EXPIRY_SWEEP_ONE_IN doing it, so
+            // the table holds little beyond what can still be used (an expired row is refused
+            // whether or not it is still there).
+            if random_bytes::<1>()[0].is_multiple_of(EXPIRY_SWEEP_ONE_IN) {
+                store::forget_expired_refresh(now)?;
+            }
             store::insert_refresh(&row)?;
         }
         Some(spent) => {
@@ -288,19 +294,19 @@ impl Attempt {
         limits.extend(account_source.clone().map(|subject| (subject, throttle.max_per_account_and_source)));
         limits.extend(source.map(|subject| (subject, throttle.max_per_source)));
         let attempt = Self { id: new_uuid(), account, account_source, expired_before: now - throttle.window_micros() };
-        let subjects: Vec<&str> = limits.iter().map(|(subject, _)| subject.as_str()).collect();
+        let limits: Vec<(&str, u32)> = limits.iter().map(|(subject, limit)| (subject.as_str(), *limit)).collect();
+        let subjects: Vec<&str> = limits.iter().map(|(subject, _)| *subject).collect();
         store::record_attempt(&subjects, &attempt.id, now)?;
-        let mut verdict = Verdict::Allowed;
-        for (subject, limit) in &limits {
-            let others = match store::recent_failures(subject, &attempt.id, attempt.expired_before, *limit) {
-                Ok(others) => others,
-                Err(error) => {
-                    attempt.withdraw();
-                    return Err(error.into());
-                }
-            };
-            verdict = stricter(verdict, decide(&others, *limit, now, throttle.window_micros()));
-        }
+        let others = match store::recent_failures(&limits, &attempt.id, attempt.expired_before) {
+            Ok(others) => others,
+            Err(error) => {
+                attempt.withdraw();
+                return Err(error.into());
+            }
+        };
+        let verdict = limits.iter().zip(&others).fold(Verdict::Allowed, |verdict, ((_, limit), others)| {
+            stricter(verdict, decide(others, *limit, now, throttle.window_micros()))
+        });
         match verdict {
             Verdict::Allowed => Ok(attempt),
             Verdict::RetryAfter(seconds) => {
@@ -321,10 +327,9 @@ impl Attempt {
     /// Right credentials: the attempt and the account's failures are forgotten (the source's
     /// other failures stay: logging in to one's own account must not reset a guesser's count).
     fn succeeded(self) {
-        let cleared = store::clear(&self.account)
-            .and_then(|()| self.account_source.as_deref().map_or(Ok(()), store::clear))
-            .and_then(|()| store::withdraw_attempt(&self.id));
-        if let Err(error) = cleared {
+        let mut subjects = vec![self.account.as_str()];
+        subjects.extend(self.account_source.as_deref());
+        if let Err(error) = store::withdraw_and_clear(&self.id, &subjects) {
             log_warning("auth", &format!("failed logins of an account not cleared: {error:?}"));
         }
     }

@@ -13,31 +13,52 @@ use service_kit::sql::{Row, StoreError};
 
 use crate::domain::session::StoredRefresh;
 
-/// Records `attempt` under each subject at `at` (micros), before its password is checked.
+/// Records `attempt` under each subject at `at` (micros), before its password is checked: one
+/// statement, so the attempt counts under all its subjects or none.
 pub fn record_attempt(subjects: &[&str], attempt: &str, at: i64) -> Result<(), StoreError> {
-    for subject in subjects {
-        client::execute(
-            "INSERT INTO login_failures (subject, at, attempt) VALUES ($1, $2, $3)",
-            &[Value::Text((*subject).to_owned()), Value::Timestamp(at), Value::Text(attempt.to_owned())],
-        )?;
-    }
+    let mut params = vec![Value::Timestamp(at), Value::Text(attempt.to_owned())];
+    let rows: Vec<String> = subjects
+        .iter()
+        .map(|subject| {
+            params.push(Value::Text((*subject).to_owned()));
+            format!("(${}, $1, $2)", params.len())
+        })
+        .collect();
+    client::execute(&format!("INSERT INTO login_failures (subject, at, attempt) VALUES {}", rows.join(", ")), &params)?;
     Ok(())
 }
 
-/// The newest `limit` rows under `subject` after `since` (micros) other than `attempt`'s,
-/// newest first: enough for [`crate::domain::decide`], and bounded however many there are.
-pub fn recent_failures(subject: &str, attempt: &str, since: i64, limit: u32) -> Result<Vec<i64>, StoreError> {
-    let rows = client::query(
-        "SELECT at FROM login_failures WHERE subject = $1 AND at > $2 AND COALESCE(attempt, '') <> $3 \
-         ORDER BY at DESC LIMIT $4",
-        &[
-            Value::Text(subject.to_owned()),
-            Value::Timestamp(since),
-            Value::Text(attempt.to_owned()),
-            Value::Int64(i64::from(limit)),
-        ],
-    )?;
-    rows.rows.iter().map(|row| Row(row).timestamp(0)).collect()
+/// For each `(subject, limit)`, the newest `limit` rows under it after `since` (micros) other
+/// than `attempt`'s, newest first: enough for [`crate::domain::decide`], and bounded however
+/// many there are. One statement for all subjects (each part walks the `(subject, at)` index).
+pub fn recent_failures(limits: &[(&str, u32)], attempt: &str, since: i64) -> Result<Vec<Vec<i64>>, StoreError> {
+    let mut params = vec![Value::Timestamp(since), Value::Text(attempt.to_owned())];
+    let parts: Vec<String> = limits
+        .iter()
+        .enumerate()
+        .map(|(index, (subject, limit))| {
+            params.push(Value::Text((*subject).to_owned()));
+            params.push(Value::Int64(i64::from(*limit)));
+            let (subject, limit) = (params.len() - 1, params.len());
+            // Wrapped so that each part keeps its own ORDER BY and LIMIT (SQLite allows them
+            // only on the whole compound otherwise).
+            format!(
+                "SELECT subject, at FROM (SELECT subject, at FROM login_failures \
+                 WHERE subject = ${subject} AND at > $1 AND COALESCE(attempt, '') <> $2 \
+                 ORDER BY at DESC LIMIT ${limit}) AS part_{index}"
+            )
+        })
+        .collect();
+    let rows = client::query(&format!("{} ORDER BY at DESC", parts.join(" UNION ALL ")), &params)?;
+    let mut found = vec![Vec::new(); limits.len()];
+    for row in &rows.rows {
+        let row = Row(row);
+        let subject = row.text(0)?;
+        if let Some(part) = limits.iter().position(|(wanted, _)| *wanted == subject) {
+            found[part].push(row.timestamp(1)?);
+        }
+    }
+    Ok(found)
 }
 
 /// Takes back `attempt`'s rows: it was refused, succeeded, or could not be checked.
@@ -46,16 +67,30 @@ pub fn withdraw_attempt(attempt: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Takes back `attempt`'s rows and forgets every failure under `subjects` (an account after a
+/// successful login), in one statement.
+pub fn withdraw_and_clear(attempt: &str, subjects: &[&str]) -> Result<(), StoreError> {
+    let mut params = vec![Value::Text(attempt.to_owned())];
+    let placeholders: Vec<String> = subjects
+        .iter()
+        .map(|subject| {
+            params.push(Value::Text((*subject).to_owned()));
+            format!("${}", params.len())
+        })
+        .collect();
+    let statement = if placeholders.is_empty() {
+        "DELETE FROM login_failures WHERE attempt = $1".to_owned()
+    } else {
+        format!("DELETE FROM login_failures WHERE attempt = $1 OR subject IN ({})", placeholders.join(", "))
+    };
+    client::execute(&statement, &params)?;
+    Ok(())
+}
+
 /// Deletes failures that have left the window (with the index on `at` this touches only
 /// expired rows, so it stays cheap).
 pub fn forget_expired(expired_before: i64) -> Result<(), StoreError> {
     client::execute("DELETE FROM login_failures WHERE at <= $1", &[Value::Timestamp(expired_before)])?;
-    Ok(())
-}
-
-/// Forgets the failures under `subject` (an account after a successful login).
-pub fn clear(subject: &str) -> Result<(), StoreError> {
-    client::execute("DELETE FROM login_failures WHERE subject = $1", &[Value::Text(subject.to_owned())])?;
     Ok(())
 }
 

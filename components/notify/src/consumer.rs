@@ -50,19 +50,29 @@ fn deliver_once(event: &LoginEvent, traceparent: Option<String>) -> Result<Outco
         delivered_at: None,
         attempts: 0,
     };
-    store::insert_if_new(&fresh, &fresh_payload(event, &fresh.id)).map_err(|e| format!("{e:?}"))?;
-    let stored = store::by_event(&event.event_id).map_err(|e| format!("{e:?}"))?.ok_or("notification vanished")?;
-    if stored.delivered_at.is_some() {
-        return Ok(Outcome::Ack);
-    }
     let Some(url) = setting("webhook_url")? else {
         // No channel configured: the notification is kept and listed, nothing to send.
+        store::insert_if_new(&fresh, &fresh_payload(event, &fresh.id), None).map_err(|e| format!("{e:?}"))?;
         return Ok(Outcome::Ack);
     };
-    let now = now_micros();
-    if !store::claim_delivery(&event.event_id, now, now + CLAIM_MICROS).map_err(|e| format!("{e:?}"))? {
-        return Err("another delivery of this event is in progress".into());
-    }
+    // The first copy of an event stores its notification already claimed; a redelivered copy
+    // finds the stored one and claims it unless it was delivered or another delivery holds it.
+    let claimed_until = fresh.created_at + CLAIM_MICROS;
+    let stored = if store::insert_if_new(&fresh, &fresh_payload(event, &fresh.id), Some(claimed_until))
+        .map_err(|e| format!("{e:?}"))?
+    {
+        fresh
+    } else {
+        let stored = store::by_event(&event.event_id).map_err(|e| format!("{e:?}"))?.ok_or("notification vanished")?;
+        if stored.delivered_at.is_some() {
+            return Ok(Outcome::Ack);
+        }
+        let now = now_micros();
+        if !store::claim_delivery(&event.event_id, now, now + CLAIM_MICROS).map_err(|e| format!("{e:?}"))? {
+            return Err("another delivery of this event is in progress".into());
+        }
+        stored
+    };
     let (scheme, authority, path) = split_url(&url)?;
     let mut headers = vec![
         ("content-type".to_owned(), "application/json".to_owned()),

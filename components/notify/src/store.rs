@@ -2,17 +2,24 @@
 
 use crate::domain::Notification;
 use service_kit::bindings::skiff::sql::client;
-use service_kit::bindings::skiff::sql::types::Value;
+use service_kit::bindings::skiff::sql::types::{Value, ValueKind};
 use service_kit::page::Page;
 use service_kit::sql::{Row, StoreError};
 
 const COLUMNS: &str = "id, event_id, user_id, kind, message, created_at, delivered_at, attempts";
 
-/// Stores the notification unless one for its event exists already (a redelivery).
-pub fn insert_if_new(notification: &Notification, payload: &str) -> Result<(), StoreError> {
-    client::execute(
-        "INSERT INTO notifications (id, event_id, user_id, kind, message, payload, created_at, delivered_at, attempts) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, 0) ON CONFLICT (event_id) DO NOTHING",
+/// Stores the notification unless one for its event exists already (a redelivery); `true` when
+/// it was stored. With `claimed_until` (microseconds) the new row starts claimed for delivery by
+/// this caller, so the first delivery of an event needs no separate claim.
+pub fn insert_if_new(
+    notification: &Notification,
+    payload: &str,
+    claimed_until: Option<i64>,
+) -> Result<bool, StoreError> {
+    let inserted = client::execute(
+        "INSERT INTO notifications \
+         (id, event_id, user_id, kind, message, payload, created_at, delivered_at, attempts, claimed_until) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, 0, $8) ON CONFLICT (event_id) DO NOTHING",
         &[
             Value::Uuid(notification.id.clone()),
             Value::Text(notification.event_id.clone()),
@@ -21,9 +28,10 @@ pub fn insert_if_new(notification: &Notification, payload: &str) -> Result<(), S
             Value::Text(notification.message.clone()),
             Value::Text(payload.to_owned()),
             Value::Timestamp(notification.created_at),
+            claimed_until.map_or(Value::Null(Some(ValueKind::Int64)), Value::Int64),
         ],
     )?;
-    Ok(())
+    Ok(inserted == 1)
 }
 
 pub fn by_event(event_id: &str) -> Result<Option<Notification>, StoreError> {

@@ -43,6 +43,7 @@ const CLAIM: &str = "UPDATE skiff_outbox SET claimed_by = $1, claimed_until = $2
 const CLAIMED: &str = "SELECT id, exchange, routing_key, content_type, headers, body, exchange_kind FROM skiff_outbox \
      WHERE claimed_by = $1 ORDER BY created_at, id LIMIT $2";
 const BATCH: i64 = 100;
+const BATCH_ROWS: usize = BATCH as usize;
 /// How long a claim holds: a relay that has not delivered its batch by then (it crashed, or
 /// lost its database) leaves the rows to the others. Far above a batch's publishing time.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
@@ -127,7 +128,10 @@ impl Outbox {
                 },
             )
             .await;
-            if delivered == 0 {
+            // A short batch emptied the table as far as this relay can tell: wait for a wake-up
+            // (one that came during the batch returns at once) or the idle poll, instead of
+            // claiming again for nothing.
+            if delivered < BATCH_ROWS {
                 let _ = tokio::time::timeout(IDLE_POLL, self.wake.notified()).await;
             }
         }
@@ -136,25 +140,44 @@ impl Outbox {
     /// Claims, publishes and deletes up to one batch; returns how many rows it delivered.
     async fn relay_batch(&self, broker: &dyn Broker) -> anyhow::Result<usize> {
         let rows = self.claim().await?;
-        self.depth.set(self.count().await?);
-        let mut delivered = 0;
+        if rows.is_empty() {
+            // Idle: the moment to count the backlog across replicas (while busy, this relay's
+            // own enqueues and deletes move the gauge).
+            self.depth.set(self.count().await?);
+            return Ok(0);
+        }
+        let mut published = Vec::with_capacity(rows.len());
         for row in &rows {
             let mut message = message_from_row(row)?;
             if let Some(signer) = &self.signer {
                 signer.sign(&mut message);
             }
             if let Err(error) = broker.publish(&message).await {
+                // What the broker confirmed goes; the rest is given back for whoever can deliver.
+                let deleted = self.delete(&published).await;
                 self.release().await;
+                deleted?;
                 return Err(error);
             }
-            self.sql
-                .execute("DELETE FROM skiff_outbox WHERE id = $1", vec![Value::Text(message.id.clone())])
-                .await
-                .map_err(|e| anyhow::anyhow!("deleting a relayed message: {e:?}"))?;
-            self.depth.dec();
-            delivered += 1;
+            published.push(message.id);
         }
-        Ok(delivered)
+        self.delete(&published).await?;
+        Ok(published.len())
+    }
+
+    /// Deletes the rows the broker confirmed, in one statement.
+    async fn delete(&self, ids: &[String]) -> anyhow::Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let placeholders: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+        let statement = format!("DELETE FROM skiff_outbox WHERE id IN ({})", placeholders.join(", "));
+        self.sql
+            .execute(&statement, ids.iter().cloned().map(Value::Text).collect())
+            .await
+            .map_err(|e| anyhow::anyhow!("deleting relayed messages: {e:?}"))?;
+        self.depth.dec_by(i64::try_from(ids.len()).unwrap_or(i64::MAX));
+        Ok(())
     }
 
     /// Takes a batch for this relay; the rows, oldest first.
