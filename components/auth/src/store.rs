@@ -9,7 +9,7 @@
 
 use service_kit::bindings::skiff::sql::client;
 use service_kit::bindings::skiff::sql::types::Value;
-use service_kit::sql::{Row, StoreError};
+use service_kit::sql::{Row, StoreError, bind};
 
 use crate::domain::session::StoredRefresh;
 
@@ -19,10 +19,7 @@ pub fn record_attempt(subjects: &[&str], attempt: &str, at: i64) -> Result<(), S
     let mut params = vec![Value::Timestamp(at), Value::Text(attempt.to_owned())];
     let rows: Vec<String> = subjects
         .iter()
-        .map(|subject| {
-            params.push(Value::Text((*subject).to_owned()));
-            format!("(${}, $1, $2)", params.len())
-        })
+        .map(|subject| format!("({}, $1, $2)", bind(&mut params, Value::Text((*subject).to_owned()))))
         .collect();
     client::execute(&format!("INSERT INTO login_failures (subject, at, attempt) VALUES {}", rows.join(", ")), &params)?;
     Ok(())
@@ -37,15 +34,14 @@ pub fn recent_failures(limits: &[(&str, u32)], attempt: &str, since: i64) -> Res
         .iter()
         .enumerate()
         .map(|(index, (subject, limit))| {
-            params.push(Value::Text((*subject).to_owned()));
-            params.push(Value::Int64(i64::from(*limit)));
-            let (subject, limit) = (params.len() - 1, params.len());
+            let subject = bind(&mut params, Value::Text((*subject).to_owned()));
+            let limit = bind(&mut params, Value::Int64(i64::from(*limit)));
             // Wrapped so that each part keeps its own ORDER BY and LIMIT (SQLite allows them
             // only on the whole compound otherwise).
             format!(
                 "SELECT subject, at FROM (SELECT subject, at FROM login_failures \
-                 WHERE subject = ${subject} AND at > $1 AND COALESCE(attempt, '') <> $2 \
-                 ORDER BY at DESC LIMIT ${limit}) AS part_{index}"
+                 WHERE subject = {subject} AND at > $1 AND COALESCE(attempt, '') <> $2 \
+                 ORDER BY at DESC LIMIT {limit}) AS part_{index}"
             )
         })
         .collect();
@@ -68,22 +64,15 @@ pub fn withdraw_attempt(attempt: &str) -> Result<(), StoreError> {
 }
 
 /// Takes back `attempt`'s rows and forgets every failure under `subjects` (an account after a
-/// successful login), in one statement.
+/// successful login; at least one), in one statement.
 pub fn withdraw_and_clear(attempt: &str, subjects: &[&str]) -> Result<(), StoreError> {
     let mut params = vec![Value::Text(attempt.to_owned())];
-    let placeholders: Vec<String> = subjects
-        .iter()
-        .map(|subject| {
-            params.push(Value::Text((*subject).to_owned()));
-            format!("${}", params.len())
-        })
-        .collect();
-    let statement = if placeholders.is_empty() {
-        "DELETE FROM login_failures WHERE attempt = $1".to_owned()
-    } else {
-        format!("DELETE FROM login_failures WHERE attempt = $1 OR subject IN ({})", placeholders.join(", "))
-    };
-    client::execute(&statement, &params)?;
+    let placeholders: Vec<String> =
+        subjects.iter().map(|subject| bind(&mut params, Value::Text((*subject).to_owned()))).collect();
+    client::execute(
+        &format!("DELETE FROM login_failures WHERE attempt = $1 OR subject IN ({})", placeholders.join(", ")),
+        &params,
+    )?;
     Ok(())
 }
 

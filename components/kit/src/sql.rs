@@ -25,6 +25,13 @@ impl From<SqlError> for StoreError {
     }
 }
 
+/// Appends `value` to a statement's `params` and returns its placeholder (`$N`), for
+/// statements whose parameter count depends on the input.
+pub fn bind(params: &mut Vec<Value>, value: Value) -> String {
+    params.push(value);
+    format!("${}", params.len())
+}
+
 /// A text parameter, or a text NULL.
 pub fn text_or_null(value: Option<&str>) -> Value {
     value.map_or(Value::Null(Some(ValueKind::Text)), |text| Value::Text(text.to_owned()))
@@ -91,6 +98,14 @@ impl Row<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bind_numbers_placeholders_after_the_fixed_parameters() {
+        let mut params = vec![Value::Int64(1)];
+        assert_eq!(bind(&mut params, Value::Text("a".into())), "$2");
+        assert_eq!(bind(&mut params, Value::Text("b".into())), "$3");
+        assert_eq!(params.len(), 3);
+    }
 
     #[test]
     fn columns_read_their_declared_kind() {
