@@ -34,11 +34,10 @@ const ADDED_COLUMNS: [(&str, &str); 3] =
     [("claimed_by", "TEXT"), ("claimed_until", "BIGINT"), ("exchange_kind", "TEXT")];
 const INSERT: &str = "INSERT INTO skiff_outbox (id, exchange, routing_key, content_type, headers, body, created_at, exchange_kind) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-/// Claims up to `$4` rows that are free, leased out past `$3`, or already this relay's (`$1`,
-/// `$5`: the same id twice, as SQLite numbers its parameters by position); `{lock}` is
-/// Postgres's `FOR UPDATE SKIP LOCKED`.
+/// Claims up to `$4` rows that are free, leased out past `$3`, or already this relay's (`$1`);
+/// `{lock}` is Postgres's `FOR UPDATE SKIP LOCKED`.
 const CLAIM: &str = "UPDATE skiff_outbox SET claimed_by = $1, claimed_until = $2 WHERE id IN (\
-     SELECT id FROM skiff_outbox WHERE claimed_until IS NULL OR claimed_until < $3 OR claimed_by = $5 \
+     SELECT id FROM skiff_outbox WHERE claimed_until IS NULL OR claimed_until < $3 OR claimed_by = $1 \
      ORDER BY created_at, id LIMIT $4{lock})";
 const CLAIMED: &str = "SELECT id, exchange, routing_key, content_type, headers, body, exchange_kind FROM skiff_outbox \
      WHERE claimed_by = $1 ORDER BY created_at, id LIMIT $2";
@@ -189,7 +188,7 @@ impl Outbox {
         self.sql
             .execute(
                 &CLAIM.replace("{lock}", lock),
-                vec![me.clone(), Value::Int64(until), Value::Int64(now), Value::Int64(BATCH), me.clone()],
+                vec![me.clone(), Value::Int64(until), Value::Int64(now), Value::Int64(BATCH)],
             )
             .await
             .map_err(|e| anyhow::anyhow!("claiming outbox rows: {e:?}"))?;
