@@ -4,7 +4,7 @@ use crate::domain::Notification;
 use service_kit::bindings::skiff::sql::client;
 use service_kit::bindings::skiff::sql::types::{Value, ValueKind};
 use service_kit::page::Page;
-use service_kit::sql::{Row, StoreError};
+use service_kit::sql::{Row, StoreError, bind};
 
 const COLUMNS: &str = "id, event_id, user_id, kind, message, created_at, delivered_at, attempts";
 
@@ -74,19 +74,13 @@ pub fn record_attempt(event_id: &str, delivered_at: Option<i64>) -> Result<(), S
 pub fn list(user_id: Option<&str>, page: Page) -> Result<Vec<Notification>, StoreError> {
     let mut params = Vec::new();
     let filter = match user_id {
-        Some(user) => {
-            params.push(Value::Text(user.to_owned()));
-            "WHERE user_id = $1"
-        }
-        None => "",
+        Some(user) => format!("WHERE user_id = {}", bind(&mut params, Value::Text(user.to_owned()))),
+        None => String::new(),
     };
-    params.push(Value::Int64(i64::from(page.limit)));
-    params.push(Value::Int64(i64::try_from(page.offset).unwrap_or(i64::MAX)));
-    let statement = format!(
-        "SELECT {COLUMNS} FROM notifications {filter} ORDER BY created_at, id LIMIT ${} OFFSET ${}",
-        params.len() - 1,
-        params.len()
-    );
+    let limit = bind(&mut params, Value::Int64(i64::from(page.limit)));
+    let offset = bind(&mut params, Value::Int64(i64::try_from(page.offset).unwrap_or(i64::MAX)));
+    let statement =
+        format!("SELECT {COLUMNS} FROM notifications {filter} ORDER BY created_at, id LIMIT {limit} OFFSET {offset}");
     let rows = client::query(&statement, &params)?;
     rows.rows.iter().map(|row| from_row(row)).collect()
 }

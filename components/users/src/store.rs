@@ -4,7 +4,7 @@
 use crate::domain::{ListQuery, User};
 use service_kit::bindings::skiff::sql::client;
 use service_kit::bindings::skiff::sql::types::Value;
-use service_kit::sql::{Row, StoreError, text_or_null};
+use service_kit::sql::{Row, StoreError, bind, text_or_null};
 use service_kit::token::Role;
 
 const COLUMNS: &str = "id, email, name, surname, phone, role, created_at, updated_at, password_changed_at";
@@ -50,19 +50,15 @@ pub fn list(query: &ListQuery) -> Result<Vec<User>, StoreError> {
     ];
     for (column, value) in filters {
         if let Some(value) = value {
-            params.push(Value::Text(value.to_owned()));
-            conditions.push(format!("{column} = ${}", params.len()));
+            conditions.push(format!("{column} = {}", bind(&mut params, Value::Text(value.to_owned()))));
         }
     }
     let where_clause =
         if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
-    params.push(Value::Int64(i64::from(query.page.limit)));
-    params.push(Value::Int64(i64::try_from(query.page.offset).unwrap_or(i64::MAX)));
-    let statement = format!(
-        "SELECT {COLUMNS} FROM users {where_clause} ORDER BY created_at, id LIMIT ${} OFFSET ${}",
-        params.len() - 1,
-        params.len()
-    );
+    let limit = bind(&mut params, Value::Int64(i64::from(query.page.limit)));
+    let offset = bind(&mut params, Value::Int64(i64::try_from(query.page.offset).unwrap_or(i64::MAX)));
+    let statement =
+        format!("SELECT {COLUMNS} FROM users {where_clause} ORDER BY created_at, id LIMIT {limit} OFFSET {offset}");
     let rows = client::query(&statement, &params)?;
     rows.rows.iter().map(|row| user_from_row(row)).collect()
 }
@@ -80,10 +76,7 @@ pub struct UserUpdate {
 pub fn update(id: &str, update: UserUpdate) -> Result<Option<User>, StoreError> {
     let mut assignments = Vec::new();
     let mut params = Vec::new();
-    let mut set = |column: &str, value: Value| {
-        params.push(value);
-        assignments.push(format!("{column} = ${}", params.len()));
-    };
+    let mut set = |column: &str, value: Value| assignments.push(format!("{column} = {}", bind(&mut params, value)));
     if let Some(email) = update.email {
         set("email", Value::Text(email));
     }
@@ -102,9 +95,8 @@ pub fn update(id: &str, update: UserUpdate) -> Result<Option<User>, StoreError> 
         set("password_changed_at", Value::Timestamp(update.updated_at));
     }
     set("updated_at", Value::Timestamp(update.updated_at));
-    params.push(Value::Uuid(id.to_owned()));
-    let statement =
-        format!("UPDATE users SET {} WHERE id = ${} RETURNING {COLUMNS}", assignments.join(", "), params.len());
+    let id = bind(&mut params, Value::Uuid(id.to_owned()));
+    let statement = format!("UPDATE users SET {} WHERE id = {id} RETURNING {COLUMNS}", assignments.join(", "));
     let rows = client::query(&statement, &params)?;
     rows.rows.into_iter().next().map(|row| user_from_row(&row)).transpose()
 }
