@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
         query: head.to_owned(),
         headers: vec![("authorization".into(), head.to_owned()), ("content-type".into(), head.to_owned())],
         body: body.as_bytes().to_vec(),
+        origin: Default::default(),
     };
     let _ = request.bearer_token();
     let _ = request.has_json_body();

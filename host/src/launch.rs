@@ -21,7 +21,10 @@ use crate::metrics::Metrics;
 use crate::release::{self, ReleaseSpec};
 use crate::runtime::{HostCapabilities, Runtime, RuntimeOptions};
 use crate::server::{self, App, DEFAULT_SHUTDOWN_GRACE, Health, InProcess, ListenerOptions};
-use crate::service::{Isolation, PROBE_INSTANCES, RequestLimits, Service, ServiceContext, SwapOptions, WarmBudget};
+use crate::service::{
+    Isolation, PROBE_INSTANCES, RequestLimits, Service, ServiceContext, SwapOptions, WarmBudget, component_digest,
+    wasm_beside,
+};
 use crate::tls::{ClientTls, ServerTls, TlsFiles};
 
 /// One service to mount.
@@ -341,21 +344,6 @@ impl Host {
             follower.abort();
         }
     }
-}
-
-/// The digest a component file reports: for `X.cwasm` the digest of the `X.wasm` beside it
-/// (the component's own, which a registry also names), so that a pod on precompiled code and a
-/// pod that compiled the `.wasm` report the same version; `None` (the file's own) otherwise.
-pub async fn component_digest(path: &Path) -> Option<String> {
-    let wasm = wasm_beside(path)?;
-    let bytes = tokio::fs::read(&wasm).await.ok()?;
-    Some(crate::service::digest_of(&bytes))
-}
-
-/// For `X.cwasm`, an `X.wasm` beside it.
-fn wasm_beside(component: &Path) -> Option<PathBuf> {
-    let wasm = component.with_extension("wasm");
-    (component.extension().is_some_and(|ext| ext == "cwasm") && wasm.is_file()).then_some(wasm)
 }
 
 /// `users.wasm` → `users`.

@@ -1,5 +1,7 @@
 //! Waiting for something that will come back — a database that starts after the host, a broker
-//! that went away — with one back-off policy for the whole host (the `backon` crate).
+//! that went away — with one back-off policy for every such wait in the host (the `backon`
+//! crate). Redelivering a message its consumer failed is another matter, with limits an
+//! operator sets: `capability::messaging::RetryPolicy` (so many attempts, then a dead letter).
 
 use backon::{ExponentialBuilder, Retryable};
 use std::future::Future;

@@ -5,7 +5,7 @@ use serde_json::json;
 use service_kit::error::{ApiError, json_body};
 use service_kit::http::{Method, Request, Response};
 use service_kit::platform::{log_error, log_warning, new_uuid, now_micros, publish, random_bytes, setting, sign_token};
-use service_kit::token::{Claims, Role};
+use service_kit::token::{Claims, Role, role_named};
 use service_kit::trace;
 use service_kit::wasi_http::{Outgoing, send};
 
@@ -47,7 +47,7 @@ fn login(request: &Request) -> Result<Response, Error> {
 
     // The client's address as the host resolved it: the socket peer, or what trusted proxies
     // vouch for. A client's own X-Forwarded-For never chooses its throttle key.
-    let source = request.header("skiff-peer-address").filter(|address| !address.is_empty()).map(str::to_owned);
+    let source = request.origin.client_address.clone();
     let throttle = Throttle::parse(ThrottleSettings {
         per_account_and_source: setting("login_max_failures_per_account_and_source")?.as_deref(),
         per_account: setting("login_max_failures_per_account")?.as_deref(),
@@ -239,7 +239,7 @@ fn user_from_users(user_id: &str, traceparent: &str) -> Result<Option<UserStatus
     match answer.status {
         200 => {
             let status = users_json(&answer)?;
-            let role = if status["role"] == "admin" { Role::Admin } else { Role::User };
+            let role = role_named(status["role"].as_str().unwrap_or_default());
             Ok(Some(UserStatus { role, password_changed_at: status["password_changed_at_micros"].as_i64() }))
         }
         404 => Ok(None),
@@ -350,7 +350,7 @@ fn check_with_users(login: &LoginRequest, traceparent: &str) -> Result<(String, 
         200 => {
             let verdict = users_json(&answer)?;
             let id = verdict["id"].as_str().ok_or_else(|| Error::UsersUnavailable("answer without id".into()))?;
-            let role = if verdict["role"] == "admin" { Role::Admin } else { Role::User };
+            let role = role_named(verdict["role"].as_str().unwrap_or_default());
             Ok((id.to_owned(), role))
         }
         401 | 422 => Err(Error::BadCredentials),

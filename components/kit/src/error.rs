@@ -132,6 +132,7 @@ mod tests {
             query: String::new(),
             headers: vec![("content-type".into(), "text/plain".into())],
             body: b"{}".to_vec(),
+            origin: Default::default(),
         };
         assert!(matches!(json_body(&request), Err(ApiError::UnsupportedMediaType)));
         request.headers.clear();

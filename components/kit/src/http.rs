@@ -12,6 +12,18 @@ pub enum Method {
     Other,
 }
 
+/// Where a request came from, as the host established it (`skiff:request/context`): whether it
+/// is internal (the host's internal listener, or another service), sent by the admin API, and
+/// the client's address. No client can forge any of it.
+pub use crate::bindings::skiff::request::context::Origin;
+
+impl Default for Origin {
+    /// A public request from an unknown address: what grants nothing.
+    fn default() -> Self {
+        Self { internal: false, admin: false, client_address: None }
+    }
+}
+
 /// A request read in full.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -21,6 +33,7 @@ pub struct Request {
     /// Header names in lower case.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    pub origin: Origin,
 }
 
 impl Request {
@@ -93,6 +106,7 @@ mod tests {
             query: String::new(),
             headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             body: Vec::new(),
+            origin: Origin::default(),
         }
     }
 

@@ -12,7 +12,7 @@ use crate::bindings::wasi::config::store as config;
 use crate::bindings::wasi::logging::logging;
 use crate::bindings::wasi::random::random;
 use crate::http::Request;
-use crate::token::{BearerError, Claims, Role};
+use crate::token::{BearerError, Claims};
 
 /// A setting from `wasi:config`; `Err` only when the host cannot answer.
 pub fn setting(key: &str) -> Result<Option<String>, String> {
@@ -39,20 +39,11 @@ pub fn new_uuid() -> String {
 }
 
 /// The request's bearer token, checked by the host natively (`skiff:crypto/tokens`, against
-/// the service's `token_public_key`), as the kit's [`Claims`].
+/// the service's `token_public_key`).
 pub fn verify_bearer(request: &Request) -> Result<Claims, BearerError> {
     let token = request.bearer_token().ok_or(BearerError::Unauthorized)?;
     match tokens::verify(token) {
-        Ok(claims) => Ok(Claims {
-            sub: claims.sub,
-            role: match claims.role {
-                tokens::Role::User => Role::User,
-                tokens::Role::Admin => Role::Admin,
-            },
-            iat: claims.iat,
-            exp: claims.exp,
-            jti: claims.jti,
-        }),
+        Ok(claims) => Ok(claims),
         Err(tokens::TokenError::Unauthorized) => Err(BearerError::Unauthorized),
         Err(tokens::TokenError::NotConfigured(cause)) => Err(BearerError::NotConfigured(cause)),
     }
@@ -61,16 +52,6 @@ pub fn verify_bearer(request: &Request) -> Result<Claims, BearerError> {
 /// The bearer token for `claims`, signed by the host with its `token_signing_key` (which no
 /// component can read); `Err` says why the host cannot sign.
 pub fn sign_token(claims: Claims) -> Result<String, String> {
-    let claims = tokens::Claims {
-        sub: claims.sub,
-        role: match claims.role {
-            Role::User => tokens::Role::User,
-            Role::Admin => tokens::Role::Admin,
-        },
-        iat: claims.iat,
-        exp: claims.exp,
-        jti: claims.jti,
-    };
     issuing::sign(&claims).map_err(|error| match error {
         tokens::TokenError::NotConfigured(cause) => cause,
         tokens::TokenError::Unauthorized => "the host refused to sign the token".into(),

@@ -2,6 +2,7 @@
 //! component's `wasi:http/incoming-handler` export, [`send`] for outbound calls through
 //! `wasi:http/outgoing-handler`.
 
+use crate::bindings::skiff::request::context;
 use crate::bindings::wasi::http::outgoing_handler;
 use crate::bindings::wasi::http::types::{
     Fields, IncomingBody, IncomingRequest, IncomingResponse, Method as WasiMethod, OutgoingBody, OutgoingRequest,
@@ -116,7 +117,7 @@ fn read_request(request: IncomingRequest) -> Result<Request, Response> {
         read_all(&stream, MAX_BODY_BYTES).map_err(|()| too_large())?
     };
     let _trailers = IncomingBody::finish(incoming);
-    Ok(Request { method, path, query, headers, body })
+    Ok(Request { method, path, query, headers, body, origin: context::request_origin() })
 }
 
 /// Header entries with lower-case names and lossily decoded values.

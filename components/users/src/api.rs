@@ -4,7 +4,7 @@ use serde_json::json;
 use service_kit::error::{ApiError, json_body};
 use service_kit::http::{Method, Request, Response};
 use service_kit::platform::{new_uuid, now_micros, setting, verify_bearer};
-use service_kit::token::{Claims, Role};
+use service_kit::token::{Claims, Role, may_act_on, role_name};
 
 use crate::domain::password::parse_bcrypt_cost;
 use crate::domain::{Credentials, FieldError, ListQuery, NewUser, Password, SignupThrottle, User, UserChanges, uuid};
@@ -14,15 +14,6 @@ use crate::store::{self, UserRecord, UserUpdate};
 
 /// Where a created user can be read back.
 const USERS_PATH: &str = "/users-ms/users";
-/// Set by the host on requests that arrived on its internal listener (or from another
-/// component in the same process); the host strips it from public requests.
-const INTERNAL_HEADER: &str = "skiff-internal";
-/// The client's address as the host resolved it (the socket peer, or what trusted proxies
-/// vouch for); the host replaces whatever the client sent under this name.
-const CLIENT_ADDRESS_HEADER: &str = "skiff-peer-address";
-/// Set by the host only on what its admin API sends (behind the admin token); stripped from
-/// every other request.
-const ADMIN_HEADER: &str = "skiff-admin";
 
 pub fn handle(request: &Request) -> Response {
     route(request).unwrap_or_else(Error::into_response)
@@ -35,11 +26,11 @@ fn route(request: &Request) -> Result<Response, Error> {
     match (request.method, segments.as_slice()) {
         (Method::Get, ["healthcheck"]) => Ok(Response::json(200, &json!({"status": "ok"}))),
         (_, ["healthcheck"]) => Err(ApiError::MethodNotAllowed("GET").into()),
-        (Method::Post, ["internal", "credentials"]) if request.header(INTERNAL_HEADER) == Some("1") => {
-            check_credentials(request)
-        }
-        (Method::Get, ["internal", "users", id]) if request.header(INTERNAL_HEADER) == Some("1") => user_status(id),
-        (Method::Put, ["internal", "admins", id]) if request.header(ADMIN_HEADER) == Some("1") => grant_admin(id),
+        // Internal routes exist only for what the host says came from inside, or from its admin
+        // API (`skiff:request`); to anyone else they are not there.
+        (Method::Post, ["internal", "credentials"]) if request.origin.internal => check_credentials(request),
+        (Method::Get, ["internal", "users", id]) if request.origin.internal => user_status(id),
+        (Method::Put, ["internal", "admins", id]) if request.origin.admin => grant_admin(id),
         (Method::Post, ["users"]) => create(request),
         (Method::Get, ["users"]) => list(request, &authenticate(request)?),
         (_, ["users"]) => Err(ApiError::MethodNotAllowed("GET, POST").into()),
@@ -86,13 +77,13 @@ impl Subject {
 fn authorize(request: &Request, raw_id: &str) -> Result<(Claims, String), Error> {
     let Subject { claims, .. } = authenticate(request)?;
     let id = uuid::parse(raw_id).ok_or(ApiError::NotFound)?;
-    if claims.may_act_on(&id) { Ok((claims, id)) } else { Err(ApiError::Forbidden(FORBIDDEN).into()) }
+    if may_act_on(&claims, &id) { Ok((claims, id)) } else { Err(ApiError::Forbidden(FORBIDDEN).into()) }
 }
 
 fn create(request: &Request) -> Result<Response, Error> {
     let new_user = NewUser::parse(json_body(request)?).map_err(ApiError::InvalidFields)?;
     // Cheap checks first: the throttle, then the email, and only then a bcrypt hash.
-    throttle_signup(request.header(CLIENT_ADDRESS_HEADER))?;
+    throttle_signup(request.origin.client_address.as_deref())?;
     if store::email_taken(new_user.email.as_str())? {
         return Err(Error::DuplicateEmail);
     }
@@ -144,7 +135,7 @@ fn user_status(raw_id: &str) -> Result<Response, Error> {
     let user = store::get(&id)?.ok_or(ApiError::NotFound)?;
     Ok(Response::json(
         200,
-        &json!({"id": user.id, "role": user.role, "password_changed_at_micros": user.password_changed_at}),
+        &json!({"id": user.id, "role": role_name(user.role), "password_changed_at_micros": user.password_changed_at}),
     ))
 }
 
@@ -179,7 +170,7 @@ fn get(request: &Request, raw_id: &str) -> Result<Response, Error> {
     }
     let token_user = store::get(&claims.sub)?.ok_or(Error::TokenRevoked)?;
     let Subject { claims, .. } = Subject::of(claims, token_user)?;
-    if !claims.may_act_on(&id) {
+    if !may_act_on(&claims, &id) {
         return Err(ApiError::Forbidden(FORBIDDEN).into());
     }
     let user = store::get(&id)?.ok_or(ApiError::NotFound)?;
@@ -221,7 +212,7 @@ fn check_credentials(request: &Request) -> Result<Response, Error> {
     let candidate = Password::unchecked(credentials.password);
     match stored {
         Some(stored) if password_matches(&candidate, &stored.password_hash) => {
-            Ok(Response::json(200, &json!({"id": stored.id, "role": stored.role})))
+            Ok(Response::json(200, &json!({"id": stored.id, "role": role_name(stored.role)})))
         }
         Some(_) => Err(Error::BadCredentials),
         None => {

@@ -29,6 +29,7 @@ mod bindings {
             "wasi:io/poll@0.2.12": service_kit::bindings::wasi::io::poll,
             "wasi:io/streams@0.2.12": service_kit::bindings::wasi::io::streams,
             "wasi:random/random@0.2.12": service_kit::bindings::wasi::random::random,
+            "skiff:request/context@0.1.0": service_kit::bindings::skiff::request::context,
             "skiff:crypto/issuing@0.1.0": service_kit::bindings::skiff::crypto::issuing,
             "skiff:crypto/passwords@0.1.0": service_kit::bindings::skiff::crypto::passwords,
             "skiff:crypto/tokens@0.1.0": service_kit::bindings::skiff::crypto::tokens,

@@ -5,7 +5,7 @@ use crate::domain::{ListQuery, User};
 use service_kit::bindings::skiff::sql::client;
 use service_kit::bindings::skiff::sql::types::Value;
 use service_kit::sql::{Row, StoreError, bind, text_or_null};
-use service_kit::token::Role;
+use service_kit::token::{Role, role_name, role_named};
 
 const COLUMNS: &str = "id, email, name, surname, phone, role, created_at, updated_at, password_changed_at";
 
@@ -27,7 +27,7 @@ pub fn insert(record: UserRecord<'_>) -> Result<(), StoreError> {
             Value::Text(user.surname.clone()),
             text_or_null(user.phone.as_deref()),
             Value::Text(record.password_hash.to_owned()),
-            Value::Text(role_text(user.role).to_owned()),
+            Value::Text(role_name(user.role).to_owned()),
             Value::Timestamp(user.created_at),
             Value::Timestamp(user.updated_at),
         ],
@@ -118,11 +118,9 @@ pub fn credentials(email: &str) -> Result<Option<StoredCredentials>, StoreError>
         client::query("SELECT id, role, password_hash FROM users WHERE email = $1", &[Value::Text(email.to_owned())])?;
     let Some(row) = rows.rows.into_iter().next() else { return Ok(None) };
     match row.as_slice() {
-        [Value::Uuid(id), Value::Text(role), Value::Text(hash)] => Ok(Some(StoredCredentials {
-            id: id.clone(),
-            role: if role == "admin" { Role::Admin } else { Role::User },
-            password_hash: hash.clone(),
-        })),
+        [Value::Uuid(id), Value::Text(role), Value::Text(hash)] => {
+            Ok(Some(StoredCredentials { id: id.clone(), role: role_named(role), password_hash: hash.clone() }))
+        }
         other => Err(StoreError::Internal(format!("unexpected credentials row: {} columns", other.len()))),
     }
 }
@@ -133,13 +131,6 @@ pub fn password_hash(id: &str) -> Result<Option<String>, StoreError> {
     rows.rows.first().map(|row| Row(row).text(0)).transpose()
 }
 
-fn role_text(role: Role) -> &'static str {
-    match role {
-        Role::Admin => "admin",
-        Role::User => "user",
-    }
-}
-
 fn user_from_row(row: &[Value]) -> Result<User, StoreError> {
     let row = Row(row);
     Ok(User {
@@ -148,7 +139,7 @@ fn user_from_row(row: &[Value]) -> Result<User, StoreError> {
         name: row.text(2)?,
         surname: row.text(3)?,
         phone: row.optional_text(4)?,
-        role: if row.text(5)? == "admin" { Role::Admin } else { Role::User },
+        role: role_named(&row.text(5)?),
         created_at: row.timestamp(6)?,
         updated_at: row.timestamp(7)?,
         password_changed_at: row.optional_timestamp(8)?,
@@ -202,7 +193,7 @@ pub fn forget_expired_signups(expired_before: i64) -> Result<(), StoreError> {
 pub fn grant_admin(id: &str, at: i64) -> Result<Option<User>, StoreError> {
     client::execute(
         "UPDATE users SET role = $1, updated_at = $2 WHERE id = $3",
-        &[Value::Text(role_text(Role::Admin).to_owned()), Value::Timestamp(at), Value::Uuid(id.to_owned())],
+        &[Value::Text(role_name(Role::Admin).to_owned()), Value::Timestamp(at), Value::Uuid(id.to_owned())],
     )?;
     get(id)
 }

@@ -21,7 +21,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::error::AdminError;
 use super::{AdminSpec, MAX_COMPONENT_BYTES, auth};
-use crate::capability::outbound_http::ADMIN_HEADER;
+use crate::capability::request::RequestOrigin;
 use crate::server::{WatchedBody, full_body};
 use crate::service::{Candidate, Service, VersionState};
 
@@ -197,15 +197,17 @@ struct AdminGrant {
 }
 
 /// Asks the service's component to give `user` the admin role: `PUT /NAME-ms/internal/admins/ID`
-/// marked as the operator's (the host strips that mark from every other request). The
+/// with the admin API's origin (`skiff:request`, which no client request can carry). The
 /// component's answer (200 with the user, 404) is the admin API's.
 async fn grant_admin(service: &Arc<Service>, user: uuid::Uuid) -> Response<HyperOutgoingBody> {
     let request = Request::put(format!("http://localhost/{}-ms/internal/admins/{user}", service.name()))
         .header(header::HOST, "localhost")
-        .header(ADMIN_HEADER, "1")
         .body(http_body_util::Empty::<Bytes>::new());
     match request {
-        Ok(request) => crate::server::into_response(service.handle(request).await),
+        Ok(mut request) => {
+            RequestOrigin::FROM_THE_ADMIN_API.attach(&mut request);
+            crate::server::into_response(service.handle(request).await)
+        }
         Err(error) => AdminError::BadRequest(format!("cannot build the grant: {error}")).into_response(),
     }
 }

@@ -16,6 +16,7 @@ pub mod logging;
 pub mod messaging;
 pub mod outbound_http;
 mod registry;
+pub mod request;
 pub mod sql;
 
 use async_trait::async_trait;
@@ -104,6 +105,9 @@ pub trait CapabilityStore: Send + 'static {
 
     /// Cancelled once nobody waits for the instance's answer any more (see [`CallerGone`]).
     fn caller_gone(&self) -> &CallerGone;
+
+    /// Where the request the instance serves came from.
+    fn request_origin(&self) -> request::RequestOrigin;
 }
 
 /// Whether the caller of an instance still waits for its answer: cancelled when the request's

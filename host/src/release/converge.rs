@@ -77,7 +77,7 @@ async fn resolve(
                 reason: format!("reading the image's component {}: {e}", image.path.display()),
                 transient: false,
             })?;
-            let own = crate::launch::component_digest(&image.path).await;
+            let own = crate::service::component_digest(&image.path).await;
             let digest = own.clone().unwrap_or_else(|| digest_of(&bytes));
             let candidate = Candidate {
                 label: release.label.clone().or_else(|| image.label.clone()),

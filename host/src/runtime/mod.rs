@@ -109,6 +109,7 @@ impl Runtime {
         let mut linker = Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        crate::capability::request::add_to_linker(&mut linker)?;
         self.capabilities.add_to_linker(&mut linker)?;
         Ok(linker)
     }

@@ -7,10 +7,12 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::capability::outbound_http::OutboundHttpCapability;
+use crate::capability::request::RequestOrigin;
 use crate::capability::{CallerGone, Capability, CapabilityStore, InstanceStates, InstanceView};
 
 /// Per-instance state: WASI contexts, the resource table, each capability's state, and what
-/// belongs to the request the instance serves now (its deadline, whether its caller still waits).
+/// belongs to the request the instance serves now (its deadline, whether its caller still waits,
+/// where it came from).
 pub struct HostState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
@@ -20,6 +22,7 @@ pub struct HostState {
     /// When the current request's time is up; the store's epoch callback reads it.
     pub(super) deadline: Instant,
     caller_gone: CallerGone,
+    origin: RequestOrigin,
 }
 
 impl HostState {
@@ -33,6 +36,7 @@ impl HostState {
             limits: InstanceLimits::new(max_memory_bytes),
             deadline: Instant::now(),
             caller_gone: CallerGone::new(),
+            origin: RequestOrigin::default(),
         }
     }
 
@@ -43,6 +47,12 @@ impl HostState {
         self.capabilities = capabilities;
         self.deadline = deadline;
         self.caller_gone = CallerGone::new();
+        self.origin = RequestOrigin::default();
+    }
+
+    /// Where the request this instance serves now came from.
+    pub fn set_request_origin(&mut self, origin: RequestOrigin) {
+        self.origin = origin;
     }
 
     /// The linear memory the instance holds, in bytes.
@@ -111,6 +121,10 @@ impl CapabilityStore for HostState {
 
     fn caller_gone(&self) -> &CallerGone {
         &self.caller_gone
+    }
+
+    fn request_origin(&self) -> RequestOrigin {
+        self.origin
     }
 }
 

@@ -11,7 +11,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use super::WatchedBody;
 use super::client_address::client_address;
 use super::{Health, full_body, into_response, problem};
-use crate::capability::outbound_http::{ADMIN_HEADER, INTERNAL_HEADER};
+use crate::capability::request::RequestOrigin;
 use crate::metrics::{Metrics, RequestLabels, RouteLabels, method_label};
 use crate::service::{ReleasePhase, Service};
 
@@ -22,9 +22,6 @@ const REQUEST_ID_HEADER: &str = "x-request-id";
 pub const MAX_HEADER_SECTION_BYTES: usize = 32 * 1024;
 /// The OpenAPI document of every public route, served at `/openapi.yaml`.
 const OPENAPI_YAML: &str = include_str!("../../../openapi/skiff.yaml");
-/// The client's IP address as the host resolved it ([`client_address`]), for components: auth's
-/// throttles and login events. Whatever the client sent under this name is replaced.
-const PEER_ADDRESS_HEADER: &str = "skiff-peer-address";
 
 /// Everything one listener serves.
 pub struct App {
@@ -85,16 +82,11 @@ impl App {
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             headers.insert(REQUEST_ID_HEADER, value);
         }
-        // These say where a request came from; only the host may set them.
-        headers.remove(INTERNAL_HEADER);
-        headers.remove(ADMIN_HEADER);
-        if internal {
-            headers.insert(INTERNAL_HEADER, HeaderValue::from_static("1"));
-        }
+        // Where the request came from, for the component (`skiff:request`): decided here from
+        // the listener and the peer, in an extension no client can set. Nothing from the wire
+        // can claim the admin API's origin.
         let client = client_address(peer.ip(), headers, &self.trusted_proxies);
-        if let Ok(value) = HeaderValue::from_str(&client.to_string()) {
-            headers.insert(PEER_ADDRESS_HEADER, value);
-        }
+        RequestOrigin { internal, admin: false, client_address: Some(client) }.attach(&mut request);
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let span = tracing::info_span!("request", id = %request_id, %method, %path, %peer, %client);

@@ -15,6 +15,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::warm::{Isolation, ServiceInstance, WarmBudget, count_discards};
 use super::{ComponentVersion, Handled, Outcome, Service};
+use crate::capability::request::RequestOrigin;
 use crate::capability::{CallerGone, CapabilityStore};
 use crate::metrics::Metrics;
 use crate::runtime::DeadlineExceeded;
@@ -186,6 +187,7 @@ impl Service {
             }
             None => ServiceInstance::fresh(self.ctx.runtime.store(span.in_scope(|| self.new_state()), deadline)),
         };
+        instance.store.data_mut().set_request_origin(RequestOrigin::of(&request));
         let max_body = limits.max_body_bytes;
         let request = request.map(move |body| {
             Limited::new(body, max_body).map_err(move |error| {

@@ -1,5 +1,6 @@
-//! A service: one component (its current version), its capabilities, and the per-request and
-//! per-message paths into a fresh instance.
+//! A service: one component (its current version), its capabilities, and the per-request path
+//! into an instance (a warm one of the version, or a fresh one: [`Isolation`]) and the
+//! per-message path into a fresh instance.
 
 mod canary;
 mod consume;
@@ -23,7 +24,10 @@ pub use outcome::{Handled, Outcome};
 pub use release_status::{ReleasePhase, ReleaseStatus};
 pub use rollout::{Candidate, DeployError, Deployment, SwapOptions};
 pub use slot::{RolledBack, SlotError, VersionInfo, VersionState};
-pub use version::{ComponentVersion, Origin, component_interfaces, digest_of, precompile, short_digest, valid_label};
+pub use version::{
+    ComponentVersion, Origin, component_digest, component_interfaces, digest_of, precompile, short_digest, valid_label,
+    wasm_beside,
+};
 pub use warm::{Isolation, WarmBudget};
 
 use crate::capability::sql::{SqlCapability, SqlClient, apply_migrations};

@@ -3,6 +3,7 @@
 
 use http::HeaderValue;
 use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 use wasmtime::component::{Component, InstancePre};
 use wasmtime::{Engine, Precompiled};
@@ -186,6 +187,21 @@ pub fn precompile(runtime: &Runtime, bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
 /// `sha256:<hex>` of `bytes`: the digest of a component, as OCI registries write it.
 pub fn digest_of(bytes: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(bytes))
+}
+
+/// The digest a component file reports: for `X.cwasm` the digest of the `X.wasm` beside it
+/// (the component's own, which a registry also names), so that a pod on precompiled code and a
+/// pod that compiled the `.wasm` report the same version; `None` (the file's own) otherwise.
+pub async fn component_digest(path: &Path) -> Option<String> {
+    let wasm = wasm_beside(path)?;
+    let bytes = tokio::fs::read(&wasm).await.ok()?;
+    Some(digest_of(&bytes))
+}
+
+/// For `X.cwasm`, an `X.wasm` beside it.
+pub fn wasm_beside(component: &Path) -> Option<PathBuf> {
+    let wasm = component.with_extension("wasm");
+    (component.extension().is_some_and(|ext| ext == "cwasm") && wasm.is_file()).then_some(wasm)
 }
 
 /// Labels go into a response header: 1-64 characters of visible ASCII, no separators.

@@ -93,8 +93,8 @@ impl Fleet {
         let (amqp, _) = amqp_vhost();
         // auth and notify connect as users with exactly the production manifests' permissions.
         let (auth_amqp, notify_amqp) = (broker_user(&amqp, "auth"), broker_user(&amqp, "notify"));
-        let token_public = service_kit::token::public_key_of(TOKEN_SEED).unwrap();
-        let event_public = service_kit::token::public_key_of(EVENT_SEED).unwrap();
+        let token_public = skiff::capability::crypto::token::public_key_of(TOKEN_SEED).unwrap();
+        let event_public = skiff::capability::crypto::token::public_key_of(EVENT_SEED).unwrap();
         let (users_db, auth_db, notify_db) = (
             TestDb::new(Backend::Postgres, "users").await,
             TestDb::new(Backend::Postgres, "auth").await,

@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use service_kit::token::{Claims, Issuer, Role, public_key_of};
 use skiff::admin::AdminSpec;
+use skiff::capability::crypto::token::{Claims, Issuer, Role, public_key_of};
 use skiff::capability::messaging::RetryPolicy;
 use skiff::launch::{Host, HostSpec, ServiceSpec, sqlite_url};
 use skiff::runtime::RuntimeOptions;

@@ -12,6 +12,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod component_logs;
+mod configuration;
 mod edges;
 mod fixtures;
 mod fleet;

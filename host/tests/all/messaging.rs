@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use service_kit::token::Role;
+use skiff::capability::crypto::token::Role;
 use std::time::{Duration, Instant};
 
 use crate::fixtures::Webhook;

@@ -116,7 +116,10 @@ async fn a_consumer_killed_mid_stream_loses_nothing_and_duplicates_nothing() {
             "--data-dir".to_owned(),
             db.scratch.0.display().to_string(),
             "--config".to_owned(),
-            format!("token_public_key={}", service_kit::token::public_key_of(crate::helpers::TOKEN_SEED).unwrap()),
+            format!(
+                "token_public_key={}",
+                skiff::capability::crypto::token::public_key_of(crate::helpers::TOKEN_SEED).unwrap()
+            ),
         ]
     };
     let mut first = SkiffProcess::serve(&notify_args(&notify_db));
@@ -143,7 +146,10 @@ async fn a_consumer_killed_mid_stream_loses_nothing_and_duplicates_nothing() {
     let second = SkiffProcess::serve(&notify_args(&notify_db));
     second.wait_ready().await;
 
-    let admin = crate::helpers::token_for("00000000-0000-4000-8000-00000000a11d", service_kit::token::Role::Admin);
+    let admin = crate::helpers::token_for(
+        "00000000-0000-4000-8000-00000000a11d",
+        skiff::capability::crypto::token::Role::Admin,
+    );
     let client = reqwest::Client::new();
     let notifications = || async {
         let page: Value = client

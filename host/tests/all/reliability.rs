@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-use service_kit::token::Role;
+use skiff::capability::crypto::token::Role;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -90,7 +90,7 @@ async fn acknowledged_writes_survive_kill_9(backend: Backend) {
         "--config".to_owned(),
         "bcrypt_cost=4".to_owned(),
         "--config".to_owned(),
-        format!("token_public_key={}", service_kit::token::public_key_of(TOKEN_SEED).unwrap()),
+        format!("token_public_key={}", skiff::capability::crypto::token::public_key_of(TOKEN_SEED).unwrap()),
     ];
     let mut first = SkiffProcess::serve(&args);
     first.wait_ready().await;

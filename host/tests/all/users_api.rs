@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 use crate::both_backends;
-use service_kit::token::Role;
+use skiff::capability::crypto::token::Role;
 
 use crate::helpers::{ADMIN_EMAIL, AppOptions, Backend, TestApp, TestDb, token_for};
 use crate::wait::{check, eventually};
@@ -390,8 +390,8 @@ async fn tokens_decide_who_may_act_on_whom(backend: Backend) {
     assert_eq!(get(&grace_id, Some(forged)).await.status(), StatusCode::UNAUTHORIZED);
     // Expired.
     let now = chrono::Utc::now().timestamp();
-    let expired = service_kit::token::Issuer::from_base64(crate::helpers::TOKEN_SEED).unwrap().sign(
-        &service_kit::token::Claims {
+    let expired = skiff::capability::crypto::token::Issuer::from_base64(crate::helpers::TOKEN_SEED).unwrap().sign(
+        &skiff::capability::crypto::token::Claims {
             sub: ada_id.clone(),
             role: Role::User,
             iat: now - 7200,

@@ -2,7 +2,7 @@
 
 use super::{Email, FieldError, JsonObject, Password, PersonName, Phone, time};
 use serde_json::{Value, json};
-use service_kit::token::Role;
+use service_kit::token::{Role, role_name};
 
 /// A stored profile as clients see it. The password hash is not part of it: it stays in the
 /// database and in the credentials check.
@@ -37,7 +37,7 @@ impl User {
             "name": self.name,
             "surname": self.surname,
             "phone": self.phone,
-            "role": self.role,
+            "role": role_name(self.role),
             "created_at": time::format_rfc3339(self.created_at),
             "updated_at": time::format_rfc3339(self.updated_at),
         })

@@ -1,8 +1,30 @@
 //! The generated `skiff:crypto` host traits.
 
 use super::bindings::skiff::crypto::{issuing, passwords, tokens};
+use super::token::{Claims, Role};
 use super::{BUSY_PREFIX, CALLER_GONE_PREFIX, CallerGone, Crypto, CryptoView, MAX_BCRYPT_COST, Queued};
-use service_kit::token::{Claims, Role};
+
+// The one conversion between the claims components see (`skiff:crypto/tokens`) and the claims
+// a token carries.
+impl From<Claims> for tokens::Claims {
+    fn from(claims: Claims) -> Self {
+        let role = match claims.role {
+            Role::User => tokens::Role::User,
+            Role::Admin => tokens::Role::Admin,
+        };
+        Self { sub: claims.sub, role, iat: claims.iat, exp: claims.exp, jti: claims.jti }
+    }
+}
+
+impl From<tokens::Claims> for Claims {
+    fn from(claims: tokens::Claims) -> Self {
+        let role = match claims.role {
+            tokens::Role::User => Role::User,
+            tokens::Role::Admin => Role::Admin,
+        };
+        Self { sub: claims.sub, role, iat: claims.iat, exp: claims.exp, jti: claims.jti }
+    }
+}
 
 impl passwords::Host for CryptoView {
     #[tracing::instrument(level = "debug", name = "skiff.crypto.hash", skip_all, fields(cost = cost))]
@@ -73,19 +95,7 @@ impl tokens::Host for CryptoView {
             Err(cause) => return Ok(Err(tokens::TokenError::NotConfigured(cause.clone()))),
         };
         let now = chrono::Utc::now().timestamp();
-        Ok(match verifier.verify(&token, now) {
-            Ok(claims) => Ok(tokens::Claims {
-                sub: claims.sub,
-                role: match claims.role {
-                    Role::User => tokens::Role::User,
-                    Role::Admin => tokens::Role::Admin,
-                },
-                iat: claims.iat,
-                exp: claims.exp,
-                jti: claims.jti,
-            }),
-            Err(_) => Err(tokens::TokenError::Unauthorized),
-        })
+        Ok(verifier.verify(&token, now).map(tokens::Claims::from).map_err(|_| tokens::TokenError::Unauthorized))
     }
 }
 
@@ -96,25 +106,15 @@ impl issuing::Host for CryptoView {
             Ok(issuer) => issuer,
             Err(cause) => return Ok(Err(tokens::TokenError::NotConfigured(cause.clone()))),
         };
-        let claims = Claims {
-            sub: claims.sub,
-            role: match claims.role {
-                tokens::Role::User => Role::User,
-                tokens::Role::Admin => Role::Admin,
-            },
-            iat: claims.iat,
-            exp: claims.exp,
-            jti: claims.jti,
-        };
-        Ok(Ok(issuer.sign(&claims)))
+        Ok(Ok(issuer.sign(&Claims::from(claims))))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capability::crypto::token::{Claims, Issuer, public_key_of};
     use crate::capability::crypto::{TOKEN_PUBLIC_KEY, TOKEN_SIGNING_KEY};
-    use service_kit::token::{Claims, Issuer, public_key_of};
     use std::sync::Arc;
     use tokio::sync::Semaphore;
 

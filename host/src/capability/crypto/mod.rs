@@ -3,18 +3,19 @@
 //! Both are CPU-bound, and compiled to WebAssembly they ran well below native speed: the
 //! benchmark suite measured the login rate at 0.70 of native bcrypt, and Ed25519 verification
 //! as a third of the users service's CPU time (see docs/benchmarks.md). `host.rs` implements
-//! the WIT traits.
+//! the WIT traits; `token.rs` is the token format itself.
 
 mod host;
+pub mod token;
 
 use async_trait::async_trait;
-use service_kit::token::{Issuer, Verifier};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Semaphore;
 use wasmtime::component::{HasData, Linker};
 
 use super::{CallerGone, Capability, CapabilityStore, ServiceSetup};
+use token::{Issuer, Verifier};
 
 // The only place the crypto world is turned into Rust.
 mod bindings {

@@ -4,17 +4,13 @@ use http::uri::{Authority, Uri};
 use http_body_util::BodyExt;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::local::{LocalService, LocalServices};
 use super::send_tls::send_over_tls;
-use super::{ADMIN_HEADER, INTERNAL_HEADER};
+use super::timeouts::{DEFAULT_RESPONSE_TIMEOUT, with_defaults};
+use crate::capability::request::RequestOrigin;
 use crate::tls::ClientTls;
-
-/// Timeouts used when the component does not set its own.
-pub(super) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-pub(super) const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a service name leads: `host:port`, over TLS when the route said `https://`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,8 +132,8 @@ impl WasiHttpHooks for OutboundHttp {
                 Box::new(async { Err(Error::HttpRequestDenied) })
             }
             Route::InProcess(service) => {
-                request.headers_mut().insert(INTERNAL_HEADER, http::HeaderValue::from_static("1"));
-                request.headers_mut().remove(ADMIN_HEADER);
+                // Whatever origin the calling component's request had, this one is internal.
+                RequestOrigin::FROM_ANOTHER_SERVICE.attach(&mut request);
                 let timeout = options.as_ref().and_then(|o| o.first_byte_timeout).unwrap_or(DEFAULT_RESPONSE_TIMEOUT);
                 Box::new(async move {
                     let response = tokio::time::timeout(timeout, service.call(request))
@@ -169,14 +165,6 @@ impl WasiHttpHooks for OutboundHttp {
             }
         }
     }
-}
-
-fn with_defaults(options: Option<RequestOptions>) -> RequestOptions {
-    let mut options = options.unwrap_or_default();
-    options.connect_timeout.get_or_insert(DEFAULT_CONNECT_TIMEOUT);
-    options.first_byte_timeout.get_or_insert(DEFAULT_RESPONSE_TIMEOUT);
-    options.between_bytes_timeout.get_or_insert(DEFAULT_RESPONSE_TIMEOUT);
-    options
 }
 
 fn rewrite_authority(uri: &Uri, target: &str, scheme: Option<http::uri::Scheme>) -> Option<Uri> {

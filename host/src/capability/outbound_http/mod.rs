@@ -13,6 +13,7 @@
 mod hooks;
 mod local;
 mod send_tls;
+mod timeouts;
 
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -22,14 +23,6 @@ pub use hooks::{OutboundHttp, OutboundPolicy, RouteError, parse_service_route};
 pub use local::{LocalService, LocalServices};
 
 use super::{Capability, CapabilityStore, ServiceSetup};
-
-/// Marks a request that came from inside (internal listener, or another component in this
-/// process); the host strips it from everything that arrives on a public listener.
-pub const INTERNAL_HEADER: &str = "skiff-internal";
-/// Marks a request the host's admin API sends a component for the operator (granting the
-/// admin role). The host removes it from every other request, a component's outbound calls
-/// included.
-pub const ADMIN_HEADER: &str = "skiff-admin";
 
 /// The outbound HTTP capability: one policy for every service of the host.
 pub struct OutboundHttpCapability {

@@ -16,7 +16,7 @@ use tokio::time::{Instant, Sleep};
 use tracing::Instrument;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
-use super::hooks::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT};
+use super::timeouts::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT};
 use crate::tls::{ClientTls, TlsRefusal};
 
 type ResponseFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;

@@ -1,0 +1,10 @@
+#!/usr/bin/env python3
+"""What `bench/run` runs: the benchmark suite (bench/suite.py: skiff beside its baselines) with the
+figures of docs/guarantees.md (bench/guarantees.py, beside the host tests that assert them) as one
+more scenario. Both modules are imported here, so neither imports the other back."""
+
+import guarantees
+import suite
+
+if __name__ == "__main__":
+    suite.main(more_scenarios={"guarantees": guarantees.run})
