@@ -12,7 +12,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::admin::watch::{WatchSpec, watch};
 use crate::admin::{self, Admin, AdminSpec};
 use crate::capability::config::{ComponentConfig, ConfigCapability};
-use crate::capability::crypto::{Crypto, CryptoCapability};
+use crate::capability::crypto::{Crypto, CryptoCapability, TokenCacheOptions};
 use crate::capability::logging::LoggingCapability;
 use crate::capability::messaging::{DEFAULT_LEASE, MessagingCapability, RetryPolicy, connect_broker};
 use crate::capability::outbound_http::{LocalServices, OutboundHttpCapability, OutboundPolicy};
@@ -135,7 +135,12 @@ impl HostSpec {
         Ok(HostCapabilities::default()
             .with(ConfigCapability::new(ComponentConfig::from_pairs(component_settings(&self.config))))
             .with(LoggingCapability)
-            .with(CryptoCapability::new(Crypto::new(&self.config, Crypto::bcrypt_pool())))
+            .with(CryptoCapability::new(Crypto::new(
+                &self.config,
+                Crypto::bcrypt_pool(),
+                TokenCacheOptions::default(),
+                metrics,
+            )))
             .with(SqlCapability::new(self.database.clone()))
             .with(MessagingCapability::new(broker, self.retry, self.outbox_lease, metrics.clone(), &self.config)?)
             .with(OutboundHttpCapability::new(outbound)))

@@ -85,6 +85,10 @@ pub struct Metrics {
     pub release_fallback: Family<RouteLabels, Gauge>,
     /// Releases refused, by reason (`result`).
     pub release_refusals: Family<SwapLabels, Counter>,
+    /// Bearer tokens answered from the verified-token cache, without a signature check.
+    pub token_cache_hits: Counter,
+    /// Bearer tokens the cache did not hold (or held too long), verified in full.
+    pub token_cache_misses: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -172,6 +176,18 @@ impl Default for Metrics {
         );
         let release_refusals = Family::<SwapLabels, Counter>::default();
         registry.register("release_refusals", "Releases refused, by reason", release_refusals.clone());
+        let token_cache_hits = Counter::default();
+        registry.register(
+            "token_cache_hits",
+            "Bearer tokens answered from the verified-token cache, without a signature check",
+            token_cache_hits.clone(),
+        );
+        let token_cache_misses = Counter::default();
+        registry.register(
+            "token_cache_misses",
+            "Bearer tokens not in the verified-token cache, verified in full",
+            token_cache_misses.clone(),
+        );
         Self {
             registry,
             requests,
@@ -191,6 +207,8 @@ impl Default for Metrics {
             release_converged,
             release_fallback,
             release_refusals,
+            token_cache_hits,
+            token_cache_misses,
         }
     }
 }

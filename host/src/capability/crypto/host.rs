@@ -94,8 +94,9 @@ impl tokens::Host for CryptoView {
             Ok(verifier) => verifier,
             Err(cause) => return Ok(Err(tokens::TokenError::NotConfigured(cause.clone()))),
         };
-        let now = chrono::Utc::now().timestamp();
-        Ok(verifier.verify(&token, now).map(tokens::Claims::from).map_err(|_| tokens::TokenError::Unauthorized))
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let verified = self.crypto.token_cache.verify(verifier, &token, now_ms);
+        Ok(verified.map(tokens::Claims::from).map_err(|_| tokens::TokenError::Unauthorized))
     }
 }
 
@@ -114,7 +115,8 @@ impl issuing::Host for CryptoView {
 mod tests {
     use super::*;
     use crate::capability::crypto::token::{Claims, Issuer, public_key_of};
-    use crate::capability::crypto::{TOKEN_PUBLIC_KEY, TOKEN_SIGNING_KEY};
+    use crate::capability::crypto::{TOKEN_PUBLIC_KEY, TOKEN_SIGNING_KEY, TokenCacheOptions};
+    use crate::metrics::Metrics;
     use std::sync::Arc;
     use tokio::sync::Semaphore;
 
@@ -124,7 +126,12 @@ mod tests {
     fn crypto(config: &[(&str, &str)]) -> CryptoView {
         let pairs: Vec<(String, String)> = config.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         CryptoView {
-            crypto: Arc::new(Crypto::new(&pairs, Arc::new(Semaphore::new(1)))),
+            crypto: Arc::new(Crypto::new(
+                &pairs,
+                Arc::new(Semaphore::new(1)),
+                TokenCacheOptions::default(),
+                &Metrics::default(),
+            )),
             caller_gone: CallerGone::new(),
         }
     }

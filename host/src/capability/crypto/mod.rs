@@ -3,8 +3,10 @@
 //! Both are CPU-bound, and compiled to WebAssembly they ran well below native speed: the
 //! benchmark suite measured the login rate at 0.70 of native bcrypt, and Ed25519 verification
 //! as a third of the users service's CPU time (see docs/benchmarks.md). `host.rs` implements
-//! the WIT traits; `token.rs` is the token format itself.
+//! the WIT traits; `token.rs` is the token format itself; `cache.rs` remembers the tokens
+//! already verified.
 
+mod cache;
 mod host;
 pub mod token;
 
@@ -15,6 +17,9 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{HasData, Linker};
 
 use super::{CallerGone, Capability, CapabilityStore, ServiceSetup};
+use crate::metrics::Metrics;
+use cache::TokenCache;
+pub use cache::TokenCacheOptions;
 use token::{Issuer, Verifier};
 
 // The only place the crypto world is turned into Rust.
@@ -44,6 +49,8 @@ const QUEUED_HASHES_PER_SLOT: usize = 2;
 /// What a service's instances verify and sign tokens with, and the process-wide bcrypt pool.
 pub struct Crypto {
     verifier: Result<Verifier, String>,
+    /// Tokens `verifier` accepted lately, so a client's next requests skip the signature check.
+    token_cache: TokenCache,
     issuer: Result<Issuer, String>,
     /// One bcrypt at a time per core: more would only time-slice the cores, while each login
     /// holds an instance slot and a connection.
@@ -85,8 +92,14 @@ impl BcryptQueue {
 }
 
 impl Crypto {
-    /// From the service's settings; the public key is parsed once here, not per request.
-    pub fn new(config: &[(String, String)], bcrypt_slots: Arc<Semaphore>) -> Self {
+    /// From the service's settings; the public key is parsed once here, not per request. The
+    /// token cache counts its hits and misses in `metrics`.
+    pub fn new(
+        config: &[(String, String)],
+        bcrypt_slots: Arc<Semaphore>,
+        token_cache: TokenCacheOptions,
+        metrics: &Metrics,
+    ) -> Self {
         let verifier = match config.iter().rev().find(|(key, _)| key == TOKEN_PUBLIC_KEY) {
             Some((_, key)) => Verifier::from_base64(key).map_err(|e| format!("{TOKEN_PUBLIC_KEY}: {e}")),
             None => Err(format!("{TOKEN_PUBLIC_KEY} is not configured")),
@@ -97,7 +110,8 @@ impl Crypto {
         };
         let limit = bcrypt_slots.available_permits() * (1 + QUEUED_HASHES_PER_SLOT);
         let bcrypt_queue = BcryptQueue { queued: Arc::new(AtomicUsize::new(0)), limit };
-        Self { verifier, issuer, bcrypt_slots, bcrypt_queue }
+        let token_cache = TokenCache::new(token_cache, metrics);
+        Self { verifier, token_cache, issuer, bcrypt_slots, bcrypt_queue }
     }
 
     /// Settings this capability reads that components must not see (secrets the host keeps).

@@ -83,7 +83,7 @@ impl Audience {
     }
 }
 /// Clock difference tolerated between issuer and verifier.
-const LEEWAY_SECS: i64 = 30;
+pub const LEEWAY_SECS: i64 = 30;
 
 /// Reads a key given as base64 of its 32 raw bytes (the Ed25519 seed for a private key).
 fn key_bytes(text: &str) -> Result<[u8; 32], String> {
@@ -143,10 +143,20 @@ impl Verifier {
             return Err(TokenError::WrongAudience);
         }
         let claims = payload.claims;
-        if claims.exp + LEEWAY_SECS < now || claims.iat - LEEWAY_SECS > now {
+        claims.ensure_current_at(now)?;
+        Ok(claims)
+    }
+}
+
+impl Claims {
+    /// Whether a token with these claims may be used at `now` (seconds since the epoch): not
+    /// expired and not issued in the future, within [`LEEWAY_SECS`]. [`Verifier::verify`] checks
+    /// it, and so does anything that remembers claims it verified earlier.
+    pub fn ensure_current_at(&self, now: i64) -> Result<(), TokenError> {
+        if self.exp + LEEWAY_SECS < now || self.iat - LEEWAY_SECS > now {
             return Err(TokenError::Expired);
         }
-        Ok(claims)
+        Ok(())
     }
 }
 
