@@ -7,9 +7,12 @@
 //!
 //! No capability names the runtime's store type, a service or the server: the runtime reaches
 //! each through the [`Capability`] trait, and a capability reaches its own state in a store
-//! through [`CapabilityStore`]. Adding a capability is one folder and one `.with(...)` line
-//! where the host composes its [`Capabilities`] (see `launch.rs` and `docs/architecture.md`).
+//! through [`CapabilityStore`]. Each capability owns its flags and its settings ([`Composed`]).
+//! Adding one is its folder, its `pub mod` line and its line in `host_capabilities!` below
+//! (see `docs/architecture.md`).
 
+#[macro_use]
+mod compose;
 pub mod config;
 pub mod crypto;
 pub mod logging;
@@ -19,11 +22,23 @@ mod registry;
 pub mod request;
 pub mod sql;
 
+// The host's capabilities, in the order they are configured for a service: messaging's outbox
+// writes through the service's database, so sql comes before it.
+host_capabilities! {
+    config: config::ConfigCapability,
+    logging: logging::LoggingCapability,
+    crypto: crypto::CryptoCapability,
+    sql: sql::SqlCapability,
+    messaging: messaging::MessagingCapability,
+    outbound_http: outbound_http::OutboundHttpCapability,
+}
+
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
 use wasmtime::component::{Linker, ResourceTable};
 
+pub use compose::{Composed, HostResources, NoFlags};
 pub use registry::{Capabilities, InstanceStates, ServiceFacts, ServiceStates};
 
 /// One capability's lifecycle, as the runtime drives it: link its imports once per engine,

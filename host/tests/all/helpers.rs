@@ -200,17 +200,17 @@ impl TestApp {
         spec.limits = options.limits;
         spec.isolation = options.isolation;
         spec.config = options.config;
-        spec.amqp_url = options.amqp_url;
-        spec.service_routes = options.service_routes;
-        spec.outbound_allow = options.outbound_allow;
-        spec.retry = options.retry;
+        spec.capabilities.messaging.amqp_url = options.amqp_url;
+        spec.capabilities.messaging.retry = options.retry;
+        spec.capabilities.outbound_http.service_routes = options.service_routes;
+        spec.capabilities.outbound_http.allow = options.outbound_allow;
+        spec.capabilities.outbound_http.tls_ca = options.tls_ca;
         spec.shutdown_grace = Duration::from_secs(5);
         spec.swap = options.swap;
         spec.max_connections = options.max_connections;
         spec.trusted_proxies = options.trusted_proxies;
         let plain = options.tls.is_none();
         spec.tls = options.tls;
-        spec.tls_ca = options.tls_ca;
         spec.admin = options.admin_token.map(|token| AdminSpec {
             listen: "127.0.0.1:0".parse().unwrap(),
             token,

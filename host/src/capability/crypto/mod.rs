@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Semaphore;
 use wasmtime::component::{HasData, Linker};
 
-use super::{CallerGone, Capability, CapabilityStore, ServiceSetup};
+use super::{CallerGone, Capability, CapabilityStore, Composed, HostResources, NoFlags, ServiceSetup};
 use token::{Issuer, Verifier};
 
 // The only place the crypto world is turned into Rust.
@@ -162,5 +162,19 @@ impl Capability for CryptoCapability {
 
     fn instance(&self, service: &Arc<Crypto>) -> Arc<Crypto> {
         service.clone()
+    }
+}
+
+/// Its keys are component settings the host keeps (`token_signing_key`, `token_public_key`);
+/// no flags of its own.
+#[async_trait]
+impl Composed for CryptoCapability {
+    type Args = NoFlags;
+    type Settings = ();
+
+    fn settings(_args: &NoFlags) {}
+
+    async fn build(_settings: &(), host: &HostResources<'_>) -> anyhow::Result<Self> {
+        Ok(Self::new(Crypto::new(host.host_settings, Crypto::bcrypt_pool())))
     }
 }

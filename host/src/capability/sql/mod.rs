@@ -10,6 +10,7 @@ mod connect;
 mod host;
 mod migrate;
 mod postgres;
+mod settings;
 mod sqlite;
 mod sqlite_catalog;
 mod sqlx_client;
@@ -22,6 +23,7 @@ use wasmtime::component::{HasData, Linker, ResourceTable};
 pub use client::{DatabaseOptions, SqlClient, SqlTransaction, TransactionSlot};
 pub use connect::Database;
 pub use migrate::{MigrationError, apply_migrations};
+pub use settings::SqlArgs;
 
 use super::{Capability, CapabilityStore, InstanceView, ServiceSetup};
 
