@@ -14,10 +14,10 @@ use crate::admin::{self, Admin, AdminSpec};
 use crate::capability::crypto::Crypto;
 use crate::capability::messaging::MessagingCapability;
 use crate::capability::outbound_http::LocalServices;
-use crate::capability::{CapabilitySettings, HostResources};
+use crate::capability::{CapabilitySettings, HostCapabilities, HostResources};
 use crate::metrics::Metrics;
 use crate::release::{self, ReleaseSpec};
-use crate::runtime::{HostCapabilities, Runtime, RuntimeOptions};
+use crate::runtime::{Runtime, RuntimeOptions};
 use crate::server::{self, App, DEFAULT_SHUTDOWN_GRACE, Health, InProcess, ListenerOptions};
 use crate::service::{
     Isolation, PROBE_INSTANCES, RequestLimits, Service, ServiceContext, SwapOptions, WarmBudget, component_digest,

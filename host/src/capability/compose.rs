@@ -44,9 +44,16 @@ pub trait Composed: Capability + Sized {
 pub struct NoFlags {}
 
 /// Declares the host's capabilities, in the order they are configured for a service (one may
-/// read in `configure` the state of those before it): every capability's flags together
-/// ([`CapabilityArgs`](super::CapabilityArgs)), its settings together
-/// ([`CapabilitySettings`](super::CapabilitySettings)), and building them all.
+/// read in `configure` the state of those before it). From the one list it generates, with a
+/// field per capability:
+/// - [`CapabilityArgs`](super::CapabilityArgs): every capability's flags, flattened into the
+///   host verbs, and [`CapabilitySettings`](super::CapabilitySettings): its settings;
+/// - [`HostCapabilities`](super::HostCapabilities): the capabilities, built; it links, configures
+///   per service, makes instance states, prepares, asks readiness and starts background tasks,
+///   each in the list's order;
+/// - [`ServiceStates`](super::ServiceStates) and [`InstanceStates`](super::InstanceStates):
+///   their states per service and per instance, reached by type through the `Has…State` traits
+///   (`registry.rs`), with no lookup at run time.
 macro_rules! host_capabilities {
     ($($field:ident: $capability:ty),+ $(,)?) => {
         /// Every capability's flags and environment variables, flattened into each host verb.
@@ -71,10 +78,106 @@ macro_rules! host_capabilities {
         }
 
         impl CapabilitySettings {
-            /// Builds every capability and composes them in the list's order.
-            pub async fn compose<T: CapabilityStore>(&self, host: &HostResources<'_>) -> anyhow::Result<Capabilities<T>> {
-                Ok(Capabilities::default()
-                    $(.with(<$capability as Composed>::build(&self.$field, host).await?))+)
+            /// Builds every capability.
+            pub async fn compose(&self, host: &HostResources<'_>) -> anyhow::Result<HostCapabilities> {
+                Ok(HostCapabilities { $($field: <$capability as Composed>::build(&self.$field, host).await?,)+ })
+            }
+        }
+
+        /// The capabilities of a host, built.
+        pub struct HostCapabilities {
+            $(pub $field: $capability,)+
+        }
+
+        /// Every capability's state for one service.
+        pub struct ServiceStates {
+            $(pub $field: Arc<<$capability as Capability>::Service>,)+
+        }
+
+        /// Every capability's state for one instance, kept in its store.
+        pub struct InstanceStates {
+            $(pub $field: <$capability as Capability>::Instance,)+
+        }
+
+        /// The states of the capabilities configured so far for a service.
+        #[derive(Default)]
+        pub struct EarlierStates {
+            $($field: Option<Arc<<$capability as Capability>::Service>>,)+
+        }
+
+        $(
+            impl registry::HasInstanceState<$capability> for InstanceStates {
+                fn instance_state(&mut self) -> &mut <$capability as Capability>::Instance {
+                    &mut self.$field
+                }
+            }
+
+            impl registry::HasServiceState<$capability> for ServiceStates {
+                fn service_state(&self) -> &Arc<<$capability as Capability>::Service> {
+                    &self.$field
+                }
+            }
+
+            impl registry::HasEarlierState<$capability> for EarlierStates {
+                fn earlier_state(&self) -> Option<&Arc<<$capability as Capability>::Service>> {
+                    self.$field.as_ref()
+                }
+            }
+        )+
+
+        impl HostCapabilities {
+            /// Adds every capability's imports to `linker`.
+            pub fn add_to_linker<T: CapabilityStore>(linker: &mut wasmtime::component::Linker<T>) -> anyhow::Result<()> {
+                $(
+                    <$capability as Capability>::add_to_linker(linker)
+                        .map_err(|e| e.context(concat!("linking the ", stringify!($field), " capability")))?;
+                )+
+                Ok(())
+            }
+
+            /// Configures every capability for one service, each seeing the ones before it.
+            pub async fn configure(&self, service: &ServiceFacts) -> anyhow::Result<ServiceStates> {
+                let mut earlier = EarlierStates::default();
+                $(
+                    let setup = ServiceSetup { service, earlier: &earlier };
+                    let $field = self.$field.configure(&setup).await.map_err(|e| {
+                        e.context(format!("setting up {} for {}", self.$field.name(), service.name))
+                    })?;
+                    earlier.$field = Some(Arc::new($field));
+                )+
+                Ok(ServiceStates { $($field: earlier.$field.take().expect("configured just above"),)+ })
+            }
+
+            /// The per-instance states for a new instance of the service (or a warm instance's
+            /// next request).
+            pub fn instances(&self, service: &ServiceStates) -> InstanceStates {
+                InstanceStates { $($field: self.$field.instance(&service.$field),)+ }
+            }
+
+            /// Work that needs the service's backends reachable, in the list's order.
+            pub async fn prepare(&self, service: &ServiceStates) -> anyhow::Result<()> {
+                $(
+                    self.$field
+                        .prepare(&service.$field)
+                        .await
+                        .map_err(|e| e.context(format!("preparing {}", self.$field.name())))?;
+                )+
+                Ok(())
+            }
+
+            /// `Err` names the first capability that is not ready and why.
+            pub async fn ready(&self, service: &ServiceStates) -> Result<(), String> {
+                $(
+                    self.$field.ready(&service.$field).await.map_err(|why| format!("{}: {why}", self.$field.name()))?;
+                )+
+                Ok(())
+            }
+
+            /// What the capabilities run for the life of the process for this service.
+            pub fn background(&self, service: &ServiceStates, service_name: &str) -> Vec<BoxFuture<'static, ()>> {
+                let mut tasks = Vec::new();
+                $(tasks.extend(self.$field.background(&service.$field, service_name));)+
+                tasks
             }
         }
     };

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use wasmtime::component::{Linker, ResourceTable};
 
 pub use compose::{Composed, HostResources, NoFlags};
-pub use registry::{Capabilities, InstanceStates, ServiceFacts, ServiceStates};
+pub use registry::{HasEarlierState, HasInstanceState, HasServiceState, ServiceFacts};
 
 /// One capability's lifecycle, as the runtime drives it: link its imports once per engine,
 /// configure it once per service, give every instance its state, and ask it whether the service
@@ -86,13 +86,16 @@ pub trait Capability: Send + Sync + 'static {
 pub struct ServiceSetup<'a> {
     pub service: &'a ServiceFacts,
     /// The state of the capabilities configured for this service so far.
-    pub earlier: &'a ServiceStates,
+    pub earlier: &'a EarlierStates,
 }
 
 impl ServiceSetup<'_> {
     /// The state of capability `C` for this service, if it was composed before the caller.
-    pub fn state_of<C: Capability>(&self) -> Option<Arc<C::Service>> {
-        self.earlier.get::<C>()
+    pub fn state_of<C: Capability>(&self) -> Option<Arc<C::Service>>
+    where
+        EarlierStates: HasEarlierState<C>,
+    {
+        self.earlier.earlier_state().cloned()
     }
 
     /// Whether the component imports an interface whose name starts with `prefix`.
@@ -116,7 +119,10 @@ pub struct InstanceView<'a, S> {
 /// Store data that carries the capabilities' per-instance states. The runtime's store type
 /// implements it; capabilities are generic over it and never name that type.
 pub trait CapabilityStore: Send + 'static {
-    fn capability<C: Capability>(&mut self) -> InstanceView<'_, C::Instance>;
+    /// Capability `C`'s state in this instance, and the instance's resource table.
+    fn capability<C: Capability>(&mut self) -> InstanceView<'_, C::Instance>
+    where
+        InstanceStates: HasInstanceState<C>;
 
     /// Cancelled once nobody waits for the instance's answer any more (see [`CallerGone`]).
     fn caller_gone(&self) -> &CallerGone;
