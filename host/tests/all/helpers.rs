@@ -102,6 +102,12 @@ pub fn token_for(user_id: &str, role: Role) -> String {
     Issuer::from_base64(TOKEN_SEED).unwrap().sign(&claims)
 }
 
+/// GETs `url` with `bearer` as its bearer token and reads the answer as JSON, whatever its
+/// status: for reads whose body the test compares.
+pub async fn get_json(client: &reqwest::Client, url: impl reqwest::IntoUrl, bearer: &str) -> serde_json::Value {
+    client.get(url).bearer_auth(bearer).send().await.unwrap().json().await.unwrap()
+}
+
 /// A running host on a free loopback port.
 pub struct TestApp {
     pub addr: SocketAddr,
