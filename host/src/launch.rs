@@ -14,6 +14,7 @@ use crate::admin::{self, Admin, AdminSpec};
 use crate::capability::crypto::Crypto;
 use crate::capability::messaging::MessagingCapability;
 use crate::capability::outbound_http::LocalServices;
+pub use crate::capability::sql::sqlite_url;
 use crate::capability::{CapabilitySettings, HostCapabilities, HostResources};
 use crate::metrics::Metrics;
 use crate::release::{self, ReleaseSpec};
@@ -333,10 +334,6 @@ pub fn service_name(component: &Path) -> anyhow::Result<String> {
         component.display()
     );
     Ok(stem.to_owned())
-}
-
-pub fn sqlite_url(data_dir: &Path, name: &str) -> String {
-    format!("sqlite://{}", data_dir.join(format!("{name}.db")).display())
 }
 
 /// Every `*.wasm` directly in `dir`, sorted by name.

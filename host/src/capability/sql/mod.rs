@@ -25,6 +25,11 @@ pub use connect::Database;
 pub use migrate::{MigrationError, apply_migrations};
 pub use settings::SqlArgs;
 
+/// The URL of service `name`'s embedded database under `data_dir`.
+pub fn sqlite_url(data_dir: &std::path::Path, name: &str) -> String {
+    format!("sqlite://{}", data_dir.join(format!("{name}.db")).display())
+}
+
 use super::{Capability, CapabilityStore, InstanceView, ServiceSetup};
 
 // The only place the SQL world is turned into Rust (messaging reuses its `transaction`).
