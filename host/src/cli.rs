@@ -7,10 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::admin::AdminSpec;
+use crate::capability::CapabilityArgs;
 use crate::capability::config::parse_pair;
-use crate::capability::messaging::{DEFAULT_LEASE, RetryPolicy};
-use crate::capability::outbound_http::parse_service_route;
-use crate::capability::sql::DatabaseOptions;
 use crate::launch::{HostSpec, ServiceSpec};
 use crate::runtime::RuntimeOptions;
 use crate::server::{self, DEFAULT_SHUTDOWN_GRACE};
@@ -290,32 +288,6 @@ pub struct CommonArgs {
     /// CIDRs or addresses; comma-separated. Without it, the client is the socket peer.
     #[arg(long = "trusted-proxies", env = "SKIFF_TRUSTED_PROXIES", value_parser = server::parse_trusted_proxy, value_delimiter = ',')]
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// Connections per database pool.
-    #[arg(long, env = "SKIFF_DB_MAX_CONNECTIONS", default_value_t = DatabaseOptions::DEFAULT_MAX_CONNECTIONS)]
-    pub db_max_connections: u32,
-    /// RabbitMQ (`amqp://user:pass@host:5672/%2f`); without it, the embedded queue in
-    /// DATA_DIR/broker.db.
-    #[arg(long, env = "SKIFF_AMQP_URL", hide_env_values = true)]
-    pub amqp_url: Option<String>,
-    /// Where a service name resolves for outbound calls, `NAME=HOST:PORT` (e.g.
-    /// `users=users-cluster-ip-service:4001`), or `NAME=https://HOST:PORT` to call it over
-    /// TLS (checked against --tls-ca); repeatable or comma-separated.
-    #[arg(long = "service", env = "SKIFF_SERVICES", value_parser = parse_service_route, value_delimiter = ',')]
-    pub services: Vec<(String, String)>,
-    /// Hosts (`HOST` or `HOST:PORT`) components may call directly, e.g. a webhook receiver;
-    /// repeatable or comma-separated. Everything else is refused.
-    #[arg(long = "outbound-allow", env = "SKIFF_OUTBOUND_ALLOW", value_delimiter = ',')]
-    pub outbound_allow: Vec<String>,
-    /// Deliveries of one message before it is dead-lettered.
-    #[arg(long, env = "SKIFF_MAX_DELIVERY_ATTEMPTS", default_value_t = RetryPolicy::DEFAULT_MAX_ATTEMPTS)]
-    pub max_delivery_attempts: u32,
-    /// Back-off before the first redelivery, doubling each time (capped at 30 s), in ms.
-    #[arg(long, env = "SKIFF_RETRY_BASE_DELAY_MS", default_value_t = millis(RetryPolicy::DEFAULT_BASE_DELAY))]
-    pub retry_base_delay_ms: u64,
-    /// How long an outbox relay's claim on a batch holds, in ms: rows of a relay that died
-    /// are taken over by another replica after this.
-    #[arg(long, env = "SKIFF_OUTBOX_LEASE_MS", default_value_t = millis(DEFAULT_LEASE), value_parser = clap::value_parser!(u64).range(100..))]
-    pub outbox_lease_ms: u64,
     /// After SIGTERM, how long in-flight requests may take to finish, in seconds.
     #[arg(long, env = "SKIFF_SHUTDOWN_GRACE_SECS", default_value_t = DEFAULT_SHUTDOWN_GRACE.as_secs())]
     pub shutdown_grace_secs: u64,
@@ -327,10 +299,6 @@ pub struct CommonArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, env = "SKIFF_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// The CA bundle (PEM) that services routed as `NAME=https://HOST:PORT` must present a
-    /// certificate from, for HOST.
-    #[arg(long, env = "SKIFF_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
     /// The admin listener (hot swap). Never expose it publicly.
     #[arg(long, env = "SKIFF_ADMIN_LISTEN", default_value = "127.0.0.1:4090")]
     pub admin_listen: SocketAddr,
@@ -358,6 +326,9 @@ pub struct CommonArgs {
     /// How long a new version's health route may take in the smoke test, in milliseconds.
     #[arg(long, env = "SKIFF_SMOKE_TIMEOUT_MS", default_value_t = millis(SwapOptions::DEFAULT_SMOKE_TIMEOUT))]
     pub smoke_timeout_ms: u64,
+    /// Each capability's own flags (`capability/*/settings.rs`).
+    #[command(flatten)]
+    pub capabilities: CapabilityArgs,
 }
 
 /// The `--isolation` choices.
@@ -395,17 +366,8 @@ impl CommonArgs {
                 max_age: Duration::from_millis(self.reuse_max_age_ms),
             },
         };
-        spec.database = DatabaseOptions { max_connections: self.db_max_connections, ..DatabaseOptions::default() };
+        spec.capabilities = self.capabilities.settings();
         spec.config = self.config.clone();
-        spec.amqp_url = self.amqp_url.clone();
-        spec.service_routes = self.services.clone();
-        spec.outbound_allow = self.outbound_allow.clone();
-        spec.retry = RetryPolicy {
-            max_attempts: self.max_delivery_attempts.max(1),
-            base_delay: Duration::from_millis(self.retry_base_delay_ms),
-            ..RetryPolicy::default()
-        };
-        spec.outbox_lease = Duration::from_millis(self.outbox_lease_ms);
         spec.shutdown_grace = Duration::from_secs(self.shutdown_grace_secs);
         spec.max_connections = self.max_connections;
         spec.trusted_proxies = self.trusted_proxies.clone();
@@ -413,7 +375,6 @@ impl CommonArgs {
             (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.clone(), key: key.clone() }),
             _ => None,
         };
-        spec.tls_ca = self.tls_ca.clone();
         spec.swap = SwapOptions {
             keep_versions: usize::try_from(self.keep_versions).unwrap_or(usize::MAX),
             canary: CanaryPolicy {
@@ -456,8 +417,7 @@ mod tests {
         let defaults = HostSpec::with_services(args.listen, Vec::new(), args.common.data_dir.clone());
         assert_eq!(format!("{:?}", flags.runtime), format!("{:?}", defaults.runtime));
         assert_eq!(format!("{:?}", flags.limits), format!("{:?}", defaults.limits));
-        assert_eq!(format!("{:?}", flags.database), format!("{:?}", defaults.database));
-        assert_eq!(format!("{:?}", flags.retry), format!("{:?}", defaults.retry));
+        assert_eq!(format!("{:?}", flags.capabilities), format!("{:?}", defaults.capabilities));
         assert_eq!(format!("{:?}", flags.swap), format!("{:?}", defaults.swap));
         assert_eq!(flags.shutdown_grace, defaults.shutdown_grace);
         assert_eq!(flags.max_connections, defaults.max_connections);

@@ -11,21 +11,20 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::admin::watch::{WatchSpec, watch};
 use crate::admin::{self, Admin, AdminSpec};
-use crate::capability::config::{ComponentConfig, ConfigCapability};
-use crate::capability::crypto::{Crypto, CryptoCapability, TokenCacheOptions};
-use crate::capability::logging::LoggingCapability;
-use crate::capability::messaging::{DEFAULT_LEASE, MessagingCapability, RetryPolicy, connect_broker};
-use crate::capability::outbound_http::{LocalServices, OutboundHttpCapability, OutboundPolicy};
-use crate::capability::sql::{DatabaseOptions, SqlCapability};
+use crate::capability::crypto::Crypto;
+use crate::capability::messaging::MessagingCapability;
+use crate::capability::outbound_http::LocalServices;
+pub use crate::capability::sql::sqlite_url;
+use crate::capability::{CapabilitySettings, HostCapabilities, HostResources};
 use crate::metrics::Metrics;
 use crate::release::{self, ReleaseSpec};
-use crate::runtime::{HostCapabilities, Runtime, RuntimeOptions};
+use crate::runtime::{Runtime, RuntimeOptions};
 use crate::server::{self, App, DEFAULT_SHUTDOWN_GRACE, Health, InProcess, ListenerOptions};
 use crate::service::{
     Isolation, PROBE_INSTANCES, RequestLimits, Service, ServiceContext, SwapOptions, WarmBudget, component_digest,
     wasm_beside,
 };
-use crate::tls::{ClientTls, ServerTls, TlsFiles};
+use crate::tls::{ServerTls, TlsFiles};
 
 /// One service to mount.
 #[derive(Debug, Clone)]
@@ -56,17 +55,11 @@ pub struct HostSpec {
     pub limits: RequestLimits,
     /// Fresh instances per request, or warm ones reused (the default).
     pub isolation: Isolation,
-    pub database: DatabaseOptions,
+    /// Each capability's own settings (its flags: `capability/*/settings.rs`).
+    pub capabilities: CapabilitySettings,
+    /// The component settings (`--config`), the host-only secrets among them.
     pub config: Vec<(String, String)>,
-    /// RabbitMQ; `None` for the embedded queue under `data_dir`.
-    pub amqp_url: Option<String>,
     pub data_dir: PathBuf,
-    /// Service name → `host:port` for outbound calls.
-    pub service_routes: Vec<(String, String)>,
-    pub outbound_allow: Vec<String>,
-    pub retry: RetryPolicy,
-    /// How long an outbox relay's claim holds.
-    pub outbox_lease: Duration,
     pub shutdown_grace: Duration,
     /// Connections each listener keeps open at once.
     pub max_connections: usize,
@@ -79,8 +72,6 @@ pub struct HostSpec {
     /// Every listener (public, internal, admin) serves HTTPS with this certificate and key,
     /// re-read when they change on disk; `None` for plain HTTP.
     pub tls: Option<TlsFiles>,
-    /// The CA bundle that `https://` service routes' certificates must chain to.
-    pub tls_ca: Option<PathBuf>,
     /// A component path to watch (for the first service).
     pub watch: Option<WatchSpec>,
     /// A release file to follow (for the first service).
@@ -97,53 +88,36 @@ impl HostSpec {
             runtime: RuntimeOptions::default(),
             limits: RequestLimits::default(),
             isolation: Isolation::default(),
-            database: DatabaseOptions::default(),
+            capabilities: CapabilitySettings::default(),
             config: Vec::new(),
-            amqp_url: None,
             data_dir,
-            service_routes: Vec::new(),
-            outbound_allow: Vec::new(),
-            retry: RetryPolicy::default(),
-            outbox_lease: DEFAULT_LEASE,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             max_connections: server::DEFAULT_MAX_CONNECTIONS,
             trusted_proxies: Vec::new(),
             swap: SwapOptions::default(),
             admin: None,
             tls: None,
-            tls_ca: None,
             watch: None,
             release: None,
         }
     }
 
-    /// The capabilities every service of this host may import, in the order they are set up
-    /// (messaging's outbox uses the service's database, so sql comes before it). A new
-    /// capability is one more `.with(...)` here.
+    /// The capabilities every service of this host may import, each built from its own
+    /// settings (the list and its order: `host_capabilities!` in `capability/mod.rs`).
     async fn capabilities(
         &self,
         metrics: &Arc<Metrics>,
         local: &Arc<LocalServices>,
     ) -> anyhow::Result<HostCapabilities> {
-        let ca = match &self.tls_ca {
-            Some(path) => Some(Arc::new(ClientTls::from_ca_file(path)?)),
-            None => None,
+        let component_settings = component_settings(&self.config);
+        let host = HostResources {
+            metrics,
+            local,
+            data_dir: &self.data_dir,
+            host_settings: &self.config,
+            component_settings: &component_settings,
         };
-        let outbound =
-            OutboundPolicy::new(self.service_routes.clone(), self.outbound_allow.clone(), local.clone(), ca)?;
-        let broker = connect_broker(self.amqp_url.as_deref(), &self.data_dir).await?;
-        Ok(HostCapabilities::default()
-            .with(ConfigCapability::new(ComponentConfig::from_pairs(component_settings(&self.config))))
-            .with(LoggingCapability)
-            .with(CryptoCapability::new(Crypto::new(
-                &self.config,
-                Crypto::bcrypt_pool(),
-                TokenCacheOptions::default(),
-                metrics,
-            )))
-            .with(SqlCapability::new(self.database.clone()))
-            .with(MessagingCapability::new(broker, self.retry, self.outbox_lease, metrics.clone(), &self.config)?)
-            .with(OutboundHttpCapability::new(outbound)))
+        self.capabilities.compose(&host).await
     }
 }
 
@@ -167,7 +141,7 @@ impl Host {
         let tls = spec.tls.as_ref().map(ServerTls::load).transpose()?;
         let metrics = Arc::new(Metrics::default());
         let local = Arc::new(LocalServices::default());
-        let broker = if spec.amqp_url.is_some() { "amqp" } else { "embedded" };
+        let broker = if spec.capabilities.messaging.amqp_url.is_some() { "amqp" } else { "embedded" };
         let runtime = Runtime::new(spec.runtime.clone(), spec.capabilities(&metrics, &local).await?)?;
         let instances = Arc::new(Semaphore::new(spec.runtime.max_instances as usize));
         let probe_instances = Arc::new(Semaphore::new(PROBE_INSTANCES));
@@ -360,10 +334,6 @@ pub fn service_name(component: &Path) -> anyhow::Result<String> {
         component.display()
     );
     Ok(stem.to_owned())
-}
-
-pub fn sqlite_url(data_dir: &Path, name: &str) -> String {
-    format!("sqlite://{}", data_dir.join(format!("{name}.db")).display())
 }
 
 /// Every `*.wasm` directly in `dir`, sorted by name.

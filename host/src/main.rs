@@ -7,7 +7,7 @@ use skiff::capability::messaging::{EVENT_SIGNING_KEY, EVENT_TRUSTED_KEYS};
 use skiff::cli::{Cli, Command, CommonArgs, CompileArgs, DevArgs, PushArgs, ServeArgs, config_from_env};
 use skiff::launch::{Host, HostSpec, ServiceSpec, components_in, generate_token_keys, service_name, sqlite_url};
 use skiff::release::{Registry, RegistryOptions, ReleaseSpec, default_auth_file, registry_of};
-use skiff::runtime::{HostCapabilities, Runtime, RuntimeOptions};
+use skiff::runtime::{Runtime, RuntimeOptions};
 use skiff::service::{component_interfaces, precompile};
 use skiff::{admin_shell, server, telemetry};
 use std::time::Duration;
@@ -51,7 +51,7 @@ fn shell_outcome(outcome: anyhow::Result<()>) -> std::process::ExitCode {
 fn compile(args: &CompileArgs) -> anyhow::Result<()> {
     let bytes = std::fs::read(&args.component).with_context(|| format!("reading {}", args.component.display()))?;
     // Compiling needs the engine only, not the capabilities a serving host links.
-    let runtime = Runtime::new(RuntimeOptions::default(), HostCapabilities::default())?;
+    let runtime = Runtime::compile_only(RuntimeOptions::default())?;
     let compiled = precompile(&runtime, &bytes).with_context(|| format!("compiling {}", args.component.display()))?;
     std::fs::write(&args.output, &compiled).with_context(|| format!("writing {}", args.output.display()))?;
     println!("{}: {} bytes of machine code", args.output.display(), compiled.len());
@@ -62,7 +62,7 @@ fn compile(args: &CompileArgs) -> anyhow::Result<()> {
 async fn push(args: PushArgs) -> anyhow::Result<()> {
     let bytes = std::fs::read(&args.component).with_context(|| format!("reading {}", args.component.display()))?;
     // The interfaces go into the artifact's config; compiling also refuses what no host loads.
-    let runtime = Runtime::new(RuntimeOptions::default(), HostCapabilities::default())?;
+    let runtime = Runtime::compile_only(RuntimeOptions::default())?;
     let (imports, exports) = component_interfaces(&runtime, &bytes)
         .with_context(|| format!("{} is not a component skiff can push", args.component.display()))?;
     let insecure = if args.insecure { vec![registry_of(&args.reference)?] } else { Vec::new() };

@@ -4,7 +4,9 @@
 use serde_json::json;
 use service_kit::error::{ApiError, json_body};
 use service_kit::http::{Method, Request, Response};
-use service_kit::platform::{log_error, log_warning, new_uuid, now_micros, publish, random_bytes, setting, sign_token};
+use service_kit::platform::{
+    json_message, log_error, log_warning, new_uuid, now_micros, publish, random_bytes, setting, sign_token,
+};
 use service_kit::token::{Claims, Role, role_named};
 use service_kit::trace;
 use service_kit::wasi_http::{Outgoing, send};
@@ -85,8 +87,8 @@ fn login(request: &Request) -> Result<Response, Error> {
     // to commit with (the event is its only record); clearing the failure count above is
     // housekeeping that must not hold the event back when it fails.
     let headers = vec![("traceparent".to_owned(), traceparent)];
-    if let Err(error) = publish(LOGIN_EXCHANGE, &event.event_id, "", headers, event.to_json().to_string().into_bytes())
-    {
+    let message = json_message(&event.event_id, "", headers, event.to_json().to_string().into_bytes());
+    if let Err(error) = publish(LOGIN_EXCHANGE, &message) {
         log_error("auth", &format!("login event {} not stored: {error}", event.event_id));
     }
 

@@ -70,11 +70,7 @@ impl Error {
     }
 }
 
-impl From<ApiError> for Error {
-    fn from(error: ApiError) -> Self {
-        Self::Api(error)
-    }
-}
+service_kit::wraps_api_error!(Error);
 
 /// When auth's database is out of reach, login and refresh are refused.
 impl From<StoreError> for Error {
@@ -83,11 +79,5 @@ impl From<StoreError> for Error {
             StoreError::Unavailable(cause) => Self::DatabaseUnavailable(cause),
             other => Self::Api(other.into()),
         }
-    }
-}
-
-impl From<String> for Error {
-    fn from(cause: String) -> Self {
-        Self::Api(cause.into())
     }
 }

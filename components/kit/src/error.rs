@@ -85,6 +85,33 @@ impl From<BearerError> for ApiError {
     }
 }
 
+/// The conversions into a service's error type `$error`, whose variant `Api` holds an
+/// [`ApiError`]: from an [`ApiError`], a failed setting or host call (`String`) and a bearer token
+/// failure, each answered as every service answers it. A service converts a `StoreError`
+/// itself: what a unique violation or an outage means is its own to say.
+#[macro_export]
+macro_rules! wraps_api_error {
+    ($error:ty) => {
+        impl ::core::convert::From<$crate::error::ApiError> for $error {
+            fn from(error: $crate::error::ApiError) -> Self {
+                Self::Api(error)
+            }
+        }
+
+        impl ::core::convert::From<::std::string::String> for $error {
+            fn from(cause: ::std::string::String) -> Self {
+                Self::Api(cause.into())
+            }
+        }
+
+        impl ::core::convert::From<$crate::token::BearerError> for $error {
+            fn from(error: $crate::token::BearerError) -> Self {
+                Self::Api(error.into())
+            }
+        }
+    };
+}
+
 /// The request body as JSON: 415 for another media type, 400 when it does not parse.
 pub fn json_body(request: &Request) -> Result<serde_json::Value, ApiError> {
     if !request.has_json_body() {
@@ -122,6 +149,23 @@ mod tests {
     fn internal_detail_stays_out_of_the_body() {
         let response = ApiError::Internal("secret cause".into()).into_response("test");
         assert!(!String::from_utf8_lossy(&response.body).contains("secret"));
+    }
+
+    #[derive(Debug)]
+    enum ServiceError {
+        Api(ApiError),
+    }
+
+    crate::wraps_api_error!(ServiceError);
+
+    #[test]
+    fn a_wrapping_error_takes_every_api_failure_as_is() {
+        assert!(matches!(ServiceError::from(ApiError::NotFound), ServiceError::Api(ApiError::NotFound)));
+        assert!(matches!(
+            ServiceError::from(String::from("no setting")),
+            ServiceError::Api(ApiError::Internal(cause)) if cause == "no setting"
+        ));
+        assert!(matches!(ServiceError::from(BearerError::Unauthorized), ServiceError::Api(ApiError::Unauthorized)));
     }
 
     #[test]

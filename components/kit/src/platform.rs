@@ -105,31 +105,9 @@ impl Exchange {
     }
 }
 
-/// Hands a JSON event to the host's outbox, which delivers it to `exchange`.
-pub fn publish(
-    exchange: Exchange,
-    id: &str,
-    routing_key: &str,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-) -> Result<(), String> {
-    producer::publish(&exchange.to_wit(), &json_message(id, routing_key, headers, body)).map_err(|e| format!("{e:?}"))
-}
-
-/// Like [`publish`], inside `tx`: the event goes out once `tx` commits, never if it rolls back.
-pub fn publish_in(
-    tx: &Transaction,
-    exchange: Exchange,
-    id: &str,
-    routing_key: &str,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-) -> Result<(), String> {
-    producer::publish_in(tx, &exchange.to_wit(), &json_message(id, routing_key, headers, body))
-        .map_err(|e| format!("{e:?}"))
-}
-
-fn json_message(id: &str, routing_key: &str, headers: Vec<(String, String)>, body: Vec<u8>) -> Message {
+/// A JSON event for [`publish`] or [`publish_in`]: `id` is what consumers deduplicate on, and
+/// `routing_key` what a topic exchange routes on.
+pub fn json_message(id: &str, routing_key: &str, headers: Vec<(String, String)>, body: Vec<u8>) -> Message {
     Message {
         id: id.to_owned(),
         routing_key: routing_key.to_owned(),
@@ -137,4 +115,14 @@ fn json_message(id: &str, routing_key: &str, headers: Vec<(String, String)>, bod
         headers,
         body,
     }
+}
+
+/// Hands `message` to the host's outbox, which delivers it to `exchange`.
+pub fn publish(exchange: Exchange, message: &Message) -> Result<(), String> {
+    producer::publish(&exchange.to_wit(), message).map_err(|e| format!("{e:?}"))
+}
+
+/// Like [`publish`], inside `tx`: the event goes out once `tx` commits, never if it rolls back.
+pub fn publish_in(tx: &Transaction, exchange: Exchange, message: &Message) -> Result<(), String> {
+    producer::publish_in(tx, &exchange.to_wit(), message).map_err(|e| format!("{e:?}"))
 }

@@ -5,7 +5,6 @@ use service_kit::error::ApiError;
 use service_kit::http::Response;
 use service_kit::problem::{FieldError, problem, problem_with};
 use service_kit::sql::StoreError;
-use service_kit::token::BearerError;
 
 #[derive(Debug)]
 pub enum Error {
@@ -68,11 +67,7 @@ impl Error {
     }
 }
 
-impl From<ApiError> for Error {
-    fn from(error: ApiError) -> Self {
-        Self::Api(error)
-    }
-}
+service_kit::wraps_api_error!(Error);
 
 /// The only unique column a write can collide on is the email.
 impl From<StoreError> for Error {
@@ -81,17 +76,5 @@ impl From<StoreError> for Error {
             StoreError::UniqueViolation(_) => Self::DuplicateEmail,
             other => Self::Api(other.into()),
         }
-    }
-}
-
-impl From<BearerError> for Error {
-    fn from(error: BearerError) -> Self {
-        Self::Api(error.into())
-    }
-}
-
-impl From<String> for Error {
-    fn from(cause: String) -> Self {
-        Self::Api(cause.into())
     }
 }

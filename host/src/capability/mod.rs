@@ -7,9 +7,12 @@
 //!
 //! No capability names the runtime's store type, a service or the server: the runtime reaches
 //! each through the [`Capability`] trait, and a capability reaches its own state in a store
-//! through [`CapabilityStore`]. Adding a capability is one folder and one `.with(...)` line
-//! where the host composes its [`Capabilities`] (see `launch.rs` and `docs/architecture.md`).
+//! through [`CapabilityStore`]. Each capability owns its flags and its settings ([`Composed`]).
+//! Adding one is its folder, its `pub mod` line and its line in `host_capabilities!` below
+//! (see `docs/architecture.md`).
 
+#[macro_use]
+mod compose;
 pub mod config;
 pub mod crypto;
 pub mod logging;
@@ -19,12 +22,24 @@ mod registry;
 pub mod request;
 pub mod sql;
 
+// The host's capabilities, in the order they are configured for a service: messaging's outbox
+// writes through the service's database, so sql comes before it.
+host_capabilities! {
+    config: config::ConfigCapability,
+    logging: logging::LoggingCapability,
+    crypto: crypto::CryptoCapability,
+    sql: sql::SqlCapability,
+    messaging: messaging::MessagingCapability,
+    outbound_http: outbound_http::OutboundHttpCapability,
+}
+
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
 use wasmtime::component::{Linker, ResourceTable};
 
-pub use registry::{Capabilities, InstanceStates, ServiceFacts, ServiceStates};
+pub use compose::{Composed, HostResources, NoFlags};
+pub use registry::{HasEarlierState, HasInstanceState, HasServiceState, ServiceFacts};
 
 /// One capability's lifecycle, as the runtime drives it: link its imports once per engine,
 /// configure it once per service, give every instance its state, and ask it whether the service
@@ -71,13 +86,16 @@ pub trait Capability: Send + Sync + 'static {
 pub struct ServiceSetup<'a> {
     pub service: &'a ServiceFacts,
     /// The state of the capabilities configured for this service so far.
-    pub earlier: &'a ServiceStates,
+    pub earlier: &'a EarlierStates,
 }
 
 impl ServiceSetup<'_> {
     /// The state of capability `C` for this service, if it was composed before the caller.
-    pub fn state_of<C: Capability>(&self) -> Option<Arc<C::Service>> {
-        self.earlier.get::<C>()
+    pub fn state_of<C: Capability>(&self) -> Option<Arc<C::Service>>
+    where
+        EarlierStates: HasEarlierState<C>,
+    {
+        self.earlier.earlier_state().cloned()
     }
 
     /// Whether the component imports an interface whose name starts with `prefix`.
@@ -101,7 +119,10 @@ pub struct InstanceView<'a, S> {
 /// Store data that carries the capabilities' per-instance states. The runtime's store type
 /// implements it; capabilities are generic over it and never name that type.
 pub trait CapabilityStore: Send + 'static {
-    fn capability<C: Capability>(&mut self) -> InstanceView<'_, C::Instance>;
+    /// Capability `C`'s state in this instance, and the instance's resource table.
+    fn capability<C: Capability>(&mut self) -> InstanceView<'_, C::Instance>
+    where
+        InstanceStates: HasInstanceState<C>;
 
     /// Cancelled once nobody waits for the instance's answer any more (see [`CallerGone`]).
     fn caller_gone(&self) -> &CallerGone;

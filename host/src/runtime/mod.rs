@@ -14,10 +14,7 @@ use wasmtime::{
 
 pub use state::HostState;
 
-use crate::capability::{Capabilities, InstanceStates, ServiceStates};
-
-/// The capabilities of a host, over skiff's store type.
-pub type HostCapabilities = Capabilities<HostState>;
+use crate::capability::{HostCapabilities, InstanceStates};
 
 /// How often the engine's epoch advances: the granularity of deadlines and of the yields that
 /// let a CPU-heavy instance (bcrypt) share a core with other requests.
@@ -71,11 +68,23 @@ pub struct DeadlineExceeded;
 pub struct Runtime {
     engine: Engine,
     options: RuntimeOptions,
-    capabilities: Arc<HostCapabilities>,
+    /// `None` in a runtime that only compiles (`skiff compile`, `skiff push`).
+    capabilities: Option<Arc<HostCapabilities>>,
 }
 
 impl Runtime {
+    /// A runtime that serves: its instances get `capabilities`.
     pub fn new(options: RuntimeOptions, capabilities: HostCapabilities) -> anyhow::Result<Self> {
+        Self::with(options, Some(Arc::new(capabilities)))
+    }
+
+    /// A runtime that compiles and links components but serves none (no capability is built,
+    /// so nothing connects to a database or a broker).
+    pub fn compile_only(options: RuntimeOptions) -> anyhow::Result<Self> {
+        Self::with(options, None)
+    }
+
+    fn with(options: RuntimeOptions, capabilities: Option<Arc<HostCapabilities>>) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
@@ -89,7 +98,7 @@ impl Runtime {
         }
         let engine = Engine::new(&config)?;
         spawn_epoch_ticker(&engine);
-        Ok(Self { engine, options, capabilities: Arc::new(capabilities) })
+        Ok(Self { engine, options, capabilities })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -100,8 +109,9 @@ impl Runtime {
         &self.options
     }
 
-    pub fn capabilities(&self) -> &HostCapabilities {
-        &self.capabilities
+    /// The capabilities instances get; `None` in a [`Runtime::compile_only`].
+    pub fn capabilities(&self) -> Option<&Arc<HostCapabilities>> {
+        self.capabilities.as_ref()
     }
 
     /// A linker with WASI, wasi:http and every capability of this host.
@@ -110,19 +120,13 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         crate::capability::request::add_to_linker(&mut linker)?;
-        self.capabilities.add_to_linker(&mut linker)?;
+        HostCapabilities::add_to_linker(&mut linker)?;
         Ok(linker)
     }
 
-    /// The state of a new instance of the service whose capabilities are `service`.
-    pub fn instance_state(&self, service: &ServiceStates) -> HostState {
-        HostState::new(self.instance_capabilities(service), self.options.max_memory_bytes)
-    }
-
-    /// Every capability's per-instance state for one instance (or one request of a warm one)
-    /// of the service whose capabilities are `service`.
-    pub fn instance_capabilities(&self, service: &ServiceStates) -> InstanceStates {
-        self.capabilities.instances(service)
+    /// The state of a new instance whose capabilities' states are `capabilities`.
+    pub fn instance_state(&self, capabilities: InstanceStates) -> HostState {
+        HostState::new(capabilities, self.options.max_memory_bytes)
     }
 
     /// A store for one instance that traps with [`DeadlineExceeded`] once `deadline` passes,

@@ -6,9 +6,8 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::capability::outbound_http::OutboundHttpCapability;
 use crate::capability::request::RequestOrigin;
-use crate::capability::{CallerGone, Capability, CapabilityStore, InstanceStates, InstanceView};
+use crate::capability::{CallerGone, Capability, CapabilityStore, HasInstanceState, InstanceStates, InstanceView};
 
 /// Per-instance state: WASI contexts, the resource table, each capability's state, and what
 /// belongs to the request the instance serves now (its deadline, whether its caller still waits,
@@ -111,12 +110,11 @@ impl ResourceLimiter for InstanceLimits {
 }
 
 impl CapabilityStore for HostState {
-    fn capability<C: Capability>(&mut self) -> InstanceView<'_, C::Instance> {
-        match self.capabilities.get_mut::<C>() {
-            Some(state) => InstanceView { state, table: &mut self.table },
-            // Every instance gets a state from every capability the linker links.
-            None => unreachable!("no state for a linked capability"),
-        }
+    fn capability<C: Capability>(&mut self) -> InstanceView<'_, C::Instance>
+    where
+        InstanceStates: HasInstanceState<C>,
+    {
+        InstanceView { state: HasInstanceState::<C>::instance_state(&mut self.capabilities), table: &mut self.table }
     }
 
     fn caller_gone(&self) -> &CallerGone {
@@ -136,9 +134,6 @@ impl WasiView for HostState {
 
 impl WasiHttpView for HostState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        let Some(hooks) = self.capabilities.get_mut::<OutboundHttpCapability>() else {
-            unreachable!("no state for the outbound HTTP capability")
-        };
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks }
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.capabilities.outbound_http }
     }
 }

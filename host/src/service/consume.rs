@@ -17,7 +17,7 @@ impl Service {
     /// nothing. Returns once the subscriptions are set up to run in the background.
     pub async fn start_consuming(self: &Arc<Self>) -> anyhow::Result<()> {
         let version = self.current();
-        let Some(messaging) = self.capability::<MessagingCapability>() else { return Ok(()) };
+        let messaging = self.capability::<MessagingCapability>();
         if !version.consumes() {
             return Ok(());
         }

@@ -180,7 +180,7 @@ impl Service {
         };
         let mut instance = match warm {
             Some(mut warm) => {
-                let capabilities = span.in_scope(|| self.ctx.runtime.instance_capabilities(&self.capabilities));
+                let capabilities = span.in_scope(|| self.host_capabilities.instances(&self.capabilities));
                 warm.store.data_mut().next_request(capabilities, deadline);
                 warm.store.set_epoch_deadline(1);
                 warm

@@ -31,7 +31,7 @@ pub use version::{
 pub use warm::{Isolation, WarmBudget};
 
 use crate::capability::sql::{SqlCapability, SqlClient, apply_migrations};
-use crate::capability::{ServiceFacts, ServiceStates};
+use crate::capability::{Capability, HasServiceState, HostCapabilities, ServiceFacts, ServiceStates};
 use crate::metrics::Metrics;
 use crate::retry::retry_forever;
 use crate::runtime::{HostState, Runtime};
@@ -63,7 +63,8 @@ pub struct Service {
     ctx: ServiceContext,
     /// The loaded versions and which one serves; see [`slot`].
     slot: Slot,
-    /// Every capability's state for this service.
+    /// The host's capabilities, and each one's state for this service.
+    host_capabilities: Arc<HostCapabilities>,
     capabilities: ServiceStates,
     /// The service's own database (also in `capabilities`; kept here for migrations).
     sql: Arc<dyn SqlClient>,
@@ -100,13 +101,15 @@ impl Service {
             imports: version.imports.clone(),
             exports: version.exports.clone(),
         };
-        let capabilities = ctx.runtime.capabilities().configure(&facts).await?;
-        let Some(sql) = capabilities.get::<SqlCapability>() else {
-            anyhow::bail!("the host has no sql capability, which every service's migrations need");
+        let Some(host_capabilities) = ctx.runtime.capabilities().cloned() else {
+            anyhow::bail!("this runtime only compiles components: it has no capabilities to serve {name} with");
         };
+        let capabilities = host_capabilities.configure(&facts).await?;
+        let sql = HasServiceState::<SqlCapability>::service_state(&capabilities).clone();
         Ok(Self {
             name: name.to_owned(),
             slot: Slot::new(version, ctx.swap.keep_versions, ctx.swap.canary.clone()),
+            host_capabilities,
             capabilities,
             sql: (*sql).clone(),
             deploying: Mutex::new(()),
@@ -122,13 +125,16 @@ impl Service {
     }
 
     /// The state of capability `C` for this service.
-    pub fn capability<C: crate::capability::Capability>(&self) -> Option<Arc<C::Service>> {
-        self.capabilities.get::<C>()
+    pub fn capability<C: Capability>(&self) -> Arc<C::Service>
+    where
+        ServiceStates: HasServiceState<C>,
+    {
+        self.capabilities.service_state().clone()
     }
 
     /// What the capabilities run in the background for this service (an outbox relay).
     pub fn background_tasks(&self) -> Vec<futures_util::future::BoxFuture<'static, ()>> {
-        self.ctx.runtime.capabilities().background(&self.capabilities, &self.name)
+        self.host_capabilities.background(&self.capabilities, &self.name)
     }
 
     /// The active version (the one messages and non-canary requests run on).
@@ -137,7 +143,7 @@ impl Service {
     }
 
     fn new_state(&self) -> HostState {
-        self.ctx.runtime.instance_state(&self.capabilities)
+        self.ctx.runtime.instance_state(self.host_capabilities.instances(&self.capabilities))
     }
 
     /// Drops the warm instances whose budget ran out while they waited, so a service without
@@ -162,7 +168,7 @@ impl Service {
         let applied = apply_migrations(&self.sql, &migrations)
             .await
             .map_err(|e| anyhow::anyhow!("applying migrations of {}: {e}", self.name))?;
-        self.ctx.runtime.capabilities().prepare(&self.capabilities).await?;
+        self.host_capabilities.prepare(&self.capabilities).await?;
         self.migrated.store(true, Ordering::Release);
         Ok(applied)
     }
@@ -199,7 +205,7 @@ impl Service {
         if let Some(release) = self.release_status().filter(|release| !release.serving()) {
             return Err(release.describe());
         }
-        self.ctx.runtime.capabilities().ready(&self.capabilities).await
+        self.host_capabilities.ready(&self.capabilities).await
     }
 
     /// Where the service stands with its release file; `None` without one.

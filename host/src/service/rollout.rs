@@ -176,7 +176,7 @@ impl Service {
         if active.has_migrations() && !candidate.has_migrations() {
             return Err("the running version exports skiff:sql/migrations and the candidate does not".into());
         }
-        let has_outbox = self.capability::<MessagingCapability>().is_some_and(|messaging| messaging.outbox().is_some());
+        let has_outbox = self.capability::<MessagingCapability>().outbox().is_some();
         if candidate.publishes() && !has_outbox {
             return Err("the candidate publishes messages but this service started without an outbox; \
                         restart the host to add messaging"

@@ -102,6 +102,12 @@ pub fn token_for(user_id: &str, role: Role) -> String {
     Issuer::from_base64(TOKEN_SEED).unwrap().sign(&claims)
 }
 
+/// GETs `url` with `bearer` as its bearer token and reads the answer as JSON, whatever its
+/// status: for reads whose body the test compares.
+pub async fn get_json(client: &reqwest::Client, url: impl reqwest::IntoUrl, bearer: &str) -> serde_json::Value {
+    client.get(url).bearer_auth(bearer).send().await.unwrap().json().await.unwrap()
+}
+
 /// A running host on a free loopback port.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -200,17 +206,17 @@ impl TestApp {
         spec.limits = options.limits;
         spec.isolation = options.isolation;
         spec.config = options.config;
-        spec.amqp_url = options.amqp_url;
-        spec.service_routes = options.service_routes;
-        spec.outbound_allow = options.outbound_allow;
-        spec.retry = options.retry;
+        spec.capabilities.messaging.amqp_url = options.amqp_url;
+        spec.capabilities.messaging.retry = options.retry;
+        spec.capabilities.outbound_http.service_routes = options.service_routes;
+        spec.capabilities.outbound_http.allow = options.outbound_allow;
+        spec.capabilities.outbound_http.tls_ca = options.tls_ca;
         spec.shutdown_grace = Duration::from_secs(5);
         spec.swap = options.swap;
         spec.max_connections = options.max_connections;
         spec.trusted_proxies = options.trusted_proxies;
         let plain = options.tls.is_none();
         spec.tls = options.tls;
-        spec.tls_ca = options.tls_ca;
         spec.admin = options.admin_token.map(|token| AdminSpec {
             listen: "127.0.0.1:0".parse().unwrap(),
             token,

@@ -54,7 +54,7 @@ async fn readiness_waits_for_the_database() {
         db.scratch.0.clone(),
     );
     spec.runtime.max_instances = 4;
-    spec.database.acquire_timeout = Duration::from_millis(300);
+    spec.capabilities.sql.acquire_timeout = Duration::from_millis(300);
     spec.shutdown_grace = Duration::from_secs(1);
     let host = skiff::launch::Host::build(spec).await.unwrap();
     let addr = host.local_addr().unwrap();

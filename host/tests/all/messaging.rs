@@ -7,7 +7,7 @@ use skiff::capability::crypto::token::Role;
 use std::time::{Duration, Instant};
 
 use crate::fixtures::Webhook;
-use crate::helpers::{AppOptions, Backend, TestApp, TestDb, token_for};
+use crate::helpers::{AppOptions, Backend, TestApp, TestDb, get_json, token_for};
 use crate::wait::{assert_stays, check, eventually};
 
 pub const PASSWORD: &str = "analytical engine";
@@ -37,16 +37,8 @@ pub async fn all_notifications(app: &TestApp) -> Vec<Value> {
     let mut items = Vec::new();
     let mut offset = 0;
     loop {
-        let page: Value = app
-            .client
-            .get(app.url(&format!("/notify-ms/notifications?limit=100&offset={offset}")))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = app.url(&format!("/notify-ms/notifications?limit=100&offset={offset}"));
+        let page = get_json(&app.client, url, &admin).await;
         let batch = page["items"].as_array().unwrap().clone();
         offset += batch.len();
         items.extend(batch);
@@ -74,17 +66,21 @@ pub async fn assert_notifications_stay(app: &TestApp, count: usize, period: Dura
     .await;
 }
 
-async fn three_services(webhook: Option<&Webhook>) -> (TestApp, [TestDb; 3]) {
+/// Host options under which notify calls `webhook`, and the host lets it.
+pub fn calling_webhook(webhook: &Webhook) -> AppOptions {
+    let mut options = AppOptions::default();
+    options.config.push(("webhook_url".into(), webhook.url()));
+    options.outbound_allow.push(webhook.addr.to_string());
+    options
+}
+
+/// users, auth and notify in one host on SQLite, as `skiff dev` runs them.
+async fn three_services(options: AppOptions) -> (TestApp, [TestDb; 3]) {
     let dbs = [
         TestDb::new(Backend::Sqlite, "users").await,
         TestDb::new(Backend::Sqlite, "auth").await,
         TestDb::new(Backend::Sqlite, "notify").await,
     ];
-    let mut options = AppOptions::default();
-    if let Some(webhook) = webhook {
-        options.config.push(("webhook_url".into(), webhook.url()));
-        options.outbound_allow.push(webhook.addr.to_string());
-    }
     let app = TestApp::spawn_many(&[("users", &dbs[0]), ("auth", &dbs[1]), ("notify", &dbs[2])], options).await;
     (app, dbs)
 }
@@ -92,7 +88,7 @@ async fn three_services(webhook: Option<&Webhook>) -> (TestApp, [TestDb; 3]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_up_log_in_and_get_notified() {
     let webhook = Webhook::start(0).await;
-    let (app, _dbs) = three_services(Some(&webhook)).await;
+    let (app, _dbs) = three_services(calling_webhook(&webhook)).await;
     let id = sign_up(&app, "ada@example.org").await;
 
     let response = login(&app, "ADA@example.org", PASSWORD).await;
@@ -115,16 +111,7 @@ async fn sign_up_log_in_and_get_notified() {
     let traceparent = delivered[0].headers["traceparent"].to_str().unwrap();
     assert!(traceparent.starts_with(&format!("00-{TRACE_ID}-")), "{traceparent}");
 
-    let listed: Value = app
-        .client
-        .get(app.url(&format!("/notify-ms/notifications?user_id={id}")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = get_json(&app.client, app.url(&format!("/notify-ms/notifications?user_id={id}")), token).await;
     let items = listed["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["event_id"], event_id.as_str());
@@ -146,7 +133,7 @@ async fn sign_up_log_in_and_get_notified() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_and_unknown_email_look_the_same() {
-    let (app, _dbs) = three_services(None).await;
+    let (app, _dbs) = three_services(AppOptions::default()).await;
     sign_up(&app, "ada@example.org").await;
     let wrong = login(&app, "ada@example.org", "not the password").await;
     let unknown = login(&app, "nobody@example.org", PASSWORD).await;
@@ -166,7 +153,7 @@ async fn wrong_password_and_unknown_email_look_the_same() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_webhook_is_retried_and_the_event_delivered_once() {
     let webhook = Webhook::start(2).await;
-    let (app, _dbs) = three_services(Some(&webhook)).await;
+    let (app, _dbs) = three_services(calling_webhook(&webhook)).await;
     let id = sign_up(&app, "ada@example.org").await;
     assert_eq!(login(&app, "ada@example.org", PASSWORD).await.status(), StatusCode::OK);
     let delivered = webhook.wait_for(1, Duration::from_secs(10)).await;
@@ -201,14 +188,10 @@ async fn outbound_calls_off_the_allow_list_are_refused() {
     // notify may only reach its webhook host: a webhook_url elsewhere is refused by the host,
     // so the event is retried and never delivered.
     let webhook = Webhook::start(0).await;
-    let dbs = [
-        TestDb::new(Backend::Sqlite, "users").await,
-        TestDb::new(Backend::Sqlite, "auth").await,
-        TestDb::new(Backend::Sqlite, "notify").await,
-    ];
-    let mut options = AppOptions::default();
-    options.config.push(("webhook_url".into(), webhook.url()));
-    let app = TestApp::spawn_many(&[("users", &dbs[0]), ("auth", &dbs[1]), ("notify", &dbs[2])], options).await;
+    let mut options = calling_webhook(&webhook);
+    // The webhook's address is not on the allow-list.
+    options.outbound_allow.clear();
+    let (app, _dbs) = three_services(options).await;
     sign_up(&app, "ada@example.org").await;
     assert_eq!(login(&app, "ada@example.org", PASSWORD).await.status(), StatusCode::OK);
     let items = wait_for_notifications(&app, 1, Duration::from_secs(10)).await;
@@ -245,16 +228,9 @@ async fn the_credentials_check_answers_only_on_the_internal_listener() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_that_keeps_failing_is_dead_lettered_after_its_retries() {
     let webhook = Webhook::start(usize::MAX).await;
-    let dbs = [
-        TestDb::new(Backend::Sqlite, "users").await,
-        TestDb::new(Backend::Sqlite, "auth").await,
-        TestDb::new(Backend::Sqlite, "notify").await,
-    ];
-    let mut options = AppOptions::default();
-    options.config.push(("webhook_url".into(), webhook.url()));
-    options.outbound_allow.push(webhook.addr.to_string());
+    let mut options = calling_webhook(&webhook);
     options.retry.max_attempts = 3;
-    let app = TestApp::spawn_many(&[("users", &dbs[0]), ("auth", &dbs[1]), ("notify", &dbs[2])], options).await;
+    let (app, _dbs) = three_services(options).await;
     sign_up(&app, "ada@example.org").await;
     assert_eq!(login(&app, "ada@example.org", PASSWORD).await.status(), StatusCode::OK);
     eventually(Duration::from_secs(10), || async {

@@ -147,6 +147,14 @@ async fn a_postgres_relay_that_dies_mid_batch_leaves_its_rows_to_another_after_t
     eventually(Duration::from_secs(15), || async { exactly_once(&broker.counts(), total) }).await;
     assert!(started.elapsed() >= Duration::from_millis(1500), "the claimed batch waited for the lease");
     assert!(hanging.counts().is_empty());
-    assert_eq!(waiting(&sql).await, 0);
+    // The relay deletes a batch once the broker confirmed it: the last confirm can come a moment
+    // before the rows go (CI once read 100 rows still there on a loaded machine).
+    eventually(Duration::from_secs(10), || async {
+        match waiting(&sql).await {
+            0 => Ok(()),
+            left => Err(format!("{left} rows still in the outbox")),
+        }
+    })
+    .await;
     taking_over.abort();
 }

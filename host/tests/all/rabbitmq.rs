@@ -9,8 +9,8 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use crate::fixtures::{Proxy, SkiffProcess, Webhook, amqp_vhost, via};
-use crate::helpers::{AppOptions, Backend, TestApp, TestDb, component};
-use crate::messaging::{PASSWORD, assert_notifications_stay, login, sign_up, wait_for_notifications};
+use crate::helpers::{AppOptions, Backend, TestApp, TestDb, component, get_json};
+use crate::messaging::{PASSWORD, assert_notifications_stay, calling_webhook, login, sign_up, wait_for_notifications};
 use crate::wait::{assert_stays, check, eventually};
 
 /// users + auth in one host, publishing to `amqp_url`.
@@ -23,12 +23,8 @@ async fn front(amqp_url: String, backend: Backend) -> (TestApp, TestDb, TestDb) 
 
 /// notify alone, consuming from `amqp_url`.
 async fn notify(amqp_url: String, db: &TestDb, webhook: Option<&Webhook>) -> TestApp {
-    let mut options = AppOptions { amqp_url: Some(amqp_url), ..AppOptions::default() };
-    if let Some(webhook) = webhook {
-        options.config.push(("webhook_url".into(), webhook.url()));
-        options.outbound_allow.push(webhook.addr.to_string());
-    }
-    TestApp::spawn_with("notify", db, options).await
+    let options = webhook.map_or_else(AppOptions::default, calling_webhook);
+    TestApp::spawn_with("notify", db, AppOptions { amqp_url: Some(amqp_url), ..options }).await
 }
 
 fn postgres_or_sqlite() -> Backend {
@@ -152,15 +148,7 @@ async fn a_consumer_killed_mid_stream_loses_nothing_and_duplicates_nothing() {
     );
     let client = reqwest::Client::new();
     let notifications = || async {
-        let page: Value = client
-            .get(format!("http://{}/notify-ms/notifications?limit=100", second.addr))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = get_json(&client, format!("http://{}/notify-ms/notifications?limit=100", second.addr), &admin).await;
         page["items"].as_array().unwrap().clone()
     };
     eventually(Duration::from_secs(20), || async {

@@ -355,7 +355,7 @@ async fn a_missing_or_mismatched_certificate_stops_the_host_naming_the_file() {
         };
         let mut spec = HostSpec::with_services("127.0.0.1:0".parse().unwrap(), vec![service], scratch.0.clone());
         spec.tls = Some(tls);
-        spec.tls_ca = tls_ca;
+        spec.capabilities.outbound_http.tls_ca = tls_ca;
         async move { format!("{:#}", Host::build(spec).await.err().expect("the host refused to start")) }
     };
     let missing = scratch.0.join("nowhere/tls.key");

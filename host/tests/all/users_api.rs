@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::both_backends;
 use skiff::capability::crypto::token::Role;
 
-use crate::helpers::{ADMIN_EMAIL, AppOptions, Backend, TestApp, TestDb, token_for};
+use crate::helpers::{ADMIN_EMAIL, AppOptions, Backend, TestApp, TestDb, get_json, token_for};
 use crate::wait::{check, eventually};
 
 both_backends!(
@@ -32,10 +32,25 @@ async fn create(app: &TestApp, body: &Value) -> reqwest::Response {
     app.client.post(app.url("/users-ms/users")).json(body).send().await.unwrap()
 }
 
+/// A sign-up whose body goes as is, under `content_type` (without one when `None`): for bodies
+/// the service must refuse before it reads them as JSON.
+async fn create_raw(app: &TestApp, content_type: Option<&str>, body: &'static str) -> reqwest::Response {
+    let mut request = app.client.post(app.url("/users-ms/users")).body(body);
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    request.send().await.unwrap()
+}
+
 async fn create_ok(app: &TestApp, body: &Value) -> Value {
     let response = create(app, body).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     response.json().await.unwrap()
+}
+
+/// A PUT of `body` to the user at `path`, acting with `token`.
+async fn update(app: &TestApp, path: &str, token: &str, body: &Value) -> reqwest::Response {
+    app.client.put(app.url(path)).bearer_auth(token).json(body).send().await.unwrap()
 }
 
 /// The id of a created user and a token for acting as them.
@@ -63,20 +78,10 @@ async fn create_then_read_back_without_password(backend: Backend) {
 
     assert_eq!(created["role"], "user");
     let token = token_for(id, Role::User);
-    let fetched: Value =
-        app.client.get(app.url(&location)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let fetched = get_json(&app.client, app.url(&location), &token).await;
     assert_eq!(fetched, created);
     // The original contract's alias.
-    let aliased: Value = app
-        .client
-        .get(app.url(&format!("/users/{id}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let aliased = get_json(&app.client, app.url(&format!("/users/{id}")), &token).await;
     assert_eq!(aliased, created);
     app.stop().await;
 }
@@ -124,30 +129,16 @@ async fn invalid_input_names_the_field(backend: Backend) {
         problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["name", "email", "password", "role"]);
 
-    let malformed = app
-        .client
-        .post(app.url("/users-ms/users"))
-        .header("content-type", "application/json")
-        .body("{\"name\": ")
-        .send()
-        .await
-        .unwrap();
+    let malformed = create_raw(&app, Some("application/json"), "{\"name\": ").await;
     assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
     assert_eq!(malformed.headers()["content-type"], "application/problem+json");
 
-    let not_json = app
-        .client
-        .post(app.url("/users-ms/users"))
-        .header("content-type", "text/plain")
-        .body("hi")
-        .send()
-        .await
-        .unwrap();
+    let not_json = create_raw(&app, Some("text/plain"), "hi").await;
     assert_eq!(not_json.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
     // A body without a content type is not read as JSON either (a cross-site form can send one).
     let sign_up = r#"{"name":"Ada","surname":"L","email":"untyped@example.org","password":"long enough"}"#;
-    let untyped = app.client.post(app.url("/users-ms/users")).body(sign_up).send().await.unwrap();
+    let untyped = create_raw(&app, None, sign_up).await;
     assert_eq!(untyped.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
     let huge =
@@ -228,14 +219,7 @@ async fn update_changes_only_what_is_sent(backend: Backend) {
     let (id, token) = as_user(&created);
     let path = format!("/users-ms/users/{id}");
 
-    let response = app
-        .client
-        .put(app.url(&path))
-        .bearer_auth(&token)
-        .json(&json!({"surname": "Byron", "phone": null}))
-        .send()
-        .await
-        .unwrap();
+    let response = update(&app, &path, &token, &json!({"surname": "Byron", "phone": null})).await;
     assert_eq!(response.status(), StatusCode::OK);
     let updated: Value = response.json().await.unwrap();
     assert_eq!(updated["surname"], "Byron");
@@ -244,16 +228,14 @@ async fn update_changes_only_what_is_sent(backend: Backend) {
     assert_eq!(updated["created_at"], created["created_at"]);
     assert_ne!(updated["updated_at"], created["updated_at"]);
 
-    let put = |path: String, body: Value, token: String| {
-        let request = app.client.put(app.url(&path)).bearer_auth(token).json(&body);
-        async move { request.send().await.unwrap().status() }
-    };
-    assert_eq!(put(path.clone(), json!({"email": other["email"]}), token.clone()).await, StatusCode::CONFLICT);
-    assert_eq!(put(path.clone(), json!({}), token.clone()).await, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(put(format!("/users/{id}"), json!({"name": "Augusta"}), token.clone()).await, StatusCode::OK);
+    let taken_email = json!({"email": other["email"]});
+    assert_eq!(update(&app, &path, &token, &taken_email).await.status(), StatusCode::CONFLICT);
+    assert_eq!(update(&app, &path, &token, &json!({})).await.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let alias = format!("/users/{id}");
+    assert_eq!(update(&app, &alias, &token, &json!({"name": "Augusta"})).await.status(), StatusCode::OK);
     let admin = an_admin(&app).await;
-    let missing = "/users-ms/users/00000000-0000-4000-8000-000000000000".to_owned();
-    assert_eq!(put(missing, json!({"name": "X"}), admin).await, StatusCode::NOT_FOUND);
+    let missing = "/users-ms/users/00000000-0000-4000-8000-000000000000";
+    assert_eq!(update(&app, missing, &admin, &json!({"name": "X"})).await.status(), StatusCode::NOT_FOUND);
     app.stop().await;
 }
 
@@ -288,12 +270,7 @@ async fn passwords_are_stored_only_as_bcrypt_hashes(backend: Backend) {
     let new_secret = "tr0ub4dor and three";
     let (id, token) = as_user(&created);
     let path = format!("/users-ms/users/{id}");
-    let response = app
-        .client
-        .put(app.url(&path))
-        .bearer_auth(&token)
-        .json(&json!({"password": new_secret, "current_password": secret}));
-    let response = response.send().await.unwrap();
+    let response = update(&app, &path, &token, &json!({"password": new_secret, "current_password": secret})).await;
     assert_eq!(response.status(), StatusCode::OK);
     app.stop().await;
 
@@ -336,8 +313,7 @@ async fn data_survives_a_restart(backend: Backend) {
     let restarted = TestApp::spawn("users", &db).await;
     let (id, token) = as_user(&created);
     let path = format!("/users-ms/users/{id}");
-    let fetched: Value =
-        restarted.client.get(restarted.url(&path)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let fetched = get_json(&restarted.client, restarted.url(&path), &token).await;
     assert_eq!(fetched, created);
     restarted.stop().await;
 }
@@ -402,11 +378,9 @@ async fn tokens_decide_who_may_act_on_whom(backend: Backend) {
     assert_eq!(get(&ada_id, Some(expired)).await.status(), StatusCode::UNAUTHORIZED);
 
     // A user's list is themself; an admin's is everyone.
-    let listed: Value =
-        app.client.get(app.url("/users-ms/users")).bearer_auth(&ada_token).send().await.unwrap().json().await.unwrap();
+    let listed = get_json(&app.client, app.url("/users-ms/users"), &ada_token).await;
     assert_eq!(listed["items"].as_array().unwrap().len(), 1);
-    let everyone: Value =
-        app.client.get(app.url("/users-ms/users")).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
+    let everyone = get_json(&app.client, app.url("/users-ms/users"), &admin).await;
     assert_eq!(everyone["items"].as_array().unwrap().len(), 3);
     // The credentials check is not reachable from outside, even with the marker header.
     let spoofed = app

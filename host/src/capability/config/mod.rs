@@ -6,7 +6,7 @@ use wasmtime::component::Linker;
 use wasmtime_wasi_config::WasiConfig;
 pub use wasmtime_wasi_config::WasiConfigVariables;
 
-use super::{Capability, CapabilityStore, ServiceSetup};
+use super::{Capability, CapabilityStore, Composed, HostResources, NoFlags, ServiceSetup};
 
 /// The settings every instance of a component sees; shared, never copied per request.
 #[derive(Clone, Default)]
@@ -66,6 +66,19 @@ pub fn parse_pair(raw: &str) -> Result<(String, String), String> {
     match raw.split_once('=') {
         Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.to_owned())),
         _ => Err(format!("expected KEY=VALUE, got {raw:?}")),
+    }
+}
+
+/// The settings are every component's (`--config`, a host-level flag): nothing of its own.
+#[async_trait]
+impl Composed for ConfigCapability {
+    type Args = NoFlags;
+    type Settings = ();
+
+    fn settings(_args: &NoFlags) {}
+
+    async fn build(_settings: &(), host: &HostResources<'_>) -> anyhow::Result<Self> {
+        Ok(Self::new(ComponentConfig::from_pairs(host.component_settings.iter().cloned())))
     }
 }
 

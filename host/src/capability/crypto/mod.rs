@@ -8,6 +8,7 @@
 
 mod cache;
 mod host;
+mod settings;
 pub mod token;
 
 use async_trait::async_trait;
@@ -20,6 +21,7 @@ use super::{CallerGone, Capability, CapabilityStore, ServiceSetup};
 use crate::metrics::Metrics;
 use cache::TokenCache;
 pub use cache::TokenCacheOptions;
+pub use settings::CryptoArgs;
 use token::{Issuer, Verifier};
 
 // The only place the crypto world is turned into Rust.

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use wasmtime::component::{HasData, Linker};
 
-use super::{Capability, CapabilityStore, ServiceSetup};
+use super::{Capability, CapabilityStore, Composed, HostResources, NoFlags, ServiceSetup};
 
 // The only place the logging world is turned into Rust.
 mod bindings {
@@ -101,6 +101,18 @@ impl Capability for LoggingCapability {
     fn instance(&self, service: &std::sync::Arc<str>) -> InstanceLog {
         // Instances are created inside the span of the request or message they serve.
         InstanceLog::new(tracing::Span::current(), service.clone())
+    }
+}
+
+#[async_trait]
+impl Composed for LoggingCapability {
+    type Args = NoFlags;
+    type Settings = ();
+
+    fn settings(_args: &NoFlags) {}
+
+    async fn build(_settings: &(), _host: &HostResources<'_>) -> anyhow::Result<Self> {
+        Ok(Self)
     }
 }
 

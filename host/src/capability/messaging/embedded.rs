@@ -106,13 +106,7 @@ async fn declare_exchange(tx: &mut sqlx::SqliteConnection, exchange: &Exchange) 
         .bind(&exchange.name)
         .fetch_one(&mut *tx)
         .await?;
-    anyhow::ensure!(
-        declared == exchange.kind.as_str(),
-        "exchange {:?} is declared as {declared}, not {}: every service must declare it as the same kind",
-        exchange.name,
-        exchange.kind.as_str()
-    );
-    Ok(())
+    ensure_kind(exchange, &declared)
 }
 
 #[async_trait]

@@ -13,6 +13,7 @@ mod consumer;
 mod embedded;
 mod host;
 mod outbox;
+mod settings;
 mod signing;
 
 use async_trait::async_trait;
@@ -28,6 +29,7 @@ pub use client::{Broker, DeliveryStream, Exchange, ExchangeKind, InboundDelivery
 pub use connect::connect_broker;
 pub use consumer::MessageHandler;
 pub use outbox::{DEFAULT_LEASE, Outbox};
+pub use settings::{MessagingArgs, MessagingSettings};
 pub use signing::{EVENT_SIGNING_KEY, EVENT_TRUSTED_KEYS, EventSigner, TrustedPublishers};
 
 use super::sql::SqlCapability;

@@ -13,6 +13,7 @@
 mod hooks;
 mod local;
 mod send_tls;
+mod settings;
 mod timeouts;
 
 use async_trait::async_trait;
@@ -21,6 +22,7 @@ use wasmtime::component::Linker;
 
 pub use hooks::{OutboundHttp, OutboundPolicy, RouteError, parse_service_route};
 pub use local::{LocalService, LocalServices};
+pub use settings::{OutboundArgs, OutboundSettings};
 
 use super::{Capability, CapabilityStore, ServiceSetup};
 

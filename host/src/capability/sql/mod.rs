@@ -10,6 +10,7 @@ mod connect;
 mod host;
 mod migrate;
 mod postgres;
+mod settings;
 mod sqlite;
 mod sqlite_catalog;
 mod sqlx_client;
@@ -22,6 +23,12 @@ use wasmtime::component::{HasData, Linker, ResourceTable};
 pub use client::{DatabaseOptions, SqlClient, SqlTransaction, TransactionSlot};
 pub use connect::Database;
 pub use migrate::{MigrationError, apply_migrations};
+pub use settings::SqlArgs;
+
+/// The URL of service `name`'s embedded database under `data_dir`.
+pub fn sqlite_url(data_dir: &std::path::Path, name: &str) -> String {
+    format!("sqlite://{}", data_dir.join(format!("{name}.db")).display())
+}
 
 use super::{Capability, CapabilityStore, InstanceView, ServiceSetup};
 

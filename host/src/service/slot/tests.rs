@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::{CanaryEnd, Slot, SlotError, VersionState};
-use crate::runtime::{HostCapabilities, Runtime, RuntimeOptions};
+use crate::runtime::{Runtime, RuntimeOptions};
 use crate::service::canary::CanaryPolicy;
 use crate::service::{ComponentVersion, Origin};
 
@@ -28,7 +28,7 @@ struct Versions {
 impl Versions {
     fn new() -> Self {
         let options = RuntimeOptions { max_instances: 1, ..RuntimeOptions::default() };
-        let runtime = Runtime::new(options, HostCapabilities::default()).expect("a runtime");
+        let runtime = Runtime::compile_only(options).expect("a runtime");
         Self { runtime, bytes: wat::parse_str(HANDLER).expect("the handler parses") }
     }
 

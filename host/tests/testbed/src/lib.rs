@@ -29,12 +29,15 @@ mod bindings {
     export!(Testbed);
 }
 
+mod respond;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bindings::exports::wasi::http::incoming_handler::Guest;
 use bindings::wasi::clocks::monotonic_clock;
-use bindings::wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use bindings::wasi::http::types::{Fields, IncomingRequest, ResponseOutparam};
 use bindings::wasi::logging::logging::{self, Level};
+use respond::respond;
 
 struct Testbed;
 
@@ -52,11 +55,11 @@ impl Guest for Testbed {
                 .unwrap_or(0)
         };
         match path {
-            "/hello" | "/testbed/hello" => respond(out, 200, b"hello".to_vec()),
-            "/healthcheck" | "/testbed-ms/healthcheck" => respond(out, 200, b"ok".to_vec()),
+            "/hello" | "/testbed/hello" => respond(out, 200, b"hello"),
+            "/healthcheck" | "/testbed-ms/healthcheck" => respond(out, 200, b"ok"),
             "/sleep" => {
                 monotonic_clock::subscribe_duration(number("ms") * 1_000_000).block();
-                respond(out, 200, b"slept".to_vec());
+                respond(out, 200, b"slept");
             }
             "/spin" => spin(),
             "/trap" => panic!("the testbed traps on purpose"),
@@ -68,22 +71,22 @@ impl Guest for Testbed {
             }
             "/recurse" => {
                 let depth = recurse(u64::MAX);
-                respond(out, 200, depth.to_string().into_bytes());
+                respond(out, 200, depth.to_string().as_bytes());
             }
             "/log" => {
                 logging::log(Level::Warn, "testbed", "a record from inside the component");
-                respond(out, 200, b"logged".to_vec());
+                respond(out, 200, b"logged");
             }
             "/count" => {
                 let count = COUNTED.fetch_add(1, Ordering::Relaxed) + 1;
-                respond(out, 200, count.to_string().into_bytes());
+                respond(out, 200, count.to_string().as_bytes());
             }
             "/leak" => {
                 std::mem::forget(Fields::new());
-                respond(out, 200, b"leaked".to_vec());
+                respond(out, 200, b"leaked");
             }
-            "/big" => respond(out, 200, vec![b'x'; usize::try_from(number("bytes")).unwrap_or(0)]),
-            _ => respond(out, 404, b"not found".to_vec()),
+            "/big" => respond(out, 200, &vec![b'x'; usize::try_from(number("bytes")).unwrap_or(0)]),
+            _ => respond(out, 404, b"not found"),
         }
     }
 }
@@ -97,23 +100,4 @@ fn spin() -> ! {
 
 fn recurse(n: u64) -> u64 {
     if n == 0 { 0 } else { std::hint::black_box(recurse(n - 1)) + 1 }
-}
-
-fn respond(out: ResponseOutparam, status: u16, body: Vec<u8>) {
-    let headers = Fields::from_list(&[("content-length".to_owned(), body.len().to_string().into_bytes())])
-        .unwrap_or_else(|_| Fields::new());
-    let response = OutgoingResponse::new(headers);
-    let _ = response.set_status_code(status);
-    let Ok(outgoing) = response.body() else {
-        return;
-    };
-    ResponseOutparam::set(out, Ok(response));
-    if let Ok(stream) = outgoing.write() {
-        for chunk in body.chunks(4096) {
-            if stream.blocking_write_and_flush(chunk).is_err() {
-                return;
-            }
-        }
-    }
-    let _ = OutgoingBody::finish(outgoing, None);
 }

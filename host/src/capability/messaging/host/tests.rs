@@ -52,7 +52,9 @@ async fn publish_in_a_rolled_back_transaction_stores_nothing_and_in_a_committed_
     // A database file, as a service has: a write outside the transaction would not share it.
     let dir = std::env::temp_dir().join(format!("skiff-publish-in-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    let sql = Database::connect(&crate::launch::sqlite_url(&dir, "auth"), &DatabaseOptions::default()).await.unwrap();
+    let sql = Database::connect(&crate::capability::sql::sqlite_url(&dir, "auth"), &DatabaseOptions::default())
+        .await
+        .unwrap();
     let outbox = Arc::new(Outbox::new(sql.clone(), Gauge::default()));
     outbox.prepare().await.unwrap();
     let mut table = ResourceTable::new();

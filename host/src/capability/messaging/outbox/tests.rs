@@ -290,7 +290,9 @@ async fn a_message_published_in_a_transaction_is_relayed_only_if_it_commits() {
     // its lock instead of sharing it.
     let dir = std::env::temp_dir().join(format!("skiff-outbox-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    let sql = Database::connect(&crate::launch::sqlite_url(&dir, "auth"), &DatabaseOptions::default()).await.unwrap();
+    let sql = Database::connect(&crate::capability::sql::sqlite_url(&dir, "auth"), &DatabaseOptions::default())
+        .await
+        .unwrap();
     let outbox = Outbox::new(sql, Gauge::default());
     outbox.prepare().await.unwrap();
     let mut rolled_back = outbox.sql.begin().await.unwrap();
