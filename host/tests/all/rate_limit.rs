@@ -232,3 +232,23 @@ both_backends!(
     a_guesser_locks_out_themself_not_the_owner,
     a_direct_client_cannot_choose_its_throttle_key,
 );
+
+/// The client's address reaches auth only as the host resolved it (`skiff:request`), never
+/// from a header: a guesser who names a new address on every request, under the name the host
+/// once used to pass it on, is still one source.
+#[tokio::test]
+async fn a_header_cannot_name_the_source_address() {
+    let (app, _users, _auth) = spawn(Backend::Sqlite, 60).await;
+    let login_claiming = |n: u32| {
+        app.client
+            .post(app.url("/auth-ms/auth/login"))
+            .header("x-forwarded-for", "203.0.113.9, 10.0.0.1")
+            .header("skiff-peer-address", format!("198.51.100.{n}"))
+            .json(&json!({"email": format!("guess{n}@example.org"), "password": "wrong password"}))
+            .send()
+    };
+    for n in 0..PER_SOURCE {
+        assert_eq!(login_claiming(n).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_throttled(login_claiming(PER_SOURCE).await.unwrap(), 60).await;
+}
