@@ -207,6 +207,10 @@ def compare(name, sides, url_of, args, script_of=lambda side: None, connections=
     return summary
 
 
+# Host settings every skiff process of this run gets, from the command line (--token-cache-entries).
+HOST_SETTINGS = {}
+
+
 def skiff_env(listen, **extra):
     # The log settings the Kubernetes manifests set: JSON lines, one access log line per request.
     env = {"SKIFF_LISTEN": listen, "RUST_LOG": "info,sqlx=warn,wasmtime=warn", "SKIFF_LOG_FORMAT": "json",
@@ -217,6 +221,7 @@ def skiff_env(listen, **extra):
            "SKIFF_CONFIG_LOGIN_MAX_FAILURES_PER_ACCOUNT_AND_SOURCE": "10000",
            "SKIFF_CONFIG_LOGIN_MAX_FAILURES_PER_ACCOUNT": "100000",
            "SKIFF_CONFIG_LOGIN_MAX_FAILURES_PER_SOURCE": "100000"}
+    env.update(HOST_SETTINGS)
     env.update(extra)
     return env
 
@@ -971,7 +976,11 @@ def main(more_scenarios=None):
                         help=f"do not rewrite the table in {TABLE_PAGE}")
     parser.add_argument("--profile", action="store_true", help="after the users GET rounds, profile both servers "
                                                                 "with perf: CPU per request and where it goes")
+    parser.add_argument("--token-cache-entries", type=int, help="SKIFF_TOKEN_CACHE_ENTRIES for every skiff "
+                        "host; 0 turns the verified-token cache off (the native baseline has none)")
     args = parser.parse_args()
+    if args.token_cache_entries is not None:
+        HOST_SETTINGS["SKIFF_TOKEN_CACHE_ENTRIES"] = str(args.token_cache_entries)
     args.output = args.output or str(ROOT / "bench/results" / ("partial.json" if args.only else "latest.json"))
     logs = tempfile.mkdtemp(prefix="skiff-bench-logs-")
     log(f"server logs in {logs}")
@@ -1027,7 +1036,8 @@ def main(more_scenarios=None):
         "command": "bench/run " + " ".join(sys.argv[1:]),
         "machine": machine(),
         "settings": {"seconds": args.seconds, "rounds": args.rounds, "iterations": args.iterations,
-                     "bcrypt_cost": BCRYPT_COST, "wrk": "1 thread; 16 connections (8 for logins)"},
+                     "bcrypt_cost": BCRYPT_COST, "wrk": "1 thread; 16 connections (8 for logins)",
+                     "host_settings": dict(HOST_SETTINGS)},
         "ratios": {name: round(value, 3) for name, value in ratios.items()},
         "figures": {name: round(value, 3) for name, value in figures.items()},
         "targets": {name: {"target": target, "kind": kind} for name, (target, kind) in TARGETS.items()},
