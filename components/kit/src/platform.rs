@@ -42,11 +42,10 @@ pub fn new_uuid() -> String {
 /// the service's `token_public_key`).
 pub fn verify_bearer(request: &Request) -> Result<Claims, BearerError> {
     let token = request.bearer_token().ok_or(BearerError::Unauthorized)?;
-    match tokens::verify(token) {
-        Ok(claims) => Ok(claims),
-        Err(tokens::TokenError::Unauthorized) => Err(BearerError::Unauthorized),
-        Err(tokens::TokenError::NotConfigured(cause)) => Err(BearerError::NotConfigured(cause)),
-    }
+    tokens::verify(token).map_err(|error| match error {
+        tokens::TokenError::Unauthorized => BearerError::Unauthorized,
+        tokens::TokenError::NotConfigured(cause) => BearerError::NotConfigured(cause),
+    })
 }
 
 /// The bearer token for `claims`, signed by the host with its `token_signing_key` (which no

@@ -143,9 +143,10 @@ macro_rules! host_capabilities {
                     let $field = self.$field.configure(&setup).await.map_err(|e| {
                         e.context(format!("setting up {} for {}", self.$field.name(), service.name))
                     })?;
-                    earlier.$field = Some(Arc::new($field));
+                    let $field = Arc::new($field);
+                    earlier.$field = Some($field.clone());
                 )+
-                Ok(ServiceStates { $($field: earlier.$field.take().expect("configured just above"),)+ })
+                Ok(ServiceStates { $($field,)+ })
             }
 
             /// The per-instance states for a new instance of the service (or a warm instance's

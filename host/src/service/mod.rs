@@ -66,8 +66,6 @@ pub struct Service {
     /// The host's capabilities, and each one's state for this service.
     host_capabilities: Arc<HostCapabilities>,
     capabilities: ServiceStates,
-    /// The service's own database (also in `capabilities`; kept here for migrations).
-    sql: Arc<dyn SqlClient>,
     /// One rollout at a time per service.
     deploying: Mutex<()>,
     migrated: AtomicBool,
@@ -105,13 +103,11 @@ impl Service {
             anyhow::bail!("this runtime only compiles components: it has no capabilities to serve {name} with");
         };
         let capabilities = host_capabilities.configure(&facts).await?;
-        let sql = HasServiceState::<SqlCapability>::service_state(&capabilities).clone();
         Ok(Self {
             name: name.to_owned(),
             slot: Slot::new(version, ctx.swap.keep_versions, ctx.swap.canary.clone()),
             host_capabilities,
             capabilities,
-            sql: (*sql).clone(),
             deploying: Mutex::new(()),
             migrated: AtomicBool::new(false),
             migration_failure: std::sync::Mutex::new(None),
@@ -130,6 +126,11 @@ impl Service {
         ServiceStates: HasServiceState<C>,
     {
         self.capabilities.service_state().clone()
+    }
+
+    /// The service's own database, where its migrations go.
+    fn sql(&self) -> &Arc<dyn SqlClient> {
+        HasServiceState::<SqlCapability>::service_state(&self.capabilities)
     }
 
     /// What the capabilities run in the background for this service (an outbox relay).
@@ -165,7 +166,7 @@ impl Service {
     pub async fn migrate(&self) -> anyhow::Result<usize> {
         let version = self.current();
         let migrations = version.migrations(self.new_state(), &self.ctx.runtime).await?;
-        let applied = apply_migrations(&self.sql, &migrations)
+        let applied = apply_migrations(self.sql(), &migrations)
             .await
             .map_err(|e| anyhow::anyhow!("applying migrations of {}: {e}", self.name))?;
         self.host_capabilities.prepare(&self.capabilities).await?;
@@ -185,7 +186,7 @@ impl Service {
             },
         )
         .await;
-        tracing::info!(service = %self.name, applied, backend = self.sql.backend(), "database ready");
+        tracing::info!(service = %self.name, applied, backend = self.sql().backend(), "database ready");
     }
 
     pub fn is_migrated(&self) -> bool {

@@ -151,7 +151,7 @@ impl Service {
             .migrations(self.new_state(), &self.ctx.runtime)
             .await
             .map_err(|e| DeployError::Migrations(format!("reading them: {e:#}")))?;
-        apply_migrations(&self.sql, &migrations).await.map_err(|e| DeployError::Migrations(e.to_string()))?;
+        apply_migrations(self.sql(), &migrations).await.map_err(|e| DeployError::Migrations(e.to_string()))?;
         let version = Arc::new(version);
         self.smoke_test(&version, self.ctx.swap.smoke_timeout).await.map_err(DeployError::SmokeTest)?;
         let switching = Instant::now();
