@@ -258,7 +258,7 @@ impl Host {
                 let service = service.clone();
                 Some(tokio::spawn(async move {
                     // The image's version migrates first; the release's migrations run in its gate.
-                    while !service.is_migrated() {
+                    while !service.is_prepared() {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                     release::follow(service, spec, image, label, settled).await;
@@ -268,11 +268,11 @@ impl Host {
         };
         tokio::spawn(async move {
             for service in app.services() {
-                service.migrate_until_done().await;
+                service.prepare_until_done().await;
             }
             let _ = release_settled.wait_for(|settled| *settled).await;
             for service in app.services() {
-                if let Err(error) = service.start_consuming().await {
+                if let Err(error) = service.start().await {
                     tracing::error!(service = %service.name(), error = %format!("{error:#}"), "cannot start consuming");
                 }
             }

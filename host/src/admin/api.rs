@@ -77,7 +77,7 @@ impl Admin {
             let services: Vec<Value> = self
                 .services
                 .iter()
-                .map(|s| json!({"name": s.name(), "active": s.current().label, "canary": s.canary()}))
+                .map(|s| json!({"name": s.name(), "active": s.current().label, "canary": s.versions().canary()}))
                 .collect();
             return Ok(json_response(StatusCode::OK, &json!({ "services": services })));
         }
@@ -98,13 +98,13 @@ impl Admin {
                 Ok(versions(service, StatusCode::CREATED, json!({ "deployment": deployment })))
             }
             (Method::POST, "rollback") => {
-                let rolled_back = service.rollback().await?;
+                let rolled_back = service.versions().rollback().await?;
                 let detail =
                     json!({"rolled_back": rolled_back.from, "active": rolled_back.to, "served": rolled_back.served});
                 Ok(versions(service, StatusCode::OK, detail))
             }
             (Method::POST, "promote") => {
-                let promoted = service.promote().await?;
+                let promoted = service.versions().promote().await?;
                 Ok(versions(service, StatusCode::OK, json!({ "promoted": promoted })))
             }
             (Method::POST, "admins") => {
@@ -119,7 +119,7 @@ impl Admin {
                 let body = read_body(request.into_body(), 4096).await?;
                 let share: CanaryShare = serde_json::from_slice(&body)
                     .map_err(|e| AdminError::BadRequest(format!("expected {{\"percent\": 1-99}}: {e}")))?;
-                service.set_canary_percent(canary_percent(share.percent)?)?;
+                service.versions().set_canary_percent(canary_percent(share.percent)?)?;
                 Ok(versions(service, StatusCode::OK, json!({})))
             }
             (method, _) => Err(AdminError::NotFound(format!("no admin route {method} {path}"))),
@@ -230,7 +230,7 @@ fn canary_percent(percent: u8) -> Result<u8, AdminError> {
 
 /// The service's versions, with `extra` fields merged in.
 fn versions(service: &Service, status: StatusCode, extra: Value) -> Response<HyperOutgoingBody> {
-    let mut body = json!({ "service": service.name(), "versions": service.versions() });
+    let mut body = json!({ "service": service.name(), "versions": service.versions().list() });
     if let (Value::Object(body), Value::Object(extra)) = (&mut body, extra) {
         body.extend(extra);
     }
@@ -248,7 +248,7 @@ fn json_response(status: StatusCode, body: &Value) -> Response<HyperOutgoingBody
 /// canary) are the ones the file names.
 fn release(service: &Service) -> Value {
     let status = service.release_status();
-    let versions = service.versions();
+    let versions = service.versions().list();
     let active = versions.iter().find(|v| v.state == VersionState::Active);
     let canary = versions.iter().find(|v| v.state == VersionState::Canary);
     let converged = status.as_ref().is_some_and(|status| {

@@ -174,6 +174,45 @@ macro_rules! host_capabilities {
                 Ok(())
             }
 
+            /// Every capability's verdict on `candidate` taking over from `running`; the first
+            /// `Err` names the capability and why.
+            pub async fn check_candidate<T: CapabilityStore>(
+                &self,
+                service: &ServiceStates,
+                running: &dyn VersionExports<T>,
+                candidate: &dyn VersionExports<T>,
+            ) -> Result<(), String> {
+                $(
+                    self.$field.check_candidate(&service.$field, running, candidate).await?;
+                )+
+                Ok(())
+            }
+
+            /// Prepares `version` to serve, capability by capability in the list's order.
+            pub async fn prepare_version<T: CapabilityStore>(
+                &self,
+                service: &ServiceStates,
+                version: &dyn VersionExports<T>,
+            ) -> Result<(), VersionRefused> {
+                $(self.$field.prepare_version(&service.$field, version).await?;)+
+                Ok(())
+            }
+
+            /// Starts what each capability calls in the component for the life of the process.
+            pub async fn start<T: CapabilityStore>(
+                &self,
+                service: &ServiceStates,
+                instances: Arc<dyn ActiveInstances<T>>,
+            ) -> anyhow::Result<()> {
+                $(
+                    self.$field
+                        .start(&service.$field, instances.clone())
+                        .await
+                        .map_err(|e| e.context(format!("starting {}", self.$field.name())))?;
+                )+
+                Ok(())
+            }
+
             /// What the capabilities run for the life of the process for this service.
             pub fn background(&self, service: &ServiceStates, service_name: &str) -> Vec<BoxFuture<'static, ()>> {
                 let mut tasks = Vec::new();

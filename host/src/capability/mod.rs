@@ -15,6 +15,7 @@
 mod compose;
 pub mod config;
 pub mod crypto;
+mod exports;
 pub mod logging;
 pub mod messaging;
 pub mod outbound_http;
@@ -39,11 +40,15 @@ use std::sync::Arc;
 use wasmtime::component::{Linker, ResourceTable};
 
 pub use compose::{Composed, HostResources, NoFlags};
+pub use exports::{ActiveInstances, ExportInstance, VersionExports, VersionRefused};
 pub use registry::{HasEarlierState, HasInstanceState, HasServiceState, ServiceFacts};
 
 /// One capability's lifecycle, as the runtime drives it: link its imports once per engine,
 /// configure it once per service, give every instance its state, and ask it whether the service
-/// is ready and what it runs in the background.
+/// is ready and what it runs in the background. A capability that calls the component (its
+/// exports: migrations, a consumer) does so in three hooks, on instances the service gives it:
+/// it checks a candidate version against the running one, prepares a version before it serves,
+/// and starts what it calls for the life of the process.
 #[async_trait]
 pub trait Capability: Send + Sync + 'static {
     /// Shared by every instance of one service (a database pool, an outbox).
@@ -79,6 +84,38 @@ pub trait Capability: Send + Sync + 'static {
     /// relay).
     fn background(&self, _service: &Self::Service, _service_name: &str) -> Vec<BoxFuture<'static, ()>> {
         Vec::new()
+    }
+
+    /// Whether `candidate` can take over from `running` as far as this capability is concerned
+    /// (the exports it calls are still there, and ask for the same); `Err` says why not.
+    async fn check_candidate<T: CapabilityStore>(
+        &self,
+        _service: &Self::Service,
+        _running: &dyn VersionExports<T>,
+        _candidate: &dyn VersionExports<T>,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Work a version needs done before it serves, through its exports (applying its
+    /// migrations): for the image's version at start, retried until it succeeds, and for a
+    /// candidate before the switch, refusing it on failure.
+    async fn prepare_version<T: CapabilityStore>(
+        &self,
+        _service: &Self::Service,
+        _version: &dyn VersionExports<T>,
+    ) -> Result<(), VersionRefused> {
+        Ok(())
+    }
+
+    /// Starts what calls the component for the life of the process (a consumer), once the
+    /// service is prepared, on instances of whichever version serves.
+    async fn start<T: CapabilityStore>(
+        &self,
+        _service: &Self::Service,
+        _instances: Arc<dyn ActiveInstances<T>>,
+    ) -> anyhow::Result<()> {
+        Ok(())
     }
 }
 

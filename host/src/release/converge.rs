@@ -117,11 +117,11 @@ pub async fn converge(
         canary_digest: canary.as_ref().map(|(target, _)| target.digest.clone()),
         cached,
     };
-    let running_canary = || service.versions().into_iter().find(|v| v.state == VersionState::Canary);
+    let running_canary = || service.versions().list().into_iter().find(|v| v.state == VersionState::Canary);
     let mut switched = false;
     if service.current().digest != main.digest {
         if running_canary().is_some_and(|c| c.digest == main.digest) {
-            service.promote().await.map_err(DeployError::from)?;
+            service.versions().promote().await.map_err(DeployError::from)?;
         } else {
             deploy(service, Candidate { replace_canary: true, ..main.candidate }).await?;
             switched = true;
@@ -129,18 +129,18 @@ pub async fn converge(
     }
     match (canary, running_canary()) {
         (None, Some(_)) => {
-            service.rollback().await.map_err(DeployError::from)?;
+            service.versions().rollback().await.map_err(DeployError::from)?;
         }
         (Some((target, percent)), Some(running)) if running.digest == target.digest => {
             if running.percent != Some(percent) {
-                service.set_canary_percent(percent).map_err(DeployError::from)?;
+                service.versions().set_canary_percent(percent).map_err(DeployError::from)?;
             }
         }
         (Some((target, _)), _) => {
             if let Err(refusal) = deploy(service, Candidate { replace_canary: true, ..target.candidate }).await {
                 if switched {
                     // The whole release or none of it: back to the version that ran before.
-                    if let Err(error) = service.rollback().await {
+                    if let Err(error) = service.versions().rollback().await {
                         tracing::error!(service = %service.name(), %error, "cannot take back the switch of a refused release");
                     }
                 }

@@ -141,7 +141,7 @@ impl Follower {
         if status.phase != ReleasePhase::Applied {
             return;
         }
-        let versions = self.service.versions();
+        let versions = self.service.versions().list();
         if versions.iter().any(|v| v.digest == canary && matches!(v.state, VersionState::Canary | VersionState::Active))
         {
             return;

@@ -1,5 +1,5 @@
-//! Serving one request on an instance (fresh, or warm from its version's pool; see
-//! [`super::warm`]), within the process-wide instance bound and the request's deadline.
+//! The request path: serving one request on an instance (fresh, or warm from its version's
+//! pool; see [`super::warm`]), within the process-wide instance bound and the request's deadline.
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -13,8 +13,10 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use super::service_core::ServiceCore;
+use super::slot::Slot;
 use super::warm::{Isolation, ServiceInstance, WarmBudget, count_discards};
-use super::{ComponentVersion, Handled, Outcome, Service};
+use super::{ComponentVersion, Handled, Outcome};
 use crate::capability::request::RequestOrigin;
 use crate::capability::{CallerGone, CapabilityStore};
 use crate::metrics::Metrics;
@@ -53,15 +55,21 @@ impl Default for RequestLimits {
     }
 }
 
-impl Service {
+/// Requests into instances of the service's versions.
+pub struct RequestPath {
+    pub(super) core: Arc<ServiceCore>,
+    pub(super) slot: Arc<Slot>,
+}
+
+impl RequestPath {
     /// Serves one request on an instance of the current version. The body may come from
     /// a socket or, for calls between services of one process, from another component.
-    pub async fn handle<B>(self: &Arc<Self>, request: Request<B>) -> Handled
+    pub async fn handle<B>(&self, request: Request<B>) -> Handled
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let limits = &self.ctx.limits;
+        let limits = &self.core.ctx.limits;
         let declared =
             request.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|length| length > limits.max_body_bytes as u64) {
@@ -72,7 +80,7 @@ impl Service {
             Err(outcome) => return Handled { outcome, version: None },
         };
         let Some(permit) = self.instance_permit(&request).await else {
-            self.ctx.metrics.shed_requests.inc();
+            self.core.ctx.metrics.shed_requests.inc();
             return Handled { outcome: Outcome::Overloaded, version: None };
         };
         let picked = self.slot.pick();
@@ -89,7 +97,7 @@ impl Service {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let limits = &self.ctx.limits;
+        let limits = &self.core.ctx.limits;
         let (parts, body) = request.into_parts();
         let read = tokio::time::timeout(limits.body_timeout, Limited::new(body, limits.max_body_bytes).collect());
         match read.await {
@@ -106,13 +114,13 @@ impl Service {
     /// route (what liveness probes ask) never waits behind busy slots: when every slot is
     /// taken it runs on one of a few kept for probes.
     async fn instance_permit<B>(&self, request: &Request<B>) -> Option<OwnedSemaphorePermit> {
-        if let Ok(permit) = self.ctx.instances.clone().try_acquire_owned() {
+        if let Ok(permit) = self.core.ctx.instances.clone().try_acquire_owned() {
             return Some(permit);
         }
         // A health check takes a few milliseconds, so even behind a flood of them a probe gets
         // its turn on the kept instances within the queue timeout.
-        let pool = if self.is_probe(request) { &self.ctx.probe_instances } else { &self.ctx.instances };
-        match tokio::time::timeout(self.ctx.limits.queue_timeout, pool.clone().acquire_owned()).await {
+        let pool = if self.is_probe(request) { &self.core.ctx.probe_instances } else { &self.core.ctx.instances };
+        match tokio::time::timeout(self.core.ctx.limits.queue_timeout, pool.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Some(permit),
             _ => None,
         }
@@ -125,19 +133,19 @@ impl Service {
             && path
                 .strip_suffix("/healthcheck")
                 .and_then(|prefix| prefix.strip_prefix('/'))
-                .is_some_and(|prefix| prefix.strip_suffix("-ms").unwrap_or(prefix) == self.name)
+                .is_some_and(|prefix| prefix.strip_suffix("-ms").unwrap_or(prefix) == self.core.name)
     }
 
     /// Sends the component's own health route to `version` (not yet serving): the gate a new
     /// version passes before it gets traffic.
     pub(super) async fn smoke_test(&self, version: &Arc<ComponentVersion>, timeout: Duration) -> Result<(), String> {
-        let path = format!("/{}-ms/healthcheck", self.name);
+        let path = format!("/{}-ms/healthcheck", self.core.name);
         let request = Request::get(format!("http://localhost{path}"))
             .header(http::header::HOST, "localhost")
             .body(http_body_util::Empty::<Bytes>::new())
             .map_err(|e| format!("cannot build the request for {path}: {e}"))?;
         let run = async {
-            let permit = self.ctx.instances.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+            let permit = self.core.ctx.instances.clone().acquire_owned().await.map_err(|e| e.to_string())?;
             Ok::<_, String>(self.run(version, permit, request).await)
         };
         let outcome = tokio::time::timeout(timeout, run)
@@ -147,12 +155,26 @@ impl Service {
         if status.is_success() { Ok(()) } else { Err(format!("GET {path} answered {status}, expected 2xx")) }
     }
 
+    /// Drops the warm instances whose budget ran out while they waited, so a service without
+    /// traffic gives their memory back. Runs for the life of the process.
+    pub async fn drop_used_up_instances(self: Arc<Self>) {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            for version in self.slot.serving() {
+                let dropped = version.warm.drop_used_up(&self.core.ctx.isolation);
+                count_discards(&self.core.ctx.metrics, "used-up", dropped);
+            }
+        }
+    }
+
     /// Instantiates the active version on a fresh store, as a request would, and drops the
     /// instance uncalled. Returns how long the instantiation alone took: the benchmark's
     /// `instantiate_us` figure.
     pub async fn measure_instantiation(&self) -> anyhow::Result<Duration> {
-        let deadline = Instant::now() + self.ctx.limits.timeout;
-        let mut store = self.ctx.runtime.store(self.new_state(), deadline);
+        let deadline = Instant::now() + self.core.ctx.limits.timeout;
+        let mut store = self.core.ctx.runtime.store(self.core.new_state(), deadline);
         let pre = self.slot.active().proxy.clone();
         let started = Instant::now();
         pre.instantiate_async(&mut store).await?;
@@ -170,22 +192,24 @@ impl Service {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let limits = &self.ctx.limits;
+        let limits = &self.core.ctx.limits;
         let deadline = Instant::now() + limits.timeout;
         // The component's own log records (wasi:logging) go under this span.
-        let span = tracing::info_span!("component", service = %self.name, version = %version.label);
-        let warm = match self.ctx.isolation {
+        let span = tracing::info_span!("component", service = %self.core.name, version = %version.label);
+        let warm = match self.core.ctx.isolation {
             Isolation::Fresh => None,
-            Isolation::Reuse { .. } => version.warm.take(&self.ctx.isolation),
+            Isolation::Reuse { .. } => version.warm.take(&self.core.ctx.isolation),
         };
         let mut instance = match warm {
             Some(mut warm) => {
-                let capabilities = span.in_scope(|| self.host_capabilities.instances(&self.capabilities));
+                let capabilities = span.in_scope(|| self.core.instance_states());
                 warm.store.data_mut().next_request(capabilities, deadline);
                 warm.store.set_epoch_deadline(1);
                 warm
             }
-            None => ServiceInstance::fresh(self.ctx.runtime.store(span.in_scope(|| self.new_state()), deadline)),
+            None => {
+                ServiceInstance::fresh(self.core.ctx.runtime.store(span.in_scope(|| self.core.new_state()), deadline))
+            }
         };
         instance.store.data_mut().set_request_origin(RequestOrigin::of(&request));
         let max_body = limits.max_body_bytes;
@@ -212,8 +236,9 @@ impl Service {
             Err(error) => return Outcome::Malformed(format!("{error:#}")),
         };
         let pre = version.proxy.clone();
-        let keeper = Keeper { version: version.clone(), isolation: self.ctx.isolation, budget: self.ctx.warm.clone() };
-        let metrics = self.ctx.metrics.clone();
+        let keeper =
+            Keeper { version: version.clone(), isolation: self.core.ctx.isolation, budget: self.core.ctx.warm.clone() };
+        let metrics = self.core.ctx.metrics.clone();
         let caller_gone = instance.store.data().caller_gone().clone();
         let mut driven = DrivenInstance::new(caller_gone, async move {
             let _permit = permit;
@@ -288,7 +313,7 @@ impl Service {
             return Outcome::DeadlineExceeded;
         }
         tracing::warn!(error = %format!("{error:?}"), "the component trapped");
-        self.ctx.metrics.traps.inc();
+        self.core.ctx.metrics.traps.inc();
         Outcome::ComponentFailed
     }
 }

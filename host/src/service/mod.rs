@@ -1,28 +1,43 @@
-//! A service: one component (its current version), its capabilities, and the per-request path
-//! into an instance (a warm one of the version, or a fresh one: [`Isolation`]) and the
-//! per-message path into a fresh instance.
+//! A service: one component, its versions and its capabilities, in parts by job, each a type of
+//! its own over a shared [`ServiceCore`] (`service_core.rs`: the name, the limits, the capabilities'
+//! states, new instances):
+//! - the request path ([`RequestPath`], `invoke.rs`, with what a request counts in
+//!   `record.rs`): a request into an instance, a warm one of its version or a fresh one
+//!   ([`Isolation`], `warm.rs`);
+//! - the message path ([`MessagePath`], `messages.rs`): fresh instances of the active version
+//!   for the capabilities that call the component for the life of the process (a consumer);
+//! - versions and rollout ([`Versions`], `rollout.rs`, over the slot in `slot.rs`): the gate a
+//!   candidate passes, the switch, canaries, rollback;
+//! - preparation ([`Preparation`], `prepare.rs`): the active version prepared by the
+//!   capabilities before the service is ready (its migrations).
+//!
+//! No part names a capability: what calls the component's exports (migrations, consumers) is
+//! the capabilities' own, reached through their lifecycle hooks.
 
 mod canary;
-mod consume;
 mod invoke;
+mod messages;
 mod outcome;
+mod prepare;
 mod record;
 mod release_status;
 mod rollout;
+mod service_core;
 mod slot;
 mod version;
 mod warm;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Semaphore;
 
 pub use canary::CanaryPolicy;
-pub use invoke::RequestLimits;
+pub use invoke::{RequestLimits, RequestPath};
+pub use messages::MessagePath;
 pub use outcome::{Handled, Outcome};
+pub use prepare::Preparation;
 pub use release_status::{ReleasePhase, ReleaseStatus};
-pub use rollout::{Candidate, DeployError, Deployment, SwapOptions};
+pub use rollout::{Candidate, DeployError, Deployment, SwapOptions, Versions};
+pub use service_core::ServiceCore;
 pub use slot::{RolledBack, SlotError, VersionInfo, VersionState};
 pub use version::{
     ComponentVersion, Origin, component_digest, component_interfaces, digest_of, precompile, short_digest, valid_label,
@@ -30,11 +45,9 @@ pub use version::{
 };
 pub use warm::{Isolation, WarmBudget};
 
-use crate::capability::sql::{SqlCapability, SqlClient, apply_migrations};
-use crate::capability::{Capability, HasServiceState, HostCapabilities, ServiceFacts, ServiceStates};
+use crate::capability::ServiceFacts;
 use crate::metrics::Metrics;
-use crate::retry::retry_forever;
-use crate::runtime::{HostState, Runtime};
+use crate::runtime::Runtime;
 use slot::Slot;
 
 /// Instances kept for the services' health routes beyond `SKIFF_MAX_INSTANCES` (within the
@@ -59,18 +72,11 @@ pub struct ServiceContext {
 }
 
 pub struct Service {
-    name: String,
-    ctx: ServiceContext,
-    /// The loaded versions and which one serves; see [`slot`].
-    slot: Slot,
-    /// The host's capabilities, and each one's state for this service.
-    host_capabilities: Arc<HostCapabilities>,
-    capabilities: ServiceStates,
-    /// One rollout at a time per service.
-    deploying: Mutex<()>,
-    migrated: AtomicBool,
-    /// Why the last start-up attempt to migrate failed, for the readiness answer.
-    migration_failure: std::sync::Mutex<Option<String>>,
+    core: Arc<ServiceCore>,
+    requests: Arc<RequestPath>,
+    messages: Arc<MessagePath>,
+    versions: Versions,
+    preparation: Preparation,
     /// Where the service stands with its release file, if it has one.
     release: std::sync::Mutex<Option<ReleaseStatus>>,
 }
@@ -99,114 +105,92 @@ impl Service {
             imports: version.imports.clone(),
             exports: version.exports.clone(),
         };
-        let Some(host_capabilities) = ctx.runtime.capabilities().cloned() else {
+        let Some(capabilities) = ctx.runtime.capabilities().cloned() else {
             anyhow::bail!("this runtime only compiles components: it has no capabilities to serve {name} with");
         };
-        let capabilities = host_capabilities.configure(&facts).await?;
+        let states = capabilities.configure(&facts).await?;
+        let slot = Arc::new(Slot::new(version, ctx.swap.keep_versions, ctx.swap.canary.clone()));
+        let core = Arc::new(ServiceCore { name: name.to_owned(), ctx, capabilities, states });
         Ok(Self {
-            name: name.to_owned(),
-            slot: Slot::new(version, ctx.swap.keep_versions, ctx.swap.canary.clone()),
-            host_capabilities,
-            capabilities,
-            deploying: Mutex::new(()),
-            migrated: AtomicBool::new(false),
-            migration_failure: std::sync::Mutex::new(None),
+            requests: Arc::new(RequestPath { core: core.clone(), slot: slot.clone() }),
+            messages: Arc::new(MessagePath { core: core.clone(), slot: slot.clone() }),
+            versions: Versions::new(core.clone(), slot.clone()),
+            preparation: Preparation::new(core.clone(), slot),
             release: std::sync::Mutex::new(None),
-            ctx,
+            core,
         })
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        &self.core.name
     }
 
-    /// The state of capability `C` for this service.
-    pub fn capability<C: Capability>(&self) -> Arc<C::Service>
+    /// The request path.
+    pub fn requests(&self) -> &RequestPath {
+        &self.requests
+    }
+
+    /// The loaded versions and their rollout.
+    pub fn versions(&self) -> &Versions {
+        &self.versions
+    }
+
+    /// Serves one request on an instance of the current version (see [`RequestPath::handle`]).
+    pub async fn handle<B>(&self, request: http::Request<B>) -> Handled
     where
-        ServiceStates: HasServiceState<C>,
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        self.capabilities.service_state().clone()
+        self.requests.handle(request).await
     }
 
-    /// The service's own database, where its migrations go.
-    fn sql(&self) -> &Arc<dyn SqlClient> {
-        HasServiceState::<SqlCapability>::service_state(&self.capabilities)
-    }
-
-    /// What the capabilities run in the background for this service (an outbox relay).
-    pub fn background_tasks(&self) -> Vec<futures_util::future::BoxFuture<'static, ()>> {
-        self.host_capabilities.background(&self.capabilities, &self.name)
+    /// Takes `candidate` through the gate (see [`Versions::deploy`]).
+    pub async fn deploy(&self, candidate: Candidate) -> Result<Deployment, DeployError> {
+        self.versions.deploy(candidate, &self.requests).await
     }
 
     /// The active version (the one messages and non-canary requests run on).
     pub fn current(&self) -> Arc<ComponentVersion> {
-        self.slot.active()
+        self.versions.current()
     }
 
-    fn new_state(&self) -> HostState {
-        self.ctx.runtime.instance_state(self.host_capabilities.instances(&self.capabilities))
+    /// Prepares the service to serve, retrying until it can (see [`Preparation`]).
+    pub async fn prepare_until_done(&self) {
+        self.preparation.until_done().await
+    }
+
+    pub fn is_prepared(&self) -> bool {
+        self.preparation.is_done()
+    }
+
+    /// Starts what the capabilities call in the component for the life of the process (the
+    /// consumers), once the service is prepared.
+    pub async fn start(&self) -> anyhow::Result<()> {
+        let instances: Arc<dyn crate::capability::ActiveInstances<crate::runtime::HostState>> = self.messages.clone();
+        self.core.capabilities.start(&self.core.states, instances).await
+    }
+
+    /// What the capabilities run in the background for this service (an outbox relay).
+    pub fn background_tasks(&self) -> Vec<futures_util::future::BoxFuture<'static, ()>> {
+        self.core.capabilities.background(&self.core.states, &self.core.name)
     }
 
     /// Drops the warm instances whose budget ran out while they waited, so a service without
     /// traffic gives their memory back. Runs for the life of the process.
     pub async fn drop_used_up_instances(self: Arc<Self>) {
-        let mut every = tokio::time::interval(Duration::from_secs(1));
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            every.tick().await;
-            for version in self.slot.serving() {
-                let dropped = version.warm.drop_used_up(&self.ctx.isolation);
-                warm::count_discards(&self.ctx.metrics, "used-up", dropped);
-            }
-        }
+        self.requests.clone().drop_used_up_instances().await
     }
 
-    /// Applies the current version's migrations, then prepares the capabilities (the outbox
-    /// table); until this succeeds the service is not ready.
-    pub async fn migrate(&self) -> anyhow::Result<usize> {
-        let version = self.current();
-        let migrations = version.migrations(self.new_state(), &self.ctx.runtime).await?;
-        let applied = apply_migrations(self.sql(), &migrations)
-            .await
-            .map_err(|e| anyhow::anyhow!("applying migrations of {}: {e}", self.name))?;
-        self.host_capabilities.prepare(&self.capabilities).await?;
-        self.migrated.store(true, Ordering::Release);
-        Ok(applied)
-    }
-
-    /// Retries [`Service::migrate`] with back-off until it succeeds (the database may start
-    /// after the host, as pods do).
-    pub async fn migrate_until_done(&self) {
-        let applied = retry_forever(
-            || self.migrate(),
-            |error: &anyhow::Error, retry_in| {
-                let error = format!("{error:#}");
-                tracing::warn!(service = %self.name, %error, ?retry_in, "migrations not applied; retrying");
-                *self.migration_failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(error);
-            },
-        )
-        .await;
-        tracing::info!(service = %self.name, applied, backend = self.sql().backend(), "database ready");
-    }
-
-    pub fn is_migrated(&self) -> bool {
-        self.migrated.load(Ordering::Acquire)
-    }
-
-    /// Ready = migrations applied and every capability ready (the database answers now, a
-    /// consumer is subscribed); `Err` says what is missing.
+    /// Ready = prepared (migrations applied) and every capability ready (the database answers
+    /// now, a consumer is subscribed); `Err` says what is missing.
     pub async fn readiness(&self) -> Result<(), String> {
-        if !self.is_migrated() {
-            let failure = self.migration_failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
-            return Err(match failure {
-                Some(failure) => format!("migrations not applied yet: {failure}"),
-                None => "migrations not applied yet".into(),
-            });
+        if let Some(missing) = self.preparation.missing() {
+            return Err(missing);
         }
         if let Some(release) = self.release_status().filter(|release| !release.serving()) {
             return Err(release.describe());
         }
-        self.host_capabilities.ready(&self.capabilities).await
+        self.core.capabilities.ready(&self.core.states).await
     }
 
     /// Where the service stands with its release file; `None` without one.
@@ -216,8 +200,8 @@ impl Service {
 
     /// Records where the service stands with its release file, and says so in the metrics.
     pub fn set_release_status(&self, status: ReleaseStatus) {
-        let route = crate::metrics::RouteLabels { route: self.name.clone() };
-        let metrics = &self.ctx.metrics;
+        let route = crate::metrics::RouteLabels { route: self.core.name.clone() };
+        let metrics = &self.core.ctx.metrics;
         metrics.release_converged.get_or_create(&route).set(i64::from(status.phase == ReleasePhase::Applied));
         metrics.release_fallback.get_or_create(&route).set(i64::from(status.fallback));
         *self.release.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(status);
@@ -225,7 +209,7 @@ impl Service {
 
     /// Counts a release the service refused, by why.
     pub fn count_release_refusal(&self, reason: &str) {
-        let labels = crate::metrics::SwapLabels { route: self.name.clone(), result: reason.to_owned() };
-        self.ctx.metrics.release_refusals.get_or_create(&labels).inc();
+        let labels = crate::metrics::SwapLabels { route: self.core.name.clone(), result: reason.to_owned() };
+        self.core.ctx.metrics.release_refusals.get_or_create(&labels).inc();
     }
 }

@@ -1,16 +1,19 @@
-//! Rolling out a new version: the gate every candidate passes (compile, world check,
-//! migrations, smoke test) before an atomic switch or a canary; then rollback and promotion.
+//! Versions and their rollout: the gate every candidate passes (compile, the capabilities'
+//! check against the running version, their preparation of it such as its migrations, a smoke
+//! test) before an atomic switch or a canary; then rollback and promotion.
 
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
 
+use super::ComponentVersion;
 use super::canary::CanaryPolicy;
-use super::slot::{RolledBack, SlotError, VersionInfo, VersionState};
+use super::invoke::RequestPath;
+use super::service_core::ServiceCore;
+use super::slot::{RolledBack, Slot, SlotError, VersionInfo, VersionState};
 use super::version::{CompileError, Origin};
-use super::{ComponentVersion, Service};
-use crate::capability::messaging::{MessagingCapability, Subscription, SubscriptionSpec};
-use crate::capability::sql::apply_migrations;
+use crate::capability::VersionRefused;
 use crate::metrics::SwapLabels;
 
 /// How a service's versions are rolled out.
@@ -84,8 +87,9 @@ pub enum DeployError {
     Compile(#[from] CompileError),
     #[error("the candidate does not fit this service: {0}")]
     WrongWorld(String),
-    #[error("applying the candidate's migrations failed: {0}")]
-    Migrations(String),
+    /// A capability could not prepare it (its migrations failed).
+    #[error(transparent)]
+    NotPrepared(#[from] VersionRefused),
     #[error("the smoke test failed: {0}")]
     SmokeTest(String),
     #[error(transparent)]
@@ -99,42 +103,66 @@ impl DeployError {
             Self::Unchanged(_) => "unchanged",
             Self::Compile(CompileError::Invalid(_) | CompileError::PrecompiledNotTrusted) => "invalid",
             Self::Compile(_) | Self::WrongWorld(_) => "wrong-world",
-            Self::Migrations(_) => "migrations-failed",
+            Self::NotPrepared(refused) => refused.kind,
             Self::SmokeTest(_) => "smoke-test-failed",
             Self::Slot(_) => "conflict",
         }
     }
 }
 
-impl Service {
+/// The loaded versions of a service and their rollout, one at a time.
+pub struct Versions {
+    pub(super) core: Arc<ServiceCore>,
+    pub(super) slot: Arc<Slot>,
+    /// One rollout at a time per service.
+    deploying: Mutex<()>,
+}
+
+impl Versions {
+    pub(super) fn new(core: Arc<ServiceCore>, slot: Arc<Slot>) -> Self {
+        Self { core, slot, deploying: Mutex::new(()) }
+    }
+
+    /// The active version (the one messages and non-canary requests run on).
+    pub fn current(&self) -> Arc<ComponentVersion> {
+        self.slot.active()
+    }
+
     /// Takes `candidate` through the gate and, if it passes, switches to it (or starts it as a
-    /// canary). Requests already running finish on the version they started on.
-    pub async fn deploy(&self, candidate: Candidate) -> Result<Deployment, DeployError> {
+    /// canary); `requests` runs its smoke test. Requests already running finish on the version
+    /// they started on.
+    pub async fn deploy(&self, candidate: Candidate, requests: &RequestPath) -> Result<Deployment, DeployError> {
         let started = Instant::now();
-        let result = self.deploy_gated(candidate, started).await;
+        let result = self.deploy_gated(candidate, requests, started).await;
+        let name = &self.core.name;
         let outcome = match &result {
             Ok(deployment) => {
-                tracing::info!(service = %self.name, version = %deployment.deployed.label, digest = %deployment.deployed.digest,
+                tracing::info!(service = %name, version = %deployment.deployed.label, digest = %deployment.deployed.digest,
                     previous = %deployment.previous, result = deployment.result, rollout_ms = deployment.rollout_millis,
                     switch_us = deployment.switch_micros, "rolled out");
                 deployment.result
             }
             Err(error) => {
-                tracing::warn!(service = %self.name, error = %error, "candidate refused; the running version stays");
+                tracing::warn!(service = %name, error = %error, "candidate refused; the running version stays");
                 error.kind()
             }
         };
-        self.ctx.metrics.swaps.get_or_create(&SwapLabels { route: self.name.clone(), result: outcome.into() }).inc();
+        self.core.ctx.metrics.swaps.get_or_create(&SwapLabels { route: name.clone(), result: outcome.into() }).inc();
         result
     }
 
-    async fn deploy_gated(&self, candidate: Candidate, started: Instant) -> Result<Deployment, DeployError> {
+    async fn deploy_gated(
+        &self,
+        candidate: Candidate,
+        requests: &RequestPath,
+        started: Instant,
+    ) -> Result<Deployment, DeployError> {
         let _one_at_a_time = self.deploying.lock().await;
         if let Some(canary) = self.slot.canary_label().filter(|_| !candidate.replace_canary) {
             return Err(SlotError::CanaryRunning(canary).into());
         }
         let active = self.current();
-        let runtime = self.ctx.runtime.clone();
+        let runtime = self.core.ctx.runtime.clone();
         let Candidate { bytes, label, canary_percent, digest, origin, replace_canary } = candidate;
         // Compiling takes whole seconds of CPU: never on a request thread.
         let version =
@@ -144,16 +172,13 @@ impl Service {
         if version.digest == active.digest {
             return Err(DeployError::Unchanged(active.label.clone()));
         }
-        self.check_world(&active, &version).await.map_err(DeployError::WrongWorld)?;
-        // Migrations run before the switch while the old version still serves, so they must be
-        // forward-compatible (expand, then contract in a later release).
-        let migrations = version
-            .migrations(self.new_state(), &self.ctx.runtime)
-            .await
-            .map_err(|e| DeployError::Migrations(format!("reading them: {e:#}")))?;
-        apply_migrations(self.sql(), &migrations).await.map_err(|e| DeployError::Migrations(e.to_string()))?;
         let version = Arc::new(version);
-        self.smoke_test(&version, self.ctx.swap.smoke_timeout).await.map_err(DeployError::SmokeTest)?;
+        let (core, capabilities) = (&self.core, &self.core.capabilities);
+        let (running, offered) = (core.exports_of(active.clone()), core.exports_of(version.clone()));
+        capabilities.check_candidate(&core.states, &running, &offered).await.map_err(DeployError::WrongWorld)?;
+        // The capabilities prepare it (its migrations) while the old version still serves.
+        capabilities.prepare_version(&core.states, &offered).await?;
+        requests.smoke_test(&version, core.ctx.swap.smoke_timeout).await.map_err(DeployError::SmokeTest)?;
         let switching = Instant::now();
         let (deployed, result) = match canary_percent {
             Some(percent) => (self.slot.start_canary_replacing(version, percent, replace_canary)?, "canary"),
@@ -170,51 +195,13 @@ impl Service {
         })
     }
 
-    /// The candidate must serve everything the slot serves: HTTP always, and migrations and
-    /// the message consumer (on the same queues) where the running version has them.
-    async fn check_world(&self, active: &ComponentVersion, candidate: &ComponentVersion) -> Result<(), String> {
-        if active.has_migrations() && !candidate.has_migrations() {
-            return Err("the running version exports skiff:sql/migrations and the candidate does not".into());
-        }
-        let has_outbox = self.capability::<MessagingCapability>().outbox().is_some();
-        if candidate.publishes() && !has_outbox {
-            return Err("the candidate publishes messages but this service started without an outbox; \
-                        restart the host to add messaging"
-                .into());
-        }
-        if active.consumes() != candidate.consumes() {
-            return Err(if active.consumes() {
-                "the running version consumes messages (skiff:messaging/consumer) and the candidate does not".into()
-            } else {
-                "the candidate consumes messages but the running version does not; restart the host to subscribe".into()
-            });
-        }
-        if active.consumes() {
-            // Queues are subscribed once at start; a version wanting others needs a restart.
-            let queues = |subscriptions: Vec<Subscription>| {
-                let mut queues: Vec<SubscriptionSpec> = subscriptions.into_iter().map(SubscriptionSpec::from).collect();
-                queues.sort();
-                queues
-            };
-            let runtime = &self.ctx.runtime;
-            let running = active.subscriptions(self.new_state(), runtime).await;
-            let running = queues(running.map_err(|e| format!("reading the running subscriptions: {e:#}"))?);
-            let offered = candidate.subscriptions(self.new_state(), runtime).await;
-            let offered = queues(offered.map_err(|e| format!("reading the candidate's subscriptions: {e:#}"))?);
-            if running != offered {
-                return Err(format!("the candidate subscribes to {offered:?}, the running version to {running:?}"));
-            }
-        }
-        Ok(())
-    }
-
     /// Back to the previous version: drops a running canary, else reactivates the most recently
     /// active standby version.
     pub async fn rollback(&self) -> Result<RolledBack, SlotError> {
         let _one_at_a_time = self.deploying.lock().await;
         let rolled_back = self.slot.rollback()?;
-        tracing::warn!(service = %self.name, from = %rolled_back.from, to = %rolled_back.to, "rolled back on command");
-        self.count_rollback("command");
+        tracing::warn!(service = %self.core.name, from = %rolled_back.from, to = %rolled_back.to, "rolled back on command");
+        self.core.count_rollback("command");
         Ok(rolled_back)
     }
 
@@ -222,8 +209,8 @@ impl Service {
     pub async fn promote(&self) -> Result<String, SlotError> {
         let _one_at_a_time = self.deploying.lock().await;
         let label = self.slot.promote()?;
-        tracing::info!(service = %self.name, version = %label, "canary promoted on command");
-        self.count_swap("promoted");
+        tracing::info!(service = %self.core.name, version = %label, "canary promoted on command");
+        self.core.count_swap("promoted");
         Ok(label)
     }
 
@@ -237,7 +224,7 @@ impl Service {
     }
 
     /// Every loaded version, the active one first.
-    pub fn versions(&self) -> Vec<VersionInfo> {
+    pub fn list(&self) -> Vec<VersionInfo> {
         self.slot.list()
     }
 }

@@ -10,8 +10,6 @@ use wasmtime::{Engine, Precompiled};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use super::warm::WarmPool;
-use crate::capability::messaging::{ConsumerPre, PRODUCER_INTERFACE, Subscription};
-use crate::capability::sql::{Migration, MigrationsPre};
 use crate::runtime::{HostState, Runtime};
 
 /// A component version, ready to serve: `InstancePre` is prepared here, once.
@@ -24,9 +22,10 @@ pub struct ComponentVersion {
     label_header: Option<HeaderValue>,
     digest_header: Option<HeaderValue>,
     pub loaded_at: SystemTime,
+    /// For the request path.
     pub(crate) proxy: ProxyPre<HostState>,
-    migrations: Option<MigrationsPre<HostState>>,
-    pub(crate) consumer: Option<ConsumerPre<HostState>>,
+    /// For the capabilities that call the component's other exports (migrations, a consumer).
+    pub(crate) instance_pre: InstancePre<HostState>,
     /// Its instances idle between requests, under reuse isolation.
     pub(crate) warm: WarmPool,
     /// The interfaces it imports and exports, e.g. `skiff:sql/client@0.2.0`.
@@ -89,10 +88,6 @@ impl ComponentVersion {
         let imports: Vec<String> = component_type.imports(runtime.engine()).map(|(name, _)| name.to_owned()).collect();
         let exports: Vec<String> = component_type.exports(runtime.engine()).map(|(name, _)| name.to_owned()).collect();
         let proxy = ProxyPre::new(instance_pre.clone()).map_err(|e| CompileError::NotHttp(format!("{e:#}")))?;
-        // A component without a database of its own exports no migrations.
-        let migrations = MigrationsPre::new(instance_pre.clone()).ok();
-        // Only components that handle messages export the consumer interface.
-        let consumer = ConsumerPre::new(instance_pre).ok();
         let label = label.unwrap_or_else(|| short_digest(&digest));
         Ok(Self {
             label_header: HeaderValue::from_str(&label).ok(),
@@ -101,8 +96,7 @@ impl ComponentVersion {
             digest,
             loaded_at: SystemTime::now(),
             proxy,
-            migrations,
-            consumer,
+            instance_pre,
             warm: WarmPool::default(),
             imports,
             exports,
@@ -112,43 +106,6 @@ impl ComponentVersion {
     /// `label` and `digest` as header values (`None` if one is not a valid header value).
     pub fn header_values(&self) -> (Option<&HeaderValue>, Option<&HeaderValue>) {
         (self.label_header.as_ref(), self.digest_header.as_ref())
-    }
-
-    /// Whether the component exports `skiff:sql/migrations`.
-    pub fn has_migrations(&self) -> bool {
-        self.migrations.is_some()
-    }
-
-    /// Whether the component imports the producer, and so needs an outbox.
-    pub fn publishes(&self) -> bool {
-        self.imports.iter().any(|name| name.starts_with(PRODUCER_INTERFACE))
-    }
-
-    /// Whether the component exports `skiff:messaging/consumer`.
-    pub fn consumes(&self) -> bool {
-        self.consumer.is_some()
-    }
-
-    /// Reads the component's migrations by instantiating it once.
-    pub async fn migrations(&self, state: HostState, runtime: &Runtime) -> anyhow::Result<Vec<Migration>> {
-        let Some(pre) = &self.migrations else {
-            return Ok(Vec::new());
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let mut store = runtime.store(state, deadline);
-        let instance = pre.instantiate_async(&mut store).await?;
-        Ok(instance.skiff_sql_migrations().call_all(&mut store).await?)
-    }
-}
-
-impl ComponentVersion {
-    /// The queues the component consumes, asked of one instance.
-    pub async fn subscriptions(&self, state: HostState, runtime: &Runtime) -> anyhow::Result<Vec<Subscription>> {
-        let Some(pre) = &self.consumer else { return Ok(Vec::new()) };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let mut store = runtime.store(state, deadline);
-        let instance = pre.instantiate_async(&mut store).await?;
-        Ok(instance.skiff_messaging_consumer().call_subscriptions(&mut store).await?)
     }
 }
 

@@ -246,6 +246,48 @@ async fn a_component_for_another_world_is_refused() {
     app.stop().await;
 }
 
+/// A candidate's migrations run in its gate, through the sql capability: one that cannot be
+/// applied (here the ledger says the first migration's SQL changed since it ran) refuses the
+/// candidate, and the running version keeps serving.
+async fn a_candidate_whose_migrations_fail_is_refused(backend: Backend) {
+    use sqlx::{Connection, Executor};
+    let db = TestDb::new(backend, "users").await;
+    let app = app_with_admin("users", &db).await;
+    let edit = "UPDATE skiff_migrations SET checksum = substr(checksum, 2) \
+                WHERE version = (SELECT MIN(version) FROM skiff_migrations)";
+    match backend {
+        Backend::Sqlite => {
+            sqlx::SqliteConnection::connect(&db.url).await.unwrap().execute(edit).await.unwrap();
+        }
+        Backend::Postgres => {
+            sqlx::PgConnection::connect(&db.url).await.unwrap().execute(edit).await.unwrap();
+        }
+    }
+    let response = swap(&app, "users", variant(&read("users"), "next"), "label=users-next").await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:skiff:problem:migrations-failed", "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("was changed after it was applied"), "{problem}");
+    let health = app.client.get(app.url("/users-ms/healthcheck")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_ne!(health.headers()["skiff-component-version"], "users-next");
+    assert_eq!(versions(&app, "users").await.len(), 1);
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"skiff_swaps_total{route="users",result="migrations-failed"} 1"#), "{metrics}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_whose_migrations_fail_is_refused_on_sqlite() {
+    a_candidate_whose_migrations_fail_is_refused(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Postgres (SKIFF_TEST_POSTGRES_URL)"]
+async fn a_candidate_whose_migrations_fail_is_refused_on_postgres() {
+    a_candidate_whose_migrations_fail_is_refused(Backend::Postgres).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_that_traps_is_rolled_back_automatically() {
     let db = TestDb::new(Backend::Sqlite, "testbed").await;

@@ -79,13 +79,13 @@ async fn measure(
 ) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
     // Warm up: the pool's slots, the allocator, the branch predictors.
     for _ in 0..iterations / 10 {
-        service.measure_instantiation().await?;
+        service.requests().measure_instantiation().await?;
         request(service, probe).await?;
     }
     let mut instantiate = Vec::with_capacity(iterations);
     let mut whole = Vec::with_capacity(iterations);
     for _ in 0..iterations {
-        instantiate.push(service.measure_instantiation().await?);
+        instantiate.push(service.requests().measure_instantiation().await?);
         let started = Instant::now();
         request(service, probe).await?;
         whole.push(started.elapsed());

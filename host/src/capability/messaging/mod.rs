@@ -3,11 +3,13 @@
 //!
 //! `client.rs` is the broker trait, `amqp.rs` and `embedded.rs` its two implementations,
 //! `host.rs` the WIT `Host` traits, `outbox.rs` the outbox and its relay, `signing.rs` the
-//! events' Ed25519 signatures, and `consumer.rs` the loop that hands each delivery to a fresh
-//! component instance.
+//! events' Ed25519 signatures, `consumer.rs` the loop that settles each delivery, and
+//! `component.rs` the component's side of it: its subscriptions, and each delivery handed to a
+//! fresh instance.
 
 mod amqp;
 mod client;
+mod component;
 mod connect;
 mod consumer;
 mod embedded;
@@ -27,15 +29,15 @@ use wasmtime::component::{HasData, Linker, ResourceTable};
 pub use client::SubscriptionSpec;
 pub use client::{Broker, DeliveryStream, Exchange, ExchangeKind, InboundDelivery, OutboundMessage, RetryPolicy};
 pub use connect::connect_broker;
-pub use consumer::MessageHandler;
 pub use outbox::{DEFAULT_LEASE, Outbox};
 pub use settings::{MessagingArgs, MessagingSettings};
 pub use signing::{EVENT_SIGNING_KEY, EVENT_TRUSTED_KEYS, EventSigner, TrustedPublishers};
 
 use super::sql::SqlCapability;
-use super::{Capability, CapabilityStore, InstanceView, ServiceSetup};
+use super::{ActiveInstances, Capability, CapabilityStore, InstanceView, ServiceSetup, VersionExports};
 use crate::metrics::{Metrics, RouteLabels};
-use consumer::{Settler, run_subscription};
+use component::{ComponentConsumer, subscriptions_of};
+use consumer::{MessageHandler, Settler, run_subscription};
 
 // The only place the messaging world is turned into Rust.
 mod bindings {
@@ -52,7 +54,7 @@ mod bindings {
     });
 }
 
-pub use bindings::MessagingHostPre as ConsumerPre;
+use bindings::MessagingHostPre as ConsumerPre;
 pub use bindings::exports::skiff::messaging::consumer::{Delivery, Outcome, Subscription};
 
 impl From<Subscription> for SubscriptionSpec {
@@ -138,6 +140,7 @@ impl MessagingCapability {
 
 /// One service's messaging.
 pub struct ServiceMessaging {
+    service: String,
     broker: Arc<dyn Broker>,
     retry: RetryPolicy,
     outbox: Option<Arc<Outbox>>,
@@ -155,7 +158,7 @@ impl ServiceMessaging {
     /// Subscribes `handler` to every queue in `subscriptions`. Subscribing once here, before
     /// the outbox relays start, binds the queues before the first event is published; if the
     /// broker is down, each subscription keeps trying in the background.
-    pub async fn consume(&self, subscriptions: Vec<SubscriptionSpec>, handler: Arc<dyn MessageHandler>) {
+    async fn consume(&self, subscriptions: Vec<SubscriptionSpec>, handler: Arc<dyn MessageHandler>) {
         let Some(subscribed) = &self.subscribed else { return };
         for spec in subscriptions {
             let initial = self.broker.subscribe(&spec, &self.retry).await.inspect_err(|error| {
@@ -210,6 +213,7 @@ impl Capability for MessagingCapability {
         }
         let subscribed = consumes.then(|| Arc::new(AtomicBool::new(false)));
         Ok(ServiceMessaging {
+            service: service.service.name.clone(),
             broker: self.broker.clone(),
             retry: self.retry,
             outbox,
@@ -239,5 +243,58 @@ impl Capability for MessagingCapability {
     fn background(&self, service: &ServiceMessaging, service_name: &str) -> Vec<BoxFuture<'static, ()>> {
         let relay = service.outbox.clone().map(|outbox| outbox.relay(service.broker.clone(), service_name.to_owned()));
         relay.into_iter().map(FutureExt::boxed).collect()
+    }
+
+    /// A candidate must publish only where the service has an outbox, and consume what the
+    /// running version consumes: queues are subscribed once at start, so other queues need a
+    /// restart.
+    async fn check_candidate<T: CapabilityStore>(
+        &self,
+        service: &ServiceMessaging,
+        running: &dyn VersionExports<T>,
+        candidate: &dyn VersionExports<T>,
+    ) -> Result<(), String> {
+        if candidate.imports_interface(PRODUCER_INTERFACE) && service.outbox.is_none() {
+            return Err("the candidate publishes messages but this service started without an outbox; \
+                        restart the host to add messaging"
+                .into());
+        }
+        match (running.exports_interface(CONSUMER_INTERFACE), candidate.exports_interface(CONSUMER_INTERFACE)) {
+            (false, false) => Ok(()),
+            (true, false) => {
+                Err("the running version consumes messages (skiff:messaging/consumer) and the candidate does not"
+                    .into())
+            }
+            (false, true) => {
+                Err("the candidate consumes messages but the running version does not; restart the host to subscribe"
+                    .into())
+            }
+            (true, true) => {
+                let running = subscriptions_of(running).await;
+                let running = running.map_err(|e| format!("reading the running subscriptions: {e:#}"))?;
+                let offered = subscriptions_of(candidate).await;
+                let offered = offered.map_err(|e| format!("reading the candidate's subscriptions: {e:#}"))?;
+                if running != offered {
+                    return Err(format!("the candidate subscribes to {offered:?}, the running version to {running:?}"));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Subscribes a consuming service to every queue its active version asks for; each
+    /// delivery then runs on a fresh instance of whichever version serves.
+    async fn start<T: CapabilityStore>(
+        &self,
+        service: &ServiceMessaging,
+        instances: Arc<dyn ActiveInstances<T>>,
+    ) -> anyhow::Result<()> {
+        if service.subscribed.is_none() {
+            return Ok(());
+        }
+        let subscriptions = subscriptions_of(instances.active().as_ref()).await?;
+        let handler = ComponentConsumer { instances, metrics: self.metrics.clone(), service: service.service.clone() };
+        service.consume(subscriptions, Arc::new(handler)).await;
+        Ok(())
     }
 }

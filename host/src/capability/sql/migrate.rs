@@ -12,7 +12,45 @@
 use sha2::{Digest, Sha384};
 use std::sync::Arc;
 
-use super::{Migration, SqlClient, SqlError, SqlTransaction, Value};
+use super::{Migration, MigrationsPre, SqlClient, SqlError, SqlTransaction, Value};
+use crate::capability::{CapabilityStore, VersionExports, VersionRefused};
+
+/// The interface a component with a database of its own exports, by version-less prefix.
+pub const MIGRATIONS_INTERFACE: &str = "skiff:sql/migrations@";
+
+/// Applies `version`'s migrations to `client`, if it has any: the sql capability's part in
+/// preparing a version to serve.
+pub async fn migrate_version<T: CapabilityStore>(
+    client: &Arc<dyn SqlClient>,
+    version: &dyn VersionExports<T>,
+) -> Result<(), VersionRefused> {
+    if !version.exports_interface(MIGRATIONS_INTERFACE) {
+        return Ok(());
+    }
+    let refused = |reason: String| VersionRefused::new("migrations-failed", reason);
+    let label = version.label();
+    let migrations =
+        read_migrations(version).await.map_err(|e| refused(format!("reading the migrations of {label}: {e:#}")))?;
+    let applied = apply_migrations(client, &migrations)
+        .await
+        .map_err(|e| refused(format!("applying the migrations of {label} failed: {e}")))?;
+    tracing::info!(version = %label, applied, backend = client.backend(), "database ready");
+    Ok(())
+}
+
+/// Reads a component's migrations by instantiating it once.
+async fn read_migrations<T: CapabilityStore>(version: &dyn VersionExports<T>) -> anyhow::Result<Vec<Migration>> {
+    let mut instance = version.setup_instance();
+    let pre = MigrationsPre::new(instance.pre.clone())?;
+    let read = async {
+        let migrations = pre.instantiate_async(&mut instance.store).await?;
+        migrations.skiff_sql_migrations().call_all(&mut instance.store).await
+    };
+    let listed = tokio::time::timeout_at(instance.deadline.into(), read)
+        .await
+        .map_err(|_| anyhow::anyhow!("the component did not list its migrations in time"))?;
+    Ok(listed?)
+}
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS skiff_migrations (\
      version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL, checksum BYTEA)";

@@ -22,7 +22,7 @@ use wasmtime::component::{HasData, Linker, ResourceTable};
 
 pub use client::{DatabaseOptions, SqlClient, SqlTransaction, TransactionSlot};
 pub use connect::Database;
-pub use migrate::{MigrationError, apply_migrations};
+pub use migrate::{MIGRATIONS_INTERFACE, MigrationError, apply_migrations};
 pub use settings::SqlArgs;
 
 /// The URL of service `name`'s embedded database under `data_dir`.
@@ -30,7 +30,7 @@ pub fn sqlite_url(data_dir: &std::path::Path, name: &str) -> String {
     format!("sqlite://{}", data_dir.join(format!("{name}.db")).display())
 }
 
-use super::{Capability, CapabilityStore, InstanceView, ServiceSetup};
+use super::{Capability, CapabilityStore, InstanceView, ServiceSetup, VersionExports, VersionRefused};
 
 // The only place the SQL world is turned into Rust (messaging reuses its `transaction`).
 pub(crate) mod bindings {
@@ -119,5 +119,29 @@ impl Capability for SqlCapability {
             Ok(Err(error)) => Err(format!("the database does not answer: {error:?}")),
             Err(_) => Err(format!("the database did not answer within {PING_TIMEOUT:?}")),
         }
+    }
+
+    /// A running version's migrations may not disappear: its schema would have no owner.
+    async fn check_candidate<T: CapabilityStore>(
+        &self,
+        _service: &Arc<dyn SqlClient>,
+        running: &dyn VersionExports<T>,
+        candidate: &dyn VersionExports<T>,
+    ) -> Result<(), String> {
+        if running.exports_interface(MIGRATIONS_INTERFACE) && !candidate.exports_interface(MIGRATIONS_INTERFACE) {
+            return Err("the running version exports skiff:sql/migrations and the candidate does not".into());
+        }
+        Ok(())
+    }
+
+    /// Applies the version's migrations. A candidate's run before the switch, while the old
+    /// version still serves, so they must be forward-compatible (expand, then contract in a
+    /// later release).
+    async fn prepare_version<T: CapabilityStore>(
+        &self,
+        service: &Arc<dyn SqlClient>,
+        version: &dyn VersionExports<T>,
+    ) -> Result<(), VersionRefused> {
+        migrate::migrate_version(service, version).await
     }
 }
