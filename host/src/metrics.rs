@@ -75,6 +75,7 @@ pub struct Metrics {
     pub warm_memory: Gauge,
     pub discarded_instances: Family<DiscardLabels, Counter>,
     pub outbox_depth: Family<RouteLabels, Gauge>,
+    pub outbox_oldest_age: Family<RouteLabels, Gauge>,
     pub messages: Family<MessageLabels, Counter>,
     pub swaps: Family<SwapLabels, Counter>,
     pub rollbacks: Family<RollbackLabels, Counter>,
@@ -146,6 +147,12 @@ impl Default for Metrics {
             "Messages waiting in a service's outbox for the broker",
             outbox_depth.clone(),
         );
+        let outbox_oldest_age = Family::<RouteLabels, Gauge>::default();
+        registry.register(
+            "outbox_oldest_age_seconds",
+            "How long the oldest message in a service's outbox has waited for the broker, in seconds (0 when empty)",
+            outbox_oldest_age.clone(),
+        );
         let messages = Family::<MessageLabels, Counter>::default();
         registry.register(
             "messages_handled",
@@ -200,6 +207,7 @@ impl Default for Metrics {
             warm_memory,
             discarded_instances,
             outbox_depth,
+            outbox_oldest_age,
             messages,
             swaps,
             rollbacks,

@@ -158,3 +158,44 @@ async fn a_postgres_relay_that_dies_mid_batch_leaves_its_rows_to_another_after_t
     .await;
     taking_over.abort();
 }
+
+/// A broker that is down: every publish fails.
+struct DownBroker;
+
+#[async_trait]
+impl Broker for DownBroker {
+    async fn publish(&self, _: &OutboundMessage) -> anyhow::Result<()> {
+        anyhow::bail!("the broker is unreachable")
+    }
+
+    async fn subscribe(&self, _: &SubscriptionSpec, _: &RetryPolicy) -> anyhow::Result<Box<dyn DeliveryStream>> {
+        anyhow::bail!("the outbox never subscribes")
+    }
+
+    fn backend(&self) -> &'static str {
+        "down"
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Postgres (SKIFF_TEST_POSTGRES_URL)"]
+async fn a_postgres_outbox_reports_how_long_its_oldest_message_has_waited_for_the_broker() {
+    use skiff::capability::sql::Value;
+    let db = TestDb::new(Backend::Postgres, "auth").await;
+    let sql = Database::connect(&db.url, &DatabaseOptions::default()).await.unwrap();
+    let age = Gauge::default();
+    let outbox = Arc::new(Outbox::new(sql.clone(), Gauge::default()).with_age_gauge(age.clone()));
+    outbox.prepare().await.unwrap();
+    outbox.enqueue(&message(1)).await.unwrap();
+    let ninety_seconds_ago = chrono::Utc::now().timestamp_micros() - 90_000_000;
+    sql.execute("UPDATE skiff_outbox SET created_at = $1", vec![Value::Timestamp(ninety_seconds_ago)]).await.unwrap();
+    let relay = tokio::spawn(outbox.clone().relay(Arc::new(DownBroker), "auth".into()));
+    eventually(Duration::from_secs(10), || async {
+        match age.get() {
+            90..100 => Ok(()),
+            other => Err(format!("the outbox reports an age of {other} s")),
+        }
+    })
+    .await;
+    relay.abort();
+}

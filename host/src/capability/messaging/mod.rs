@@ -194,8 +194,10 @@ impl Capability for MessagingCapability {
                 anyhow::bail!("the outbox needs the sql capability composed before messaging");
             };
             let name = &service.service.name;
-            let depth = self.metrics.outbox_depth.get_or_create(&RouteLabels { route: name.clone() });
-            let outbox = Outbox::with_lease((*sql).clone(), depth.clone(), self.outbox_lease);
+            let route = RouteLabels { route: name.clone() };
+            let depth = self.metrics.outbox_depth.get_or_create(&route).clone();
+            let age = self.metrics.outbox_oldest_age.get_or_create(&route).clone();
+            let outbox = Outbox::with_lease((*sql).clone(), depth, self.outbox_lease).with_age_gauge(age);
             let outbox = match &self.signing_key {
                 Some(key) => outbox.signed_by(EventSigner::with_key(name, key.clone())),
                 None => {

@@ -53,6 +53,9 @@ pub struct Outbox {
     sql: Arc<dyn SqlClient>,
     wake: Notify,
     depth: Gauge,
+    /// How long the oldest message has waited, in seconds: measured when the relay is idle,
+    /// when it fails (the broker is down) and after each full batch (a backlog).
+    oldest_age: Gauge,
     /// This relay's claim stamp, unique per process and service.
     relay_id: String,
     lease: Duration,
@@ -68,7 +71,13 @@ impl Outbox {
     /// An outbox whose relay's claims hold for `lease`.
     pub fn with_lease(sql: Arc<dyn SqlClient>, depth: Gauge, lease: Duration) -> Self {
         let relay_id = uuid::Uuid::new_v4().to_string();
-        Self { sql, wake: Notify::new(), depth, relay_id, lease, signer: None }
+        Self { sql, wake: Notify::new(), depth, oldest_age: Gauge::default(), relay_id, lease, signer: None }
+    }
+
+    /// This outbox reporting the age of its oldest message in `gauge`.
+    pub fn with_age_gauge(mut self, gauge: Gauge) -> Self {
+        self.oldest_age = gauge;
+        self
     }
 
     /// This outbox with its relay signing every message with `signer`.
@@ -136,8 +145,17 @@ impl Outbox {
         }
     }
 
-    /// Claims, publishes and deletes up to one batch; returns how many rows it delivered.
+    /// Claims, publishes and deletes up to one batch; returns how many rows it delivered. An
+    /// idle relay, a failed batch and a full one (a backlog) measure the oldest message's age.
     async fn relay_batch(&self, broker: &dyn Broker) -> anyhow::Result<usize> {
+        let delivered = self.publish_batch(broker).await;
+        if !matches!(delivered, Ok(count) if count > 0 && count < BATCH_ROWS) {
+            self.measure_oldest_age().await;
+        }
+        delivered
+    }
+
+    async fn publish_batch(&self, broker: &dyn Broker) -> anyhow::Result<usize> {
         let rows = self.claim().await?;
         if rows.is_empty() {
             // Idle: the moment to count the backlog across replicas (while busy, this relay's
@@ -231,6 +249,29 @@ fn row_of(message: &OutboundMessage) -> Vec<Value> {
 }
 
 impl Outbox {
+    /// Sets the age gauge from the oldest row, claimed or not, across every replica (0 when
+    /// the outbox is empty). A database that does not answer leaves the last figure.
+    async fn measure_oldest_age(&self) {
+        let oldest =
+            self.sql.query("SELECT created_at FROM skiff_outbox ORDER BY created_at LIMIT 1", Vec::new()).await;
+        let age_seconds = match oldest.as_ref().map(|rows| rows.rows.first().and_then(|row| row.first())) {
+            Ok(Some(Value::Timestamp(created_micros))) => {
+                let waited = chrono::Utc::now().timestamp_micros().saturating_sub(*created_micros);
+                waited.max(0) / 1_000_000
+            }
+            Ok(None) => 0,
+            Ok(Some(other)) => {
+                tracing::debug!(value = ?other, "outbox created_at is not a timestamp");
+                return;
+            }
+            Err(error) => {
+                tracing::debug!(error = ?error, "outbox age not measured");
+                return;
+            }
+        };
+        self.oldest_age.set(age_seconds);
+    }
+
     /// The backlog, claimed or not, across every replica.
     async fn count(&self) -> anyhow::Result<i64> {
         let counted = self

@@ -131,6 +131,37 @@ async fn a_broker_outage_keeps_every_unconfirmed_message_for_later() {
 }
 
 #[tokio::test]
+async fn the_age_of_the_oldest_message_shows_while_the_broker_is_away_and_clears_once_it_is_back() {
+    let (outbox, _) = outbox().await;
+    let age = Gauge::default();
+    let outbox = Arc::new(Outbox::new(outbox.sql.clone(), Gauge::default()).with_age_gauge(age.clone()));
+    outbox.enqueue(&message("old")).await.unwrap();
+    outbox.enqueue(&message("new")).await.unwrap();
+    // "old" has waited 90 s.
+    let ninety_seconds_ago = chrono::Utc::now().timestamp_micros() - 90_000_000;
+    outbox
+        .sql
+        .execute(
+            "UPDATE skiff_outbox SET created_at = $1 WHERE id = $2",
+            vec![Value::Timestamp(ninety_seconds_ago), Value::Text("old".into())],
+        )
+        .await
+        .unwrap();
+    let broker = RecordingBroker::new(0);
+    assert!(outbox.relay_batch(broker.as_ref()).await.is_err());
+    assert!(
+        (90..100).contains(&age.get()),
+        "the oldest message's age, measured while the broker is away: {}",
+        age.get()
+    );
+
+    broker.come_back();
+    assert_eq!(outbox.relay_batch(broker.as_ref()).await.unwrap(), 2);
+    assert_eq!(outbox.relay_batch(broker.as_ref()).await.unwrap(), 0);
+    assert_eq!(age.get(), 0, "an empty outbox has no age");
+}
+
+#[tokio::test]
 async fn a_batch_is_bounded_and_the_depth_counts_what_waits_beyond_it() {
     let (outbox, depth) = outbox().await;
     let total = usize::try_from(BATCH).unwrap() + 50;
