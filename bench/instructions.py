@@ -210,6 +210,8 @@ def hello(logs):
                       f"{result[side]['syscalls_per_request']} syscalls per request")
     finally:
         shutil.rmtree(data, ignore_errors=True)
+    for side in result.values():
+        side.pop("dump", None)
     result["wasmtime_serve"]["command"] = ("wasmtime serve -S cli=y --max-instance-reuse-count 128 --addr "
                                            "127.0.0.1:PORT hello.wasm")
     return result
@@ -270,6 +272,8 @@ def users_get(logs):
         result["skiff"]["stages"] = stages(result["skiff"]["dump"])
         result["skiff"]["top_functions"] = top_functions(result["skiff"]["dump"])
         result["native_axum"]["top_functions"] = top_functions(result["native_axum"]["dump"])
+        for side in result.values():
+            side.pop("dump", None)  # the dumps stay in the logs folder
     finally:
         shutil.rmtree(data, ignore_errors=True)
     return result

@@ -835,6 +835,28 @@ def table(results):
                "`wasmtime serve` 48.0.8, pooling, an instance per request", side_key="skiff_fresh")
     throughput("login_vs_native_bcrypt", "login", "native_bcrypt", "/s", "native bcrypt verify, cost 10")
     figures = results["figures"]
+    counted = raw.get("instructions")
+    if counted:
+        def instructions_row(name, side, base, label):
+            if name not in ratios:
+                return
+            a, b = counted[side[0]][side[1]], counted[base[0]][base[1]]
+            calls = lambda r: f", {r['syscalls_per_request']} syscalls" if "syscalls_per_request" in r else ""
+            target, kind = TARGETS[name]
+            rows.append(f"| `{name}` | {fmt(a['instructions_per_request'])} instructions per request{calls(a)} | "
+                        f"{label}: {fmt(b['instructions_per_request'])}{calls(b)} | **{ratios[name]:.2f}** | "
+                        f"≤ {target} | {mark(name)} |")
+
+        instructions_row("users_get_instructions_vs_native_axum", ("users_get", "skiff"), ("users_get", "native_axum"),
+                         "axum + sqlx")
+        if "users_get_instructions_no_token_cache_vs_native_axum" in ratios:
+            a = counted["users_get"]["skiff_no_token_cache"]["instructions_per_request"]
+            rows.append(f"| `users_get_instructions_no_token_cache_vs_native_axum` | without the token cache: {fmt(a)} "
+                        f"instructions per request | axum + sqlx (no cache): "
+                        f"{fmt(counted['users_get']['native_axum']['instructions_per_request'])} | "
+                        f"**{ratios['users_get_instructions_no_token_cache_vs_native_axum']:.2f}** | — | |")
+        instructions_row("hello_instructions_vs_wasmtime_serve", ("hello", "skiff"), ("hello", "wasmtime_serve"),
+                         "`wasmtime serve` 48.0.8, reuse 128")
 
     def single(name, shown, baseline="—"):
         if name in figures and figures[name] is not None:
@@ -943,6 +965,18 @@ def write_plots(raw, output):
                 log(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 
+def stage_table(results):
+    """Where skiff's instructions per users GET go (the instructions scenario), if it ran."""
+    users = results["raw"].get("instructions", {}).get("users_get", {}).get("skiff", {})
+    if "stages" not in users:
+        return ""
+    rows = ["", f"Where skiff's {fmt(users['instructions_per_request'])} instructions per users GET go (callgrind, "
+                "inclusive: a stage holds the stages nested in it; `bench/instructions.py`):", "",
+            "| Stage | Instructions per request |", "|---|---|"]
+    rows += [f"| {stage['stage']} | {fmt(stage['instructions_per_request'])} |" for stage in users["stages"]]
+    return "\n".join(rows) + "\n"
+
+
 def write_table(results):
     page = ROOT / TABLE_PAGE
     text = page.read_text()
@@ -953,7 +987,8 @@ def write_table(results):
     m = results["machine"]
     block = (f"{start}\nMeasured {results['generated_at']} at commit `{results['commit']}` by `bench/run` on "
              f"{m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Linux {m['kernel']}; loader, servers, Postgres "
-             f"and RabbitMQ on the same cores. Raw figures: `bench/results/latest.json`.\n\n{table(results)}\n{end}")
+             f"and RabbitMQ on the same cores. Raw figures: `bench/results/latest.json`.\n\n{table(results)}\n"
+             f"{stage_table(results)}{end}")
     before, rest = text.split(start, 1)
     _, after = rest.split(end, 1)
     page.write_text(before + block + after)
@@ -1061,6 +1096,7 @@ def main(more_scenarios=None):
         PROFILE_OUTPUT.write_text(json.dumps(profile, indent=2, ensure_ascii=False) + "\n")
         log(f"wrote {PROFILE_OUTPUT}")
     print(table(results))
+    print(stage_table(results))
     if not args.no_table and not args.only:
         write_table(results)
     missed = [name for name, ok in results["met"].items() if not ok]
