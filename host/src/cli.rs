@@ -10,7 +10,7 @@ use crate::admin::AdminSpec;
 use crate::capability::CapabilityArgs;
 use crate::capability::config::parse_pair;
 use crate::launch::{HostSpec, ServiceSpec};
-use crate::runtime::RuntimeOptions;
+use crate::runtime::{InstanceAllocator, RuntimeOptions};
 use crate::server::{self, DEFAULT_SHUTDOWN_GRACE};
 use crate::service::{CanaryPolicy, Isolation, RequestLimits, SwapOptions};
 use crate::tls::TlsFiles;
@@ -267,6 +267,11 @@ pub struct CommonArgs {
     /// Write /tmp/perf-PID.map so `perf record`/`perf report` name the components' functions.
     #[arg(long, env = "SKIFF_WASM_PERF_MAP")]
     pub wasm_perf_map: bool,
+    /// Where instances' memory comes from: `pooling` (slots reserved at start, the default) or
+    /// `on-demand` (mapped per instance). `on-demand` is for measuring only: valgrind's
+    /// callgrind cannot run the pool's 1.2 TB address-space reservation.
+    #[arg(long, env = "SKIFF_INSTANCE_ALLOCATOR", value_enum, default_value_t = InstanceAllocator::Pooling)]
+    pub instance_allocator: InstanceAllocator,
     /// Deadline of one request, from admission to its last byte, in milliseconds.
     #[arg(long, env = "SKIFF_REQUEST_TIMEOUT_MS", default_value_t = millis(RequestLimits::DEFAULT_TIMEOUT))]
     pub request_timeout_ms: u64,
@@ -352,6 +357,7 @@ impl CommonArgs {
             max_warm_instances: self.max_warm_instances,
             max_memory_bytes: self.max_memory_mb << 20,
             perf_map: self.wasm_perf_map,
+            allocator: self.instance_allocator,
         };
         spec.limits = RequestLimits {
             timeout: Duration::from_millis(self.request_timeout_ms),

@@ -15,7 +15,8 @@ use std::time::Duration;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    // Kept to the end of main: dropping it writes the log lines still waiting.
+    let _logs = telemetry::init(cli.log_format);
     let spec = match cli.command {
         Command::Admin(command) => return shell_outcome(admin_shell::run(command).await),
         Command::Compile(args) => return shell_outcome(compile(&args)),

@@ -32,6 +32,21 @@ pub struct RuntimeOptions {
     pub max_memory_bytes: u64,
     /// Tell `perf` where the compiled components' functions are (a perf map file).
     pub perf_map: bool,
+    /// Where instances' memories, tables and stacks come from.
+    pub allocator: InstanceAllocator,
+}
+
+/// Where instances' memories, tables and stacks come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum InstanceAllocator {
+    /// Slots reserved at start and reused (the default; what production runs). The pool
+    /// reserves its whole virtual address space up front (about 1.2 TB with the defaults).
+    #[default]
+    Pooling,
+    /// Each instance maps its own memory when it is created and unmaps it when dropped. For
+    /// measuring only: tools such as valgrind's callgrind cannot run a process that reserves
+    /// the pool's address space, and this allocator changes what instantiation costs.
+    OnDemand,
 }
 
 impl RuntimeOptions {
@@ -53,6 +68,7 @@ impl Default for RuntimeOptions {
             max_warm_instances: None,
             max_memory_bytes: Self::DEFAULT_MAX_MEMORY_MIB << 20,
             perf_map: false,
+            allocator: InstanceAllocator::Pooling,
         }
     }
 }
@@ -88,7 +104,10 @@ impl Runtime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(&options)));
+        config.allocation_strategy(match options.allocator {
+            InstanceAllocator::Pooling => InstanceAllocationStrategy::Pooling(pooling(&options)),
+            InstanceAllocator::OnDemand => InstanceAllocationStrategy::OnDemand,
+        });
         // Components are called one export at a time with wasip2's async bindings; the
         // component-model-async machinery (futures and streams across the boundary) would only
         // add bookkeeping to every call.

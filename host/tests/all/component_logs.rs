@@ -60,3 +60,64 @@ async fn a_component_record_lands_in_the_json_log_with_request_service_and_versi
     let spans = record["spans"].as_array().unwrap_or_else(|| panic!("no span list: {record}"));
     assert!(spans.iter().any(|span| span["name"] == "request" && span["id"] == "req-logs-1"), "{record}");
 }
+
+/// The access lines go through a writer thread (a request never waits for stderr); still every
+/// line is whole, in the order the requests were served, and none is lost when skiff stops:
+/// the last ones, written while it shuts down, are on disk once the process has exited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_access_line_is_whole_in_order_and_written_by_the_time_skiff_exits() {
+    let scratch = ScratchDir::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log_path = scratch.0.join("skiff.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--component")
+        .arg(component("testbed"))
+        .arg("--data-dir")
+        .arg(&scratch.0)
+        .env("SKIFF_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+        assert!(Instant::now() < deadline, "skiff did not become ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let requests = 500;
+    for index in 0..requests {
+        let answer = client.get(format!("{base}/livez")).header("x-request-id", format!("order-{index}")).send().await;
+        assert_eq!(answer.unwrap().status(), 200);
+    }
+    // Stopped at once, with the last access lines just formatted.
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(child.wait().unwrap().success());
+
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    let records: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|error| panic!("not a whole JSON line ({error}): {line}"))
+        })
+        .collect();
+    let served: Vec<String> = records
+        .iter()
+        .filter(|record| record["message"] == "served" && record["span"]["path"] == "/livez")
+        .filter_map(|record| record["span"]["id"].as_str().filter(|id| id.starts_with("order-")).map(str::to_owned))
+        .collect();
+    let expected: Vec<String> = (0..requests).map(|index| format!("order-{index}")).collect();
+    assert_eq!(served, expected, "access lines missing or out of order");
+    let last_served = records.iter().rposition(|record| record["message"] == "served").unwrap();
+    let drained = records
+        .iter()
+        .rposition(|record| record["message"] == "all connections drained" && record["listener"] == "public");
+    assert!(
+        drained.is_some_and(|drained| drained > last_served),
+        "the lines written at shutdown are missing; the log ends with {}",
+        records.last().unwrap()
+    );
+}

@@ -47,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let pool = PgPoolOptions::new().max_connections(args.max_connections).connect(&args.database_url).await?;
     let verifier = Verifier::from_base64(&args.token_public_key).map_err(anyhow::Error::msg)?;
-    skiff::telemetry::init(skiff::cli::LogFormat::Json);
+    let _logs = skiff::telemetry::init(skiff::cli::LogFormat::Json);
     let app = Router::new()
         .route("/users-ms/users/{id}", get(get_user))
         .layer(middleware::from_fn(access_log))
