@@ -4,6 +4,7 @@ use serde_json::json;
 use service_kit::error::{ApiError, json_body};
 use service_kit::http::{Method, Request, Response};
 use service_kit::platform::{log_warning, new_uuid, now_micros, setting, verify_bearer};
+use service_kit::throttle::{client_key, ipv6_prefix_setting};
 use service_kit::token::{Claims, Role, may_act_on, role_name};
 
 use crate::domain::password::{decoy_hash, hash_cost, parse_bcrypt_cost};
@@ -113,6 +114,9 @@ fn create(request: &Request) -> Result<Response, Error> {
 /// count each other; a refused one is taken back.
 fn throttle_signup(source: Option<&str>) -> Result<(), Error> {
     let Some(source) = source.filter(|address| !address.is_empty()) else { return Ok(()) };
+    // One client is one IPv4 address or one IPv6 network (`throttle_ipv6_prefix`, /64).
+    let source = client_key(source, ipv6_prefix_setting(setting("throttle_ipv6_prefix")?.as_deref())?);
+    let source = source.as_str();
     throttle_attempt(source, signup_max_per_source()?, Error::TooManySignups)
 }
 
@@ -222,6 +226,9 @@ fn throttle_email_change(source: Option<&str>, account: &str) -> Result<(), Erro
     let per_account = EmailChangeThrottle::parse(setting("email_change_max_per_account")?.as_deref())?;
     throttle_attempt(&format!("account:{account}"), per_account.max_per_account, Error::TooManyEmailChanges)?;
     let Some(source) = source.filter(|address| !address.is_empty()) else { return Ok(()) };
+    // One client is one IPv4 address or one IPv6 network (`throttle_ipv6_prefix`, /64).
+    let source = client_key(source, ipv6_prefix_setting(setting("throttle_ipv6_prefix")?.as_deref())?);
+    let source = source.as_str();
     throttle_attempt(source, signup_max_per_source()?, Error::TooManyEmailChanges)
 }
 
