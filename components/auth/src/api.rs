@@ -7,6 +7,7 @@ use service_kit::http::{Method, Request, Response};
 use service_kit::platform::{
     json_message, log_error, log_warning, new_uuid, now_micros, publish, random_bytes, setting, sign_token,
 };
+use service_kit::throttle::{client_key, ipv6_prefix_setting};
 use service_kit::token::{Claims, Role, role_named};
 use service_kit::trace;
 use service_kit::wasi_http::{Outgoing, send};
@@ -56,7 +57,10 @@ fn login(request: &Request) -> Result<Response, Error> {
         per_source: setting("login_max_failures_per_source")?.as_deref(),
         window: setting("login_failure_window_secs")?.as_deref(),
     })?;
-    let attempt = Attempt::begin(&throttle, &login.email, source.as_deref())?;
+    // One client is one IPv4 address or one IPv6 network (`throttle_ipv6_prefix`, /64).
+    let ipv6_prefix = ipv6_prefix_setting(setting("throttle_ipv6_prefix")?.as_deref())?;
+    let client = source.as_deref().map(|address| client_key(address, ipv6_prefix));
+    let attempt = Attempt::begin(&throttle, &login.email, client.as_deref())?;
 
     let (user_id, role) = match check_with_users(&login, &traceparent) {
         Ok(found) => found,

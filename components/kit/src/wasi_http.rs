@@ -40,8 +40,25 @@ pub struct Outgoing<'a> {
     pub timeout_ms: u64,
 }
 
-/// Sends a request and reads the whole response. `Err` carries why it could not be sent.
+/// Sends a request and reads the whole response (`Err` past 1 MiB). `Err` carries why it could
+/// not be sent.
 pub fn send(outgoing: Outgoing<'_>) -> Result<Response, String> {
+    send_reading(outgoing, |stream| {
+        read_all(stream, MAX_RESPONSE_BYTES).map_err(|()| "response body too large or broken".to_owned())
+    })
+}
+
+/// Sends a request and reads at most the first `max_bytes` of the response body, then closes
+/// it: for a caller that needs the status, never the body (a webhook's 2xx is a delivery
+/// however much it sends back). A body that breaks after its status is not an error.
+pub fn send_reading_prefix(outgoing: Outgoing<'_>, max_bytes: usize) -> Result<Response, String> {
+    send_reading(outgoing, |stream| Ok(read_prefix(stream, max_bytes)))
+}
+
+fn send_reading(
+    outgoing: Outgoing<'_>,
+    read: impl FnOnce(&InputStream) -> Result<Vec<u8>, String>,
+) -> Result<Response, String> {
     let request = OutgoingRequest::new(fields(outgoing.headers, outgoing.body.len()));
     let wasi_method = match outgoing.method {
         Method::Get => WasiMethod::Get,
@@ -74,7 +91,8 @@ pub fn send(outgoing: Outgoing<'_>) -> Result<Response, String> {
     let incoming = response.consume().map_err(|()| "response body unavailable".to_owned())?;
     let body = {
         let stream = incoming.stream().map_err(|()| "response body unavailable".to_owned())?;
-        read_all(&stream, MAX_RESPONSE_BYTES).map_err(|()| "response body too large or broken".to_owned())?
+        // The stream goes before its body, as wasi:http requires.
+        read(&stream)?
     };
     let _trailers = IncomingBody::finish(incoming);
     Ok(Response { status, headers, body })
@@ -145,6 +163,18 @@ fn read_all(stream: &InputStream, limit: usize) -> Result<Vec<u8>, ()> {
             Err(StreamError::LastOperationFailed(_)) => return Err(()),
         }
     }
+}
+
+/// Reads a stream until it ends or `limit` bytes are in; what is read, at most `limit` bytes.
+fn read_prefix(stream: &InputStream, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < limit {
+        match stream.blocking_read((limit - body.len()).min(16 * 1024) as u64) {
+            Ok(chunk) => body.extend_from_slice(&chunk),
+            Err(_) => break,
+        }
+    }
+    body
 }
 
 fn fields(headers: &[(String, String)], body_len: usize) -> Fields {

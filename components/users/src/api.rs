@@ -3,14 +3,17 @@
 use serde_json::json;
 use service_kit::error::{ApiError, json_body};
 use service_kit::http::{Method, Request, Response};
-use service_kit::platform::{new_uuid, now_micros, setting, verify_bearer};
+use service_kit::platform::{log_warning, new_uuid, now_micros, setting, verify_bearer};
+use service_kit::throttle::{client_key, ipv6_prefix_setting};
 use service_kit::token::{Claims, Role, may_act_on, role_name};
 
-use crate::domain::password::parse_bcrypt_cost;
-use crate::domain::{Credentials, FieldError, ListQuery, NewUser, Password, SignupThrottle, User, UserChanges, uuid};
+use crate::domain::password::{decoy_hash, hash_cost, parse_bcrypt_cost};
+use crate::domain::{
+    Credentials, EmailChangeThrottle, FieldError, ListQuery, NewUser, Password, SignupThrottle, User, UserChanges, uuid,
+};
 use crate::error::{Error, FORBIDDEN};
 use crate::platform::{hash_password, password_matches};
-use crate::store::{self, UserRecord, UserUpdate};
+use crate::store::{self, StoredCredentials, UserRecord, UserUpdate};
 
 /// Where a created user can be read back.
 const USERS_PATH: &str = "/users-ms/users";
@@ -111,19 +114,32 @@ fn create(request: &Request) -> Result<Response, Error> {
 /// count each other; a refused one is taken back.
 fn throttle_signup(source: Option<&str>) -> Result<(), Error> {
     let Some(source) = source.filter(|address| !address.is_empty()) else { return Ok(()) };
-    let throttle =
-        SignupThrottle::parse(setting("signup_max_per_source")?.as_deref(), setting("signup_window_secs")?.as_deref())?;
+    // One client is one IPv4 address or one IPv6 network (`throttle_ipv6_prefix`, /64).
+    let source = client_key(source, ipv6_prefix_setting(setting("throttle_ipv6_prefix")?.as_deref())?);
+    let source = source.as_str();
+    throttle_attempt(source, signup_max_per_source()?, Error::TooManySignups)
+}
+
+fn signup_max_per_source() -> Result<u32, Error> {
+    Ok(SignupThrottle::parse(setting("signup_max_per_source")?.as_deref(), None)?.max_per_source)
+}
+
+/// One attempt under `key` (a client address, or `account:{id}`), refused once `key` has had
+/// `limit` others in the `signup_window_secs` window, with `refused(seconds until retry)`.
+fn throttle_attempt(key: &str, limit: u32, refused: fn(i64) -> Error) -> Result<(), Error> {
+    let window = SignupThrottle::parse(None, setting("signup_window_secs")?.as_deref())?;
+    let throttle = SignupThrottle { max_per_source: limit, ..window };
     let (attempt, now) = (new_uuid(), now_micros());
     let expired_before = now - throttle.window_micros();
-    store::record_signup(source, &attempt, now)?;
-    // Rows past the window go on every sign-up, so the table holds at most a window's worth.
+    store::record_signup(key, &attempt, now)?;
+    // Rows past the window go on every attempt, so the table holds at most a window's worth.
     store::forget_expired_signups(expired_before)?;
-    let others = store::recent_signups(source, &attempt, expired_before, throttle.max_per_source)?;
+    let others = store::recent_signups(key, &attempt, expired_before, throttle.max_per_source)?;
     match throttle.retry_after(&others, now) {
         None => Ok(()),
         Some(seconds) => {
             store::withdraw_signup(&attempt)?;
-            Err(Error::TooManySignups(seconds))
+            Err(refused(seconds))
         }
     }
 }
@@ -179,13 +195,16 @@ fn get(request: &Request, raw_id: &str) -> Result<Response, Error> {
 
 fn update(claims: &Claims, id: &str, request: &Request) -> Result<Response, Error> {
     let changes = UserChanges::parse(json_body(request)?).map_err(ApiError::InvalidFields)?;
+    // A new email can answer 409 (registered) or 200 (free): the same test as a sign-up, so it
+    // is throttled like one, before any bcrypt.
+    if changes.email.is_some() {
+        throttle_email_change(request.origin.client_address.as_deref(), id)?;
+    }
+    if claims.sub == id && (changes.password.is_some() || changes.email.is_some()) {
+        check_current_password(id, changes.current_password)?;
+    }
     let password_hash = match changes.password {
-        Some(password) => {
-            if claims.sub == id {
-                check_current_password(id, changes.current_password)?;
-            }
-            Some(hash_password(password, bcrypt_cost()?)?)
-        }
+        Some(password) => Some(hash_password(password, bcrypt_cost()?)?),
         None => None,
     };
     let update = UserUpdate {
@@ -200,33 +219,66 @@ fn update(claims: &Claims, id: &str, request: &Request) -> Result<Response, Erro
     Ok(Response::json(200, &user.to_json()))
 }
 
+/// Refuses an email change (429) once its client address has had `signup_max_per_source`
+/// sign-ups and email changes in the window (one budget: both test emails), or the account
+/// `email_change_max_per_account` email changes.
+fn throttle_email_change(source: Option<&str>, account: &str) -> Result<(), Error> {
+    let per_account = EmailChangeThrottle::parse(setting("email_change_max_per_account")?.as_deref())?;
+    throttle_attempt(&format!("account:{account}"), per_account.max_per_account, Error::TooManyEmailChanges)?;
+    let Some(source) = source.filter(|address| !address.is_empty()) else { return Ok(()) };
+    // One client is one IPv4 address or one IPv6 network (`throttle_ipv6_prefix`, /64).
+    let source = client_key(source, ipv6_prefix_setting(setting("throttle_ipv6_prefix")?.as_deref())?);
+    let source = source.as_str();
+    throttle_attempt(source, signup_max_per_source()?, Error::TooManyEmailChanges)
+}
+
 fn delete(id: &str) -> Result<Response, Error> {
     if store::delete(id)? { Ok(Response::no_content()) } else { Err(ApiError::NotFound.into()) }
 }
 
 /// `POST /users-ms/internal/credentials` (internal only): 200 with id and role, or 401. An
-/// unknown email costs one bcrypt hash, like a wrong password, so timing tells nothing.
+/// unknown email is checked against a decoy hash at the configured cost through the same host
+/// call as a real check, so it waits in (or is shed from) the same bcrypt queue and takes the
+/// same time: timing tells nothing, also under load. A hash made at another cost is remade at
+/// the configured one once the password has matched.
 fn check_credentials(request: &Request) -> Result<Response, Error> {
     let credentials = Credentials::parse(json_body(request)?).map_err(ApiError::InvalidFields)?;
+    let cost = bcrypt_cost()?;
     let stored = store::credentials(&credentials.email)?;
     let candidate = Password::unchecked(credentials.password);
     match stored {
         Some(stored) if password_matches(&candidate, &stored.password_hash) => {
+            if hash_cost(&stored.password_hash) != Some(cost) {
+                rehash(&stored, candidate, cost);
+            }
             Ok(Response::json(200, &json!({"id": stored.id, "role": role_name(stored.role)})))
         }
         Some(_) => Err(Error::BadCredentials),
         None => {
-            let _equal_time = hash_password(candidate, bcrypt_cost()?);
+            let _equal_time = password_matches(&candidate, &decoy_hash(cost));
             Err(Error::BadCredentials)
         }
     }
 }
 
-/// A user changing their own password proves they know the current one: a stolen access token
-/// alone cannot take the account over. (An admin resetting someone else's does not.)
+/// Replaces a matched hash made at another cost by one at `cost`, so that after the cost
+/// changes a wrong password for an old account costs what an unknown email does. Best effort:
+/// the login has succeeded whatever happens here (a shed hash is retried at the next login), and
+/// a password changed meanwhile is not overwritten.
+fn rehash(stored: &StoredCredentials, password: Password, cost: u32) {
+    let replaced = hash_password(password, cost)
+        .and_then(|hash| Ok(store::replace_password_hash(&stored.id, &stored.password_hash, &hash)?));
+    if let Err(error) = replaced {
+        log_warning("users", &format!("password hash of {} not moved to cost {cost}: {error:?}", stored.id));
+    }
+}
+
+/// A user changing their own password or email proves they know the current password: a stolen
+/// access token alone can neither take the account over nor test emails. (An admin changing
+/// someone else's does not.)
 fn check_current_password(id: &str, current: Option<Password>) -> Result<(), Error> {
     let Some(current) = current else {
-        let missing = FieldError::new("current_password", "is required to change your own password");
+        let missing = FieldError::new("current_password", "is required to change your own password or email");
         return Err(ApiError::InvalidFields(vec![missing]).into());
     };
     let stored = store::password_hash(id)?.ok_or(ApiError::NotFound)?;

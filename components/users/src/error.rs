@@ -15,6 +15,8 @@ pub enum Error {
     DuplicateEmail,
     /// Too many sign-ups from this address; seconds until the next may go ahead.
     TooManySignups(i64),
+    /// Too many email changes for this account or from this address; seconds until the next.
+    TooManyEmailChanges(i64),
     /// The host's bcrypt queue is full: shed, retry shortly.
     HashingBusy,
     /// A signed, unexpired token whose user is gone or whose password changed after it was
@@ -46,11 +48,18 @@ impl Error {
                 "too many sign-ups from this address, retry later",
             )
             .header("retry-after", seconds.to_string()),
+            Self::TooManyEmailChanges(seconds) => problem(
+                429,
+                "too-many-email-changes",
+                "Too many requests",
+                "too many email changes for this account or from this address, retry later",
+            )
+            .header("retry-after", seconds.to_string()),
             Self::TokenRevoked => problem(
                 401,
                 "token-revoked",
                 "Unauthorized",
-                "this token's user no longer exists or changed the password since it was issued: log in again",
+                "this token's user no longer exists or changed the password or email since it was issued: log in again",
             )
             .header("www-authenticate", "Bearer"),
             Self::WrongCurrentPassword => {

@@ -23,7 +23,9 @@ pub fn hash_password(password: Password, cost: u32) -> Result<String, Error> {
     })
 }
 
-/// Whether `password` matches a stored bcrypt hash (checked by the host).
+/// Whether `password` matches a stored bcrypt hash (checked by the host). Never for one longer
+/// than 72 bytes: bcrypt would compare only its first 72, so a set password plus any suffix
+/// would match. (Decided before any lookup's outcome matters, for every account alike.)
 pub fn password_matches(password: &Password, hash: &str) -> bool {
-    passwords::verify(password.clear_text(), hash)
+    password.could_have_been_set() && passwords::verify(password.clear_text(), hash)
 }

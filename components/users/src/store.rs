@@ -77,6 +77,10 @@ pub fn update(id: &str, update: UserUpdate) -> Result<Option<User>, StoreError> 
     let mut assignments = Vec::new();
     let mut params = Vec::new();
     let mut set = |column: &str, value: Value| assignments.push(format!("{column} = {}", bind(&mut params, value)));
+    // A new password or email ends the access tokens and refresh token families issued before.
+    if update.password_hash.is_some() || update.email.is_some() {
+        set("password_changed_at", Value::Timestamp(update.updated_at));
+    }
     if let Some(email) = update.email {
         set("email", Value::Text(email));
     }
@@ -91,8 +95,6 @@ pub fn update(id: &str, update: UserUpdate) -> Result<Option<User>, StoreError> 
     }
     if let Some(hash) = update.password_hash {
         set("password_hash", Value::Text(hash));
-        // Ends the access tokens and refresh token families issued before it.
-        set("password_changed_at", Value::Timestamp(update.updated_at));
     }
     set("updated_at", Value::Timestamp(update.updated_at));
     let id = bind(&mut params, Value::Uuid(id.to_owned()));
@@ -123,6 +125,17 @@ pub fn credentials(email: &str) -> Result<Option<StoredCredentials>, StoreError>
         }
         other => Err(StoreError::Internal(format!("unexpected credentials row: {} columns", other.len()))),
     }
+}
+
+/// Replaces user `id`'s password hash `old` by `new`, the same password at another cost: not a
+/// password change, so `password_changed_at` and the sessions stay. Nothing happens when the
+/// hash is no longer `old` (the password changed meanwhile).
+pub fn replace_password_hash(id: &str, old: &str, new: &str) -> Result<(), StoreError> {
+    client::execute(
+        "UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3",
+        &[Value::Text(new.to_owned()), Value::Uuid(id.to_owned()), Value::Text(old.to_owned())],
+    )?;
+    Ok(())
 }
 
 /// The stored hash of user `id`'s password, for checking the current password on a change.

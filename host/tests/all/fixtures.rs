@@ -30,6 +30,8 @@ pub struct WebhookBehaviour {
     pub failures: usize,
     /// Take this long over each request (to make deliveries overlap).
     pub delay: Duration,
+    /// Bytes of body in each answer.
+    pub response_bytes: usize,
 }
 
 /// An HTTP server that records what it is sent and answers 500 to the first `failures` requests.
@@ -47,7 +49,7 @@ impl Webhook {
     }
 
     pub async fn start_with(behaviour: WebhookBehaviour) -> Self {
-        let WebhookBehaviour { failures, delay } = behaviour;
+        let WebhookBehaviour { failures, delay, response_bytes } = behaviour;
         let broken_for_user = Arc::new(Mutex::new(None::<String>));
         let broken = broken_for_user.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -75,7 +77,7 @@ impl Webhook {
                                 log.lock().unwrap().push(Received { at: Instant::now(), headers: parts.headers, body });
                                 200
                             };
-                            let mut response = http::Response::new(Full::new(Bytes::new()));
+                            let mut response = http::Response::new(Full::new(Bytes::from(vec![b'x'; response_bytes])));
                             *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
                             Ok::<_, std::convert::Infallible>(response)
                         }

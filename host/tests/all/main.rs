@@ -14,6 +14,7 @@
 mod component_logs;
 mod configuration;
 mod edges;
+mod enumeration;
 mod fixtures;
 mod fleet;
 mod helpers;

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use skiff::capability::crypto::token::Role;
 use std::time::{Duration, Instant};
 
-use crate::fixtures::Webhook;
+use crate::fixtures::{Webhook, WebhookBehaviour};
 use crate::helpers::{AppOptions, Backend, TestApp, TestDb, get_json, token_for};
 use crate::wait::{assert_stays, check, eventually};
 
@@ -245,5 +245,30 @@ async fn a_message_that_keeps_failing_is_dead_lettered_after_its_retries() {
     .await;
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"skiff_messages_handled_total{route="notify",outcome="retry"} 3"#), "{metrics}");
+    app.stop().await;
+}
+
+/// A 2xx is a delivery whatever body comes with it: notify reads a prefix of the answer and
+/// closes. (A 2xx with a body over 1 MiB used to count as a failure, and the same event was
+/// sent again and again.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2xx_with_a_large_body_is_one_delivery() {
+    let webhook =
+        Webhook::start_with(WebhookBehaviour { response_bytes: 2 << 20, ..WebhookBehaviour::default() }).await;
+    let (app, _dbs) = three_services(calling_webhook(&webhook)).await;
+    sign_up(&app, "ada@example.org").await;
+    assert_eq!(login(&app, "ada@example.org", PASSWORD).await.status(), StatusCode::OK);
+    webhook.wait_for(1, Duration::from_secs(10)).await;
+    eventually(Duration::from_secs(10), || async {
+        let items = all_notifications(&app).await;
+        check(items.len() == 1 && !items[0]["delivered_at"].is_null(), || format!("not delivered yet: {items:?}"))
+    })
+    .await;
+    // No retry follows.
+    assert_stays(Duration::from_secs(3), || async {
+        let attempts = webhook.attempts();
+        check(attempts == 1, || format!("{attempts} webhook calls for one login"))
+    })
+    .await;
     app.stop().await;
 }

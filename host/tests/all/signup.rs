@@ -153,3 +153,21 @@ async fn sign_up_attempts_are_kept_only_for_their_window() {
     assert_eq!(response.status(), StatusCode::CREATED);
     assert_eq!(rows().await, 1);
 }
+
+/// The addresses of one IPv6 /64 are one client to the throttles (`throttle_ipv6_prefix`): a host
+/// with a /64 cannot sign up 2^64 times. (Each address used to be a client of its own.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ipv6_slash_64_is_one_client() {
+    let (app, _db) = users_with(&[("signup_max_per_source", "2")]).await;
+    assert_eq!(sign_up_from(&app, "2001:db8:1:2::1", "ada@example.org").await.status(), StatusCode::CREATED);
+    assert_eq!(sign_up_from(&app, "2001:db8:1:2::2", "grace@example.org").await.status(), StatusCode::CREATED);
+    let same_host = sign_up_from(&app, "2001:db8:1:2:ffff:1:2:3", "alan@example.org").await;
+    assert_eq!(same_host.status(), StatusCode::TOO_MANY_REQUESTS);
+    // The next /64 is another client.
+    assert_eq!(sign_up_from(&app, "2001:db8:1:3::1", "alan@example.org").await.status(), StatusCode::CREATED);
+
+    // The prefix is configurable: at /128 each address counts alone.
+    let (app, _db) = users_with(&[("signup_max_per_source", "1"), ("throttle_ipv6_prefix", "128")]).await;
+    assert_eq!(sign_up_from(&app, "2001:db8:1:2::1", "ada@example.org").await.status(), StatusCode::CREATED);
+    assert_eq!(sign_up_from(&app, "2001:db8:1:2::2", "grace@example.org").await.status(), StatusCode::CREATED);
+}

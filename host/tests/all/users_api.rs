@@ -228,7 +228,7 @@ async fn update_changes_only_what_is_sent(backend: Backend) {
     assert_eq!(updated["created_at"], created["created_at"]);
     assert_ne!(updated["updated_at"], created["updated_at"]);
 
-    let taken_email = json!({"email": other["email"]});
+    let taken_email = json!({"email": other["email"], "current_password": "long enough"});
     assert_eq!(update(&app, &path, &token, &taken_email).await.status(), StatusCode::CONFLICT);
     assert_eq!(update(&app, &path, &token, &json!({})).await.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let alias = format!("/users/{id}");
@@ -395,7 +395,7 @@ async fn tokens_decide_who_may_act_on_whom(backend: Backend) {
     app.stop().await;
 }
 
-async fn stored_hash(db: &TestDb, email: &str) -> String {
+pub async fn stored_hash(db: &TestDb, email: &str) -> String {
     use sqlx::{Connection, Row};
     const STATEMENT: &str = "SELECT password_hash FROM users WHERE email = $1";
     match db.backend {

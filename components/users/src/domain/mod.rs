@@ -18,5 +18,5 @@ pub use phone::Phone;
 pub use service_kit::json::JsonObject;
 pub use service_kit::problem::FieldError;
 pub use service_kit::{time, uuid};
-pub use signup::SignupThrottle;
+pub use signup::{EmailChangeThrottle, SignupThrottle};
 pub use user::{NewUser, User, UserChanges};

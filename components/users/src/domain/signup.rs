@@ -38,6 +38,28 @@ impl SignupThrottle {
     }
 }
 
+/// From the `email_change_max_per_account` setting: email changes one account may make in the
+/// sign-up window (each can test whether an address is registered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmailChangeThrottle {
+    pub max_per_account: u32,
+}
+
+impl EmailChangeThrottle {
+    pub const DEFAULT_MAX_PER_ACCOUNT: u32 = 5;
+
+    pub fn parse(max_per_account: Option<&str>) -> Result<Self, String> {
+        let max_per_account = bounded_setting(
+            "email_change_max_per_account",
+            max_per_account,
+            Self::DEFAULT_MAX_PER_ACCOUNT,
+            1,
+            1_000_000,
+        )?;
+        Ok(Self { max_per_account })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +75,9 @@ mod tests {
         );
         assert!(SignupThrottle::parse(Some("0"), None).is_err());
         assert!(SignupThrottle::parse(None, Some("86401")).is_err());
+        assert_eq!(EmailChangeThrottle::parse(None), Ok(EmailChangeThrottle { max_per_account: 5 }));
+        assert_eq!(EmailChangeThrottle::parse(Some("2")), Ok(EmailChangeThrottle { max_per_account: 2 }));
+        assert!(EmailChangeThrottle::parse(Some("0")).is_err());
     }
 
     #[test]

@@ -16,8 +16,8 @@ pub struct User {
     pub role: Role,
     pub created_at: i64,
     pub updated_at: i64,
-    /// When the password last changed (micros), if ever since sign-up: access tokens issued
-    /// before it are no longer accepted.
+    /// When the password or the email last changed (micros), if ever since sign-up: access
+    /// tokens and sessions from before it are no longer accepted.
     pub password_changed_at: Option<i64>,
 }
 
@@ -82,7 +82,7 @@ pub struct UserChanges {
     pub surname: Option<PersonName>,
     pub phone: Option<Option<Phone>>,
     pub password: Option<Password>,
-    /// The password being replaced, as typed: a user changing their own password must give it.
+    /// The current password, as typed: a user changing their own password or email must give it.
     pub current_password: Option<Password>,
 }
 
@@ -90,15 +90,15 @@ impl UserChanges {
     pub fn parse(body: Value) -> Result<Self, Vec<FieldError>> {
         let mut object = JsonObject::new(body)?;
         let clears_phone = object.has("phone");
-        let changes_password = object.has("password");
+        let changes_credentials = object.has("password") || object.has("email");
         let name = object.optional("name", PersonName::parse);
         let surname = object.optional("surname", PersonName::parse);
         let email = object.optional("email", Email::parse);
         let password = object.optional("password", Password::parse);
         let phone = object.optional("phone", Phone::parse);
         // Not held to the sign-up rules: a wrong one is simply wrong.
-        let current_password = if object.has("current_password") && !changes_password {
-            object.reject("current_password", "is only used together with password");
+        let current_password = if object.has("current_password") && !changes_credentials {
+            object.reject("current_password", "is only used together with password or email");
             Some(None)
         } else {
             object.optional("current_password", |raw| Ok(Password::unchecked(raw.to_owned())))
@@ -177,6 +177,8 @@ mod tests {
         let changes = UserChanges::parse(json!({"password": "new password!", "current_password": "old"})).unwrap();
         assert_eq!(changes.current_password.map(|p| p.clear_text().to_owned()), Some("old".to_owned()));
         assert!(UserChanges::parse(json!({"password": "new password!"})).unwrap().current_password.is_none());
+        let email = UserChanges::parse(json!({"email": "b@c.org", "current_password": "old"})).unwrap();
+        assert!(email.current_password.is_some());
         let errors = UserChanges::parse(json!({"name": "Ada", "current_password": "old"})).unwrap_err();
         assert_eq!(fields(errors), ["current_password"]);
     }
