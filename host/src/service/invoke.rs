@@ -77,7 +77,7 @@ impl Service {
         };
         let picked = self.slot.pick();
         let outcome = self.run(picked.version(), permit, request).await;
-        self.record(&picked, outcome.status());
+        self.record(&picked, &outcome);
         Handled { outcome, version: Some(picked.version().clone()) }
     }
 
