@@ -316,13 +316,15 @@ class Pods:
         # As in the image: each component precompiled by `skiff compile`, its .wasm beside it.
         components = {name: precompile(name, Path(self.data)) for name in ("users", "auth", "notify")}
         self.users_port, self.users_internal, self.users_fresh_port = free_port(), free_port(), free_port()
+        # users' operations listener: /metrics is not on the app port.
+        self.users_ops = free_port()
         self.auth_port, self.notify_port = free_port(), free_port()
         self.users_db = fresh_database("skiff_bench_users")
         common = {"SKIFF_AMQP_URL": vhost_url, "SKIFF_DATA_DIR": self.data}
         self.users = Process("users", [SKIFF, "serve", "--component", components["users"]], skiff_env(
             f"127.0.0.1:{self.users_port}", SKIFF_INTERNAL_LISTEN=f"127.0.0.1:{self.users_internal}",
-            SKIFF_DATABASE_URL=self.users_db, SKIFF_CONFIG_TOKEN_PUBLIC_KEY=self.public_key,
-            SKIFF_CONFIG_BCRYPT_COST=str(BCRYPT_COST), **common), logs)
+            SKIFF_OPS_LISTEN=f"127.0.0.1:{self.users_ops}", SKIFF_DATABASE_URL=self.users_db,
+            SKIFF_CONFIG_TOKEN_PUBLIC_KEY=self.public_key, SKIFF_CONFIG_BCRYPT_COST=str(BCRYPT_COST), **common), logs)
         # The same users on the same database with an instance per request, for the fresh figures.
         self.users_fresh = Process("users-fresh", [SKIFF, "serve", "--component", components["users"]], skiff_env(
             f"127.0.0.1:{self.users_fresh_port}", SKIFF_DATABASE_URL=self.users_db, SKIFF_ISOLATION="fresh",
@@ -621,7 +623,7 @@ def warm_instance_memory(pods, user_id, script):
     allocator keeps used slots' pages resident in both modes, so RSS hardly tells them apart)."""
     for port in (pods.users_port, pods.users_fresh_port):
         wrk(f"http://127.0.0.1:{port}/users-ms/users/{user_id}", 2, 16, script=script)
-    _, metrics = http("GET", f"http://127.0.0.1:{pods.users_port}/metrics")
+    _, metrics = http("GET", f"http://127.0.0.1:{pods.users_ops}/metrics")
     rss = {"reuse": pods.users.rss_mb(), "fresh": pods.users_fresh.rss_mb()}
 
     def gauge(name):

@@ -96,6 +96,10 @@ pub struct RegistryArgs {
     /// `.dockerconfigjson`; defaults to `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
     #[arg(long, env = "SKIFF_REGISTRY_AUTH_FILE")]
     pub registry_auth_file: Option<PathBuf>,
+    /// How long to wait for a registry to accept a connection, and between two reads of its
+    /// answer, in milliseconds.
+    #[arg(long, env = "SKIFF_REGISTRY_TIMEOUT_MS", default_value_t = 20_000)]
+    pub registry_timeout_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -197,6 +201,14 @@ pub struct ServeArgs {
     /// readiness, metrics and status) instead of staying unready.
     #[arg(long, env = "SKIFF_RELEASE_FALLBACK")]
     pub release_fallback: bool,
+    /// The largest component a release may pull, in bytes: a manifest that declares more is
+    /// refused, and a registry sending more than its manifest declares is cut off.
+    #[arg(long, env = "SKIFF_RELEASE_MAX_COMPONENT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub release_max_component_bytes: u64,
+    /// The longest a release's pull may take, in milliseconds; then it is tried again, with
+    /// back-off. A change of the release file cancels a pull still running.
+    #[arg(long, env = "SKIFF_RELEASE_PULL_DEADLINE_MS", default_value_t = 300_000)]
+    pub release_pull_deadline_ms: u64,
     /// Registries (`HOST:PORT`) reached over plain HTTP, comma-separated; a local one only.
     #[arg(long, env = "SKIFF_INSECURE_REGISTRIES", value_delimiter = ',')]
     pub insecure_registries: Vec<String>,
@@ -304,6 +316,11 @@ pub struct CommonArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, env = "SKIFF_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// The operations listener: `/metrics` and readiness with its detail (the app port answers
+    /// probes with a bare status and has no `/metrics`). Without it neither is served. Never
+    /// expose it through a public Service.
+    #[arg(long, env = "SKIFF_OPS_LISTEN")]
+    pub ops_listen: Option<SocketAddr>,
     /// The admin listener (hot swap). Never expose it publicly.
     #[arg(long, env = "SKIFF_ADMIN_LISTEN", default_value = "127.0.0.1:4090")]
     pub admin_listen: SocketAddr,
@@ -316,16 +333,19 @@ pub struct CommonArgs {
     /// Versions of each component kept loaded (the active one included) for instant rollback.
     #[arg(long, env = "SKIFF_KEEP_VERSIONS", default_value_t = SwapOptions::DEFAULT_KEEP_VERSIONS as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub keep_versions: u64,
-    /// A canary is judged on its last this many requests.
+    /// A canary is judged on its last this many judged requests, against the stable version's
+    /// requests over the same time.
     #[arg(long, env = "SKIFF_CANARY_WINDOW", default_value_t = CanaryPolicy::DEFAULT_WINDOW)]
     pub canary_window: usize,
-    /// The canary's error rate is never computed over fewer requests than this.
+    /// No canary is rolled back before this many of its requests were judged (a minimum sample).
     #[arg(long, env = "SKIFF_CANARY_MIN_REQUESTS", default_value_t = CanaryPolicy::DEFAULT_MIN_REQUESTS)]
     pub canary_min_requests: usize,
-    /// A canary failing more than this percentage of its requests (5xx) is rolled back.
+    /// A canary whose error rate (its own faults: traps, deadlines, 5xx other than a 503 with
+    /// Retry-After) exceeds the stable version's by more than this many points is rolled back.
     #[arg(long, env = "SKIFF_CANARY_MAX_ERROR_PERCENT", default_value_t = CanaryPolicy::DEFAULT_MAX_ERROR_PERCENT)]
     pub canary_max_error_percent: f64,
-    /// Promote a canary after this many requests within its error budget; 0 = on command only.
+    /// Promote a canary after this many judged requests within its error budget; 0 = on command
+    /// only.
     #[arg(long, env = "SKIFF_CANARY_PROMOTE_AFTER", default_value_t = CanaryPolicy::DEFAULT_PROMOTE_AFTER)]
     pub canary_promote_after: u64,
     /// How long a new version's health route may take in the smoke test, in milliseconds.
@@ -352,6 +372,7 @@ impl CommonArgs {
     /// The host's settings from these flags, around `services`.
     pub fn host_spec(&self, listen: SocketAddr, services: Vec<ServiceSpec>) -> HostSpec {
         let mut spec = HostSpec::with_services(listen, services, self.data_dir.clone());
+        spec.ops_listen = self.ops_listen;
         spec.runtime = RuntimeOptions {
             max_instances: self.max_instances,
             max_warm_instances: self.max_warm_instances,

@@ -19,7 +19,7 @@ use crate::capability::{CapabilitySettings, HostCapabilities, HostResources};
 use crate::metrics::Metrics;
 use crate::release::{self, ReleaseSpec};
 use crate::runtime::{Runtime, RuntimeOptions};
-use crate::server::{self, App, DEFAULT_SHUTDOWN_GRACE, Health, InProcess, ListenerOptions};
+use crate::server::{self, App, DEFAULT_SHUTDOWN_GRACE, Health, InProcess, Listener, ListenerOptions};
 use crate::service::{
     Isolation, PROBE_INSTANCES, RequestLimits, Service, ServiceContext, SwapOptions, WarmBudget, component_digest,
     wasm_beside,
@@ -50,6 +50,8 @@ pub struct HostSpec {
     pub listen: SocketAddr,
     /// The listener whose requests count as coming from inside the cluster.
     pub internal_listen: Option<SocketAddr>,
+    /// The operations listener: `/metrics` and readiness's detail; without it, neither is served.
+    pub ops_listen: Option<SocketAddr>,
     pub services: Vec<ServiceSpec>,
     pub runtime: RuntimeOptions,
     pub limits: RequestLimits,
@@ -84,6 +86,7 @@ impl HostSpec {
         Self {
             listen,
             internal_listen: None,
+            ops_listen: None,
             services,
             runtime: RuntimeOptions::default(),
             limits: RequestLimits::default(),
@@ -125,6 +128,7 @@ impl HostSpec {
 pub struct Host {
     listener: TcpListener,
     internal_listener: Option<TcpListener>,
+    ops_listener: Option<TcpListener>,
     admin: Option<(TcpListener, Arc<Admin>)>,
     watch: Option<WatchSpec>,
     /// The release file, with the image's component and label it falls back to.
@@ -198,6 +202,14 @@ impl Host {
             Some(address) => Some(TcpListener::bind(address).await.with_context(|| format!("binding {address}"))?),
             None => None,
         };
+        let ops_listener = match spec.ops_listen {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("binding the operations listener {address}"))?,
+            ),
+            None => None,
+        };
         let admin = match &spec.admin {
             Some(admin) => {
                 let listener = TcpListener::bind(admin.listen)
@@ -214,6 +226,7 @@ impl Host {
         Ok(Self {
             listener,
             internal_listener,
+            ops_listener,
             admin,
             watch: spec.watch,
             release: spec
@@ -237,6 +250,10 @@ impl Host {
 
     pub fn internal_addr(&self) -> Option<SocketAddr> {
         self.internal_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
@@ -291,7 +308,12 @@ impl Host {
         };
         let internal = self.internal_listener.map(|listener| {
             tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "internal listener");
-            tokio::spawn(server::serve(listener, self.app.clone(), true, wait(stopped.clone()), self.listening.clone()))
+            let serve = server::serve(listener, self.app.clone(), Listener::Internal, wait(stopped.clone()), self.listening.clone());
+            tokio::spawn(serve)
+        });
+        let ops = self.ops_listener.map(|listener| {
+            tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "operations listener");
+            tokio::spawn(server::serve(listener, self.app.clone(), Listener::Ops, wait(stopped.clone()), self.listening.clone()))
         });
         let admin = self.admin.map(|(listener, api)| {
             tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin listener");
@@ -301,7 +323,7 @@ impl Host {
             (Some(spec), Some(service)) => Some(tokio::spawn(watch(service.clone(), spec))),
             _ => None,
         };
-        let public = server::serve(self.listener, self.app, false, wait(stopped), self.listening);
+        let public = server::serve(self.listener, self.app, Listener::Public, wait(stopped), self.listening);
         tokio::pin!(public);
         tokio::select! {
             () = &mut public => {}
@@ -310,8 +332,8 @@ impl Host {
                 public.await;
             }
         }
-        if let Some(internal) = internal {
-            let _ = internal.await;
+        for listener in [internal, ops].into_iter().flatten() {
+            let _ = listener.await;
         }
         if let Some(admin) = admin {
             let _ = admin.await;

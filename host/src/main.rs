@@ -6,7 +6,7 @@ use skiff::capability::crypto::{TOKEN_PUBLIC_KEY, TOKEN_SIGNING_KEY};
 use skiff::capability::messaging::{EVENT_SIGNING_KEY, EVENT_TRUSTED_KEYS};
 use skiff::cli::{Cli, Command, CommonArgs, CompileArgs, DevArgs, PushArgs, ServeArgs, config_from_env};
 use skiff::launch::{Host, HostSpec, ServiceSpec, components_in, generate_token_keys, service_name, sqlite_url};
-use skiff::release::{Registry, RegistryOptions, ReleaseSpec, default_auth_file, registry_of};
+use skiff::release::{PullLimits, Registry, RegistryOptions, ReleaseSpec, default_auth_file, registry_of};
 use skiff::runtime::{Runtime, RuntimeOptions};
 use skiff::service::{component_interfaces, precompile};
 use skiff::{admin_shell, server, telemetry};
@@ -68,7 +68,11 @@ async fn push(args: PushArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{} is not a component skiff can push", args.component.display()))?;
     let insecure = if args.insecure { vec![registry_of(&args.reference)?] } else { Vec::new() };
     let auth_file = args.registry.registry_auth_file.or_else(default_auth_file);
-    let registry = Registry::new(RegistryOptions { insecure, auth_file }, None);
+    let limits = PullLimits {
+        timeout: Duration::from_millis(args.registry.registry_timeout_ms.max(1)),
+        ..PullLimits::default()
+    };
+    let registry = Registry::new(RegistryOptions { insecure, auth_file, limits }, None);
     let pushed = registry.push(&args.reference, bytes, imports, exports).await?;
     eprintln!("pushed {} (component {})", args.component.display(), pushed.component_digest);
     println!("{}", pushed.reference);
@@ -98,6 +102,11 @@ fn serve_spec(mut args: ServeArgs) -> anyhow::Result<HostSpec> {
         registry: RegistryOptions {
             insecure: args.insecure_registries,
             auth_file: args.registry.registry_auth_file.or_else(default_auth_file),
+            limits: PullLimits {
+                max_component_bytes: args.release_max_component_bytes,
+                timeout: Duration::from_millis(args.registry.registry_timeout_ms.max(1)),
+                deadline: Duration::from_millis(args.release_pull_deadline_ms.max(1)),
+            },
         },
         fallback: args.release_fallback,
     });

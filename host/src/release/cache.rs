@@ -57,12 +57,33 @@ impl Cache {
         Ok(())
     }
 
+    /// Where blobs being pulled are written, so that keeping one is a rename.
+    pub fn partial_dir(&self) -> PathBuf {
+        self.dir.join("sha256")
+    }
+
+    /// Keeps `partial` (already checked against `digest`) as that blob.
+    pub async fn keep(&self, digest: &str, mut partial: Partial) -> std::io::Result<()> {
+        let Some(path) = self.path(digest) else {
+            return Err(std::io::Error::other(format!("not a sha256 digest: {digest}")));
+        };
+        partial.file.sync_all().await?;
+        tokio::fs::rename(&partial.path, &path).await?;
+        partial.kept = true;
+        self.prune(&path).await;
+        Ok(())
+    }
+
     /// Keeps the folder bounded (it is a size-limited volume in a pod): past [`KEPT_BLOBS`],
     /// the oldest blobs go, never `keep`. A pruned blob costs a pull if it is asked for again.
     async fn prune(&self, keep: &Path) {
         let Ok(mut entries) = tokio::fs::read_dir(self.dir.join("sha256")).await else { return };
         let mut blobs = Vec::new();
         while let Ok(Some(entry)) = entries.next_entry().await {
+            // A pull still being written is not a blob yet.
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
             let modified = entry.metadata().await.and_then(|m| m.modified()).ok();
             blobs.push((modified, entry.path()));
         }
@@ -73,6 +94,41 @@ impl Cache {
         let excess = blobs.len() - KEPT_BLOBS;
         for (_, path) in blobs.into_iter().filter(|(_, path)| path != keep).take(excess) {
             let _ = tokio::fs::remove_file(path).await;
+        }
+    }
+}
+
+/// A blob being pulled, in a file of its own: removed when dropped unless it was kept, so a
+/// refused or cancelled pull leaves nothing behind.
+pub struct Partial {
+    path: PathBuf,
+    file: tokio::fs::File,
+    kept: bool,
+}
+
+impl Partial {
+    /// A new file in `folder` (created if need be).
+    pub async fn create(folder: &Path) -> std::io::Result<Self> {
+        tokio::fs::create_dir_all(folder).await?;
+        let path = folder.join(format!(".{}.partial", uuid::Uuid::new_v4().simple()));
+        let file = tokio::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path).await?;
+        Ok(Self { path, file, kept: false })
+    }
+
+    pub fn file(&mut self) -> &mut tokio::fs::File {
+        &mut self.file
+    }
+
+    /// Everything written, read back.
+    pub async fn read(&mut self) -> std::io::Result<Vec<u8>> {
+        tokio::fs::read(&self.path).await
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }

@@ -55,12 +55,17 @@ pub struct Applied {
     pub cached: bool,
 }
 
-/// The digests `release` resolves to, pulling what is needed; nothing changes in the service.
-async fn resolve(
-    release: &Release,
-    registry: &Registry,
-    image: &ImageComponent,
-) -> Result<(Target, Option<(Target, u8)>, bool), Refusal> {
+/// A release whose components are pulled and checked, ready for [`apply`].
+pub struct Resolved {
+    main: Target,
+    canary: Option<(Target, u8)>,
+    /// Whether every blob came from the cache.
+    cached: bool,
+}
+
+/// The digests `release` resolves to, pulling what is needed; nothing changes in the service,
+/// so this may be cancelled at any point.
+pub async fn resolve(release: &Release, registry: &Registry, image: &ImageComponent) -> Result<Resolved, Refusal> {
     let mut cached = true;
     let main = match &release.component {
         Some(reference) => {
@@ -101,17 +106,12 @@ async fn resolve(
         }
         None => None,
     };
-    Ok((main, canary, cached))
+    Ok(Resolved { main, canary, cached })
 }
 
-/// Makes `service` run `release`: the active version, then the canary.
-pub async fn converge(
-    service: &Arc<Service>,
-    release: &Release,
-    registry: &Registry,
-    image: &ImageComponent,
-) -> Result<Applied, Refusal> {
-    let (main, canary, cached) = resolve(release, registry, image).await?;
+/// Makes `service` run a resolved release: the active version, then the canary.
+pub async fn apply(service: &Arc<Service>, resolved: Resolved) -> Result<Applied, Refusal> {
+    let Resolved { main, canary, cached } = resolved;
     let applied = Applied {
         digest: main.digest.clone(),
         canary_digest: canary.as_ref().map(|(target, _)| target.digest.clone()),

@@ -15,5 +15,8 @@ mod watch;
 
 pub use cache::Cache;
 pub use file::Release;
-pub use registry::{PullError, Pulled, Pushed, Registry, RegistryOptions, default_auth_file, registry_of};
+pub use registry::{
+    MAX_MANIFEST_BYTES, PullError, PullLimits, Pulled, Pushed, Registry, RegistryOptions, default_auth_file,
+    registry_of,
+};
 pub use watch::{ReleaseSpec, follow, initial_status};

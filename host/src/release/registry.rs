@@ -5,24 +5,35 @@
 //!
 //! Pulls name a manifest digest (`REF@sha256:…`): the manifest is checked against it, the layer
 //! against the manifest, and both are cached by digest.
+//!
+//! A registry is not trusted to behave: a pull is bounded in size and in time ([`PullLimits`]).
+//! oci-client reads a manifest whole, however long, so pulls read the manifest and the layer
+//! themselves (oci-client still does the registry's token handshake): the manifest up to
+//! [`MAX_MANIFEST_BYTES`], the layer up to the size its manifest declares and never past
+//! `max_component_bytes`, streamed into a file beside the cache and hashed as it arrives.
 
 use anyhow::Context;
 use base64::Engine;
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
-use oci_client::errors::OciDistributionError;
 use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciImageManifest};
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use oci_client::{Client, Reference, RegistryOperation};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::cache::Cache;
+use super::cache::{Cache, Partial};
 use crate::service::digest_of;
 
 /// The layer media type of a Wasm component artifact.
 pub const WASM_LAYER_MEDIA_TYPE: &str = "application/wasm";
 /// The config media type of a Wasm component artifact.
 pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
+/// The largest manifest read: the size the OCI distribution spec asks registries to accept.
+/// A component artifact's manifest is under a kilobyte.
+pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
 
 /// How to reach registries.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +43,29 @@ pub struct RegistryOptions {
     /// A docker config file (`~/.docker/config.json`, or a Kubernetes pull secret's
     /// `.dockerconfigjson`) with credentials per registry; anonymous without one.
     pub auth_file: Option<PathBuf>,
+    pub limits: PullLimits,
+}
+
+/// Bounds on a pull, so that a registry can neither exhaust a host's memory nor hold a release
+/// forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PullLimits {
+    /// The largest component pulled: a manifest declaring a larger layer is refused unread.
+    pub max_component_bytes: u64,
+    /// To connect, and between two reads of an answer.
+    pub timeout: Duration,
+    /// For the whole pull (token, manifest and component).
+    pub deadline: Duration,
+}
+
+impl Default for PullLimits {
+    fn default() -> Self {
+        Self {
+            max_component_bytes: 64 * 1024 * 1024,
+            timeout: Duration::from_secs(20),
+            deadline: Duration::from_secs(300),
+        }
+    }
 }
 
 /// Why a component could not be pulled.
@@ -45,7 +79,10 @@ pub enum PullError {
     DigestMismatch { what: String, expected: String, actual: String },
     #[error("{0} is not a Wasm component artifact: {1}")]
     NotComponent(String, String),
-    /// The registry did not answer, or refused: worth trying again.
+    /// Larger than allowed, or than its manifest declares: refused as it arrives.
+    #[error("{what} of {reference} {why}")]
+    TooLarge { reference: String, what: &'static str, why: String },
+    /// The registry did not answer, or refused, or too slowly: worth trying again.
     #[error("pulling {0}: {1}")]
     Registry(String, String),
 }
@@ -57,6 +94,7 @@ impl PullError {
             Self::NoDigest(_) | Self::BadReference(..) => "bad-reference",
             Self::DigestMismatch { .. } => "digest-mismatch",
             Self::NotComponent(..) => "not-a-component",
+            Self::TooLarge { .. } => "too-large",
             Self::Registry(..) => "registry-unavailable",
         }
     }
@@ -91,6 +129,8 @@ pub struct Pushed {
 /// A registry client with a cache by digest.
 pub struct Registry {
     client: Client,
+    /// For pulls: oci-client's own reads are unbounded.
+    http: reqwest::Client,
     options: RegistryOptions,
     cache: Option<Cache>,
 }
@@ -102,8 +142,16 @@ impl Registry {
         } else {
             ClientProtocol::HttpsExcept(options.insecure.clone())
         };
-        let config = ClientConfig { protocol, ..ClientConfig::default() };
-        Self { client: Client::new(config), options, cache }
+        let timeout = Some(options.limits.timeout);
+        let config =
+            ClientConfig { protocol, connect_timeout: timeout, read_timeout: timeout, ..ClientConfig::default() };
+        let http = reqwest::Client::builder()
+            .connect_timeout(options.limits.timeout)
+            .read_timeout(options.limits.timeout)
+            .user_agent(concat!("skiff/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("an HTTP client with rustls and webpki roots always builds");
+        Self { client: Client::new(config), http, options, cache }
     }
 
     /// Credentials for `registry` from the docker config file, else anonymous.
@@ -122,7 +170,19 @@ impl Registry {
 
     /// The component `reference` names (`REF@sha256:<manifest digest>`), from the cache or the
     /// registry; the manifest and the layer are checked against their digests either way.
+    /// Bounded by [`PullLimits`]: past its deadline, the pull is a transient failure.
     pub async fn pull(&self, reference: &str) -> Result<Pulled, PullError> {
+        let deadline = self.options.limits.deadline;
+        match tokio::time::timeout(deadline, self.pull_unbounded_in_time(reference)).await {
+            Ok(pulled) => pulled,
+            Err(_) => Err(PullError::Registry(
+                reference.to_owned(),
+                format!("not pulled within the pull deadline of {} s", deadline.as_secs_f64()),
+            )),
+        }
+    }
+
+    async fn pull_unbounded_in_time(&self, reference: &str) -> Result<Pulled, PullError> {
         let parsed: Reference =
             reference.parse().map_err(|e| PullError::BadReference(reference.to_owned(), format!("{e}")))?;
         let manifest_digest =
@@ -130,48 +190,60 @@ impl Registry {
         if !is_sha256(&manifest_digest) {
             return Err(PullError::NoDigest(reference.to_owned()));
         }
-        let registry_error =
-            |error: &dyn std::fmt::Display| PullError::Registry(reference.to_owned(), format!("{error:#}"));
+        // Asked of the registry once, and only if something is not cached.
+        let mut authorization = None;
         let (manifest_bytes, manifest_cached) = match self.cached(&manifest_digest).await {
             Some(bytes) => (bytes, true),
             None => {
-                let auth = self.auth(parsed.resolve_registry()).await.map_err(|e| registry_error(&e))?;
-                let (bytes, _) = self
-                    .client
-                    .pull_manifest_raw(&parsed, &auth, &[OCI_IMAGE_MEDIA_TYPE])
-                    .await
-                    .map_err(|e| pull_error(reference, "the manifest", e))?;
+                let request = Fetch { reference, parsed: &parsed, what: "the manifest", digest: &manifest_digest };
+                let authorization = self.authorization(&request, &mut authorization).await?;
+                let mut bytes = Vec::new();
+                let limit = Limit::AtMost(MAX_MANIFEST_BYTES);
+                let actual = self.fetch(&request, OCI_IMAGE_MEDIA_TYPE, authorization, limit, &mut bytes).await?;
+                check_digest("the manifest", &manifest_digest, &actual)?;
                 (bytes, false)
             }
         };
-        check_digest("the manifest", &manifest_digest, &manifest_bytes)?;
         let manifest: OciImageManifest = serde_json::from_slice(&manifest_bytes)
             .map_err(|e| PullError::NotComponent(reference.to_owned(), format!("its manifest does not parse: {e}")))?;
         let layer = component_layer(&manifest).map_err(|why| PullError::NotComponent(reference.to_owned(), why))?;
+        let declared = u64::try_from(layer.size).map_err(|_| {
+            PullError::NotComponent(reference.to_owned(), format!("its layer declares {} bytes", layer.size))
+        })?;
+        let max = self.options.limits.max_component_bytes;
+        if declared > max {
+            let why = format!("declares {declared} bytes, more than the {max} a component may have");
+            return Err(PullError::TooLarge { reference: reference.to_owned(), what: "the component", why });
+        }
         let (bytes, layer_cached) = match self.cached(&layer.digest).await {
             Some(bytes) => (bytes, true),
             None => {
-                let auth = self.auth(parsed.resolve_registry()).await.map_err(|e| registry_error(&e))?;
-                // Stored credentials are per registry; pulling the blob reuses them.
-                self.client.store_auth_if_needed(parsed.resolve_registry(), &auth).await;
-                let mut bytes = Vec::new();
-                self.client
-                    .pull_blob(&parsed, &layer, &mut bytes)
-                    .await
-                    .map_err(|e| pull_error(reference, "the component", e))?;
+                let request = Fetch { reference, parsed: &parsed, what: "the component", digest: &layer.digest };
+                let authorization = self.authorization(&request, &mut authorization).await?;
+                let folder = self.cache.as_ref().map_or_else(std::env::temp_dir, Cache::partial_dir);
+                let io_error = |error: std::io::Error| {
+                    PullError::Registry(reference.to_owned(), format!("writing the component aside: {error}"))
+                };
+                let mut partial = Partial::create(&folder).await.map_err(io_error)?;
+                let limit = Limit::Exactly(declared);
+                let actual = self.fetch(&request, WASM_LAYER_MEDIA_TYPE, authorization, limit, partial.file()).await?;
+                check_digest("the component", &layer.digest, &actual)?;
+                let bytes = partial.read().await.map_err(io_error)?;
+                if let Some(cache) = &self.cache
+                    && let Err(error) = cache.keep(&layer.digest, partial).await
+                {
+                    // A cache that cannot be written costs a pull at the next start, nothing more.
+                    tracing::warn!(dir = %cache.dir().display(), %error, "cannot cache a pulled component");
+                }
                 (bytes, false)
             }
         };
-        check_digest("the component", &layer.digest, &bytes)?;
-        if let Some(cache) = &self.cache {
-            // A cache that cannot be written costs a pull at the next start, nothing more.
-            for (digest, blob, cached) in
-                [(&manifest_digest, &manifest_bytes, manifest_cached), (&layer.digest, &bytes, layer_cached)]
-            {
-                if !cached && let Err(error) = cache.put(digest, blob).await {
-                    tracing::warn!(dir = %cache.dir().display(), %error, "cannot cache a pulled blob");
-                }
-            }
+        // A cached blob was checked when read; a pulled one as it arrived.
+        if let Some(cache) = &self.cache
+            && !manifest_cached
+            && let Err(error) = cache.put(&manifest_digest, &manifest_bytes).await
+        {
+            tracing::warn!(dir = %cache.dir().display(), %error, "cannot cache a pulled manifest");
         }
         Ok(Pulled {
             reference: reference.to_owned(),
@@ -179,6 +251,95 @@ impl Registry {
             bytes,
             cached: manifest_cached && layer_cached,
         })
+    }
+
+    /// The `Authorization` header for pulls from `request`'s repository: a token from the
+    /// registry's handshake (oci-client's), or basic credentials, or none; asked once per pull.
+    async fn authorization(
+        &self,
+        request: &Fetch<'_>,
+        known: &mut Option<Option<String>>,
+    ) -> Result<Option<String>, PullError> {
+        if let Some(header) = known {
+            return Ok(header.clone());
+        }
+        let failed = |error: &dyn std::fmt::Display| {
+            PullError::Registry(request.reference.to_owned(), format!("authenticating: {error:#}"))
+        };
+        let auth = self.auth(request.parsed.resolve_registry()).await.map_err(|e| failed(&e))?;
+        let token = self.client.auth(request.parsed, &auth, RegistryOperation::Pull).await.map_err(|e| failed(&e))?;
+        let header = match (token, auth) {
+            (Some(token), _) => Some(format!("Bearer {token}")),
+            (None, RegistryAuth::Basic(user, password)) => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            )),
+            (None, _) => None,
+        };
+        *known = Some(header.clone());
+        Ok(header)
+    }
+
+    /// GETs a manifest or a blob into `out`, refusing it as soon as it passes `limit`; the
+    /// SHA-256 digest of what arrived.
+    async fn fetch(
+        &self,
+        request: &Fetch<'_>,
+        accept: &str,
+        authorization: Option<String>,
+        limit: Limit,
+        out: &mut (impl AsyncWrite + Unpin),
+    ) -> Result<String, PullError> {
+        let Fetch { reference, parsed, what, digest } = *request;
+        let registry = parsed.resolve_registry();
+        let scheme = if self.options.insecure.iter().any(|insecure| insecure == registry) { "http" } else { "https" };
+        let kind = if what == "the manifest" { "manifests" } else { "blobs" };
+        let url = format!("{scheme}://{registry}/v2/{}/{kind}/{digest}", parsed.repository());
+        let timeout = self.options.limits.timeout;
+        let failed = |error: reqwest::Error| {
+            let why = if error.is_timeout() {
+                format!("no answer within {} s", timeout.as_secs_f64())
+            } else {
+                format!("{:#}", anyhow::Error::from(error))
+            };
+            PullError::Registry(reference.to_owned(), format!("{what}: {why}"))
+        };
+        let mut get = self.http.get(&url).header(http::header::ACCEPT, accept);
+        if let Some(authorization) = authorization {
+            get = get.header(http::header::AUTHORIZATION, authorization);
+        }
+        let mut response = get.send().await.map_err(failed)?;
+        if !response.status().is_success() {
+            let why = format!("{what}: the registry answered {}", response.status());
+            return Err(PullError::Registry(reference.to_owned(), why));
+        }
+        let too_large = |why: String| PullError::TooLarge { reference: reference.to_owned(), what, why };
+        if let Some(length) = response.content_length()
+            && !limit.allows_length(length)
+        {
+            return Err(too_large(format!("is sent as {length} bytes, {}", limit.describe())));
+        }
+        let mut received = 0u64;
+        let mut hasher = Sha256::new();
+        while let Some(chunk) = response.chunk().await.map_err(failed)? {
+            received += chunk.len() as u64;
+            if received > limit.max() {
+                return Err(too_large(format!("passed {} bytes, {}", limit.max(), limit.describe())));
+            }
+            hasher.update(&chunk);
+            out.write_all(&chunk).await.map_err(|error| {
+                PullError::Registry(reference.to_owned(), format!("{what}: writing it aside: {error}"))
+            })?;
+        }
+        out.flush().await.map_err(|error| PullError::Registry(reference.to_owned(), format!("{what}: {error}")))?;
+        if let Limit::Exactly(declared) = limit
+            && received != declared
+        {
+            let why =
+                format!("{what}: the answer ended after {received} of the {declared} bytes its manifest declares");
+            return Err(PullError::Registry(reference.to_owned(), why));
+        }
+        Ok(format!("sha256:{:x}", hasher.finalize()))
     }
 
     async fn cached(&self, digest: &str) -> Option<Vec<u8>> {
@@ -228,23 +389,52 @@ impl Registry {
     }
 }
 
-fn pull_error(reference: &str, what: &str, error: OciDistributionError) -> PullError {
-    match error {
-        OciDistributionError::DigestError(error) => PullError::DigestMismatch {
-            what: format!("{what} of {reference}"),
-            expected: String::new(),
-            actual: error.to_string(),
-        },
-        other => PullError::Registry(reference.to_owned(), format!("{what}: {other}")),
+/// One manifest or blob of a pull.
+#[derive(Clone, Copy)]
+struct Fetch<'a> {
+    reference: &'a str,
+    parsed: &'a Reference,
+    what: &'static str,
+    digest: &'a str,
+}
+
+/// How many bytes an answer may have.
+#[derive(Debug, Clone, Copy)]
+enum Limit {
+    /// A manifest: its size is not declared anywhere.
+    AtMost(u64),
+    /// A blob: the size its manifest declares (already checked against the maximum).
+    Exactly(u64),
+}
+
+impl Limit {
+    fn max(self) -> u64 {
+        match self {
+            Self::AtMost(max) | Self::Exactly(max) => max,
+        }
+    }
+
+    fn allows_length(self, length: u64) -> bool {
+        match self {
+            Self::AtMost(max) => length <= max,
+            // A shorter answer is cut off, which the end of the read reports.
+            Self::Exactly(declared) => length <= declared,
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Self::AtMost(max) => format!("more than the {max} allowed"),
+            Self::Exactly(declared) => format!("while its manifest declares {declared}"),
+        }
     }
 }
 
-fn check_digest(what: &str, expected: &str, bytes: &[u8]) -> Result<(), PullError> {
-    let actual = digest_of(bytes);
+fn check_digest(what: &str, expected: &str, actual: &str) -> Result<(), PullError> {
     if actual == expected {
         return Ok(());
     }
-    Err(PullError::DigestMismatch { what: what.to_owned(), expected: expected.to_owned(), actual })
+    Err(PullError::DigestMismatch { what: what.to_owned(), expected: expected.to_owned(), actual: actual.to_owned() })
 }
 
 fn is_sha256(digest: &str) -> bool {

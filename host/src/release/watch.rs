@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::cache::Cache;
-use super::converge::{ImageComponent, Refusal, converge};
+use super::converge::{ImageComponent, Refusal, apply, resolve};
 use super::file::Release;
 use super::registry::{Registry, RegistryOptions};
 use crate::service::{ReleasePhase, ReleaseStatus, Service, VersionState};
@@ -63,11 +63,8 @@ struct Follower {
 
 impl Follower {
     async fn tick(&mut self) {
-        let content = match tokio::fs::read(&self.spec.file).await {
+        let content = match self.read().await {
             Ok(content) => content,
-            // An optional ConfigMap that does not exist mounts as an empty folder: no release
-            // stated, so the image's component, as for an empty file.
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(error) => {
                 if self.seen.is_none() {
                     let reason = format!("cannot read {}: {error}", self.spec.file.display());
@@ -96,7 +93,22 @@ impl Follower {
         };
         let started = Instant::now();
         self.set_status(&release, ReleasePhase::Applying, None, None);
-        match converge(&self.service, &release, &self.registry, &self.image).await {
+        // Pulling changes nothing yet, so a newer file may cancel it (a registry that stalls
+        // must not hold the service on a release nobody wants any more); switching may not.
+        let resolved = tokio::select! {
+            resolved = resolve(&release, &self.registry, &self.image) => resolved,
+            () = self.superseded(&content) => {
+                tracing::info!(service = %self.service.name(), desired = %release.desired(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "the release file changed while its release was pulled; the pull is cancelled");
+                return;
+            }
+        };
+        let applied = match resolved {
+            Ok(resolved) => apply(&self.service, resolved).await,
+            Err(refusal) => Err(refusal),
+        };
+        match applied {
             Ok(applied) => {
                 tracing::info!(service = %self.service.name(), desired = %release.desired(), digest = %applied.digest,
                     canary = ?applied.canary_digest, cached = applied.cached, elapsed_ms = started.elapsed().as_millis() as u64,
@@ -111,6 +123,26 @@ impl Follower {
                 self.settled.send_replace(true);
             }
             Err(refusal) => self.failed(&release, refusal),
+        }
+    }
+
+    /// The release file's content; a file that does not exist is empty: an optional ConfigMap
+    /// that does not exist mounts as an empty folder, no release stated, so the image's
+    /// component.
+    async fn read(&self) -> std::io::Result<Vec<u8>> {
+        match tokio::fs::read(&self.spec.file).await {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            read => read,
+        }
+    }
+
+    /// Returns once the release file no longer says `content`.
+    async fn superseded(&self, content: &[u8]) {
+        loop {
+            tokio::time::sleep(self.spec.interval).await;
+            if self.read().await.is_ok_and(|now| now != content) {
+                return;
+            }
         }
     }
 
@@ -146,7 +178,14 @@ impl Follower {
         {
             return;
         }
-        let reason = format!("the canary {canary} was rolled back after errors");
+        // The slot says why, if it was its own judgement (not a rollback by command).
+        let why = match self.service.versions().last_canary_rollback() {
+            Some(rollback) if rollback.digest == canary => format!(": {}", rollback.evidence.describe()),
+            _ => String::new(),
+        };
+        let reason = format!(
+            "the canary {canary} was rolled back after errors{why}; to try it again, change the release file (its percent or label is enough)"
+        );
         tracing::warn!(service = %self.service.name(), %reason, "release refused");
         self.service.count_release_refusal("canary-errors");
         self.service.set_release_status(ReleaseStatus {

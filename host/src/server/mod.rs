@@ -69,27 +69,48 @@ impl Default for ListenerOptions {
     }
 }
 
+/// Which of the host's listeners a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The app port: the services, and the probes' bare answers.
+    Public,
+    /// Calls from inside the cluster: requests are marked as such for the components (the
+    /// users credentials check); it must only be reachable from inside the cluster.
+    Internal,
+    /// Operations (`--ops-listen`): `/metrics` and readiness with its detail, for Prometheus and
+    /// the kubelet; no service is served on it. Never expose it through a public Service.
+    Ops,
+}
+
+impl Listener {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Internal => "internal",
+            Self::Ops => "ops",
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves; then stops accepting, marks the host
 /// not ready, and lets in-flight requests finish for up to `options.grace`.
-/// Requests on an `internal` listener are marked as such for the components (the users
-/// credentials check); that listener must only be reachable from inside the cluster.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
-    internal: bool,
+    kind: Listener,
     shutdown: impl Future<Output = ()>,
     options: ListenerOptions,
 ) {
     let handler = app.clone();
     let handle = move |request, peer| {
         let app = handler.clone();
-        async move { app.handle(request, peer, internal).await }
+        async move { app.handle(request, peer, kind).await }
     };
     let stopped = async {
         shutdown.await;
         app.health().start_draining();
     };
-    accept(listener, if internal { "internal" } else { "public" }, handle, stopped, options).await;
+    accept(listener, kind.name(), handle, stopped, options).await;
 }
 
 /// The accept loop every listener runs (public, internal, admin): one connection task per

@@ -8,9 +8,9 @@ use std::time::Instant;
 use tracing::Instrument;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use super::WatchedBody;
 use super::client_address::client_address;
 use super::{Health, full_body, into_response, problem};
+use super::{Listener, WatchedBody};
 use crate::capability::request::RequestOrigin;
 use crate::metrics::{Metrics, RequestLabels, RouteLabels, method_label};
 use crate::service::{ReleasePhase, Service};
@@ -59,12 +59,12 @@ impl App {
         self.services.iter().map(|(_, service)| service)
     }
 
-    /// Serves one request from `peer`; `internal` is true on the internal listener.
+    /// Serves one request from `peer`, arrived on `listener`.
     pub async fn handle(
         &self,
         mut request: Request<WatchedBody>,
         peer: SocketAddr,
-        internal: bool,
+        listener: Listener,
     ) -> Response<HyperOutgoingBody> {
         let started = Instant::now();
         // hyper bounds its read buffer, not the header section: refuse large ones here.
@@ -86,11 +86,12 @@ impl App {
         // the listener and the peer, in an extension no client can set. Nothing from the wire
         // can claim the admin API's origin.
         let client = client_address(peer.ip(), headers, &self.trusted_proxies);
+        let internal = listener == Listener::Internal;
         RequestOrigin { internal, admin: false, client_address: Some(client) }.attach(&mut request);
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let span = tracing::info_span!("request", id = %request_id, %method, %path, %peer, %client);
-        let (route, mut response) = self.route(request).instrument(span.clone()).await;
+        let (route, mut response) = self.route(request, listener).instrument(span.clone()).await;
         let status = response.status().as_u16();
         span.in_scope(|| tracing::info!(status, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "served"));
         self.metrics
@@ -104,12 +105,25 @@ impl App {
         response
     }
 
-    async fn route(&self, request: Request<WatchedBody>) -> (String, Response<HyperOutgoingBody>) {
+    /// The host's routes, then the services. What a probe needs (`/livez`, `/readyz`,
+    /// `/startupz`: a status) answers on every listener; what tells about the host (`/metrics`:
+    /// request counts per route and status, so login volume; readiness's detail: which service
+    /// waits for what, the release) only on the operations listener, which serves no service.
+    async fn route(&self, request: Request<WatchedBody>, listener: Listener) -> (String, Response<HyperOutgoingBody>) {
         let host = |response| ("host".to_owned(), response);
         let is_get = request.method() == Method::GET || request.method() == Method::HEAD;
+        let ops = listener == Listener::Ops;
+        if !ops && request.uri().path() == "/metrics" {
+            // Not on the app port, and never handed to a service that takes every path.
+            return host(problem::not_found());
+        }
         match request.uri().path() {
             "/livez" if is_get => return host(text(StatusCode::OK, "ok")),
-            "/readyz" if is_get => return host(self.readiness().await),
+            "/readyz" if is_get => {
+                let (status, detail) = self.readiness().await;
+                let body = if ops { detail } else { bare_readiness(status).to_owned() };
+                return host(text(status, &body));
+            }
             "/startupz" if is_get => {
                 let started = self.health.is_started();
                 return host(text(
@@ -133,6 +147,7 @@ impl App {
             "/livez" | "/readyz" | "/startupz" | "/metrics" | "/openapi.yaml" => {
                 return host(problem::method_not_allowed("GET, HEAD"));
             }
+            _ if ops => return host(problem::not_found()),
             _ => {}
         }
         if self.health.is_draining() {
@@ -158,9 +173,10 @@ impl App {
         })
     }
 
-    async fn readiness(&self) -> Response<HyperOutgoingBody> {
+    /// The readiness status, and what the operations listener says with it.
+    async fn readiness(&self) -> (StatusCode, String) {
         if self.health.is_draining() {
-            return text(StatusCode::SERVICE_UNAVAILABLE, "draining");
+            return (StatusCode::SERVICE_UNAVAILABLE, "draining".into());
         }
         let mut not_ready = Vec::new();
         for service in self.services() {
@@ -181,11 +197,16 @@ impl App {
                 })
                 .collect();
             let body = if notes.is_empty() { "ready".to_owned() } else { format!("ready\n{}", notes.join("\n")) };
-            text(StatusCode::OK, &body)
+            (StatusCode::OK, body)
         } else {
-            text(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {}", not_ready.join(", ")))
+            (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}", not_ready.join(", ")))
         }
     }
+}
+
+/// Readiness as the app port says it: the status, no detail.
+fn bare_readiness(status: StatusCode) -> &'static str {
+    if status.is_success() { "ready" } else { "not ready" }
 }
 
 fn text(status: StatusCode, body: &str) -> Response<HyperOutgoingBody> {

@@ -85,7 +85,7 @@ impl RequestPath {
         };
         let picked = self.slot.pick();
         let outcome = self.run(picked.version(), permit, request).await;
-        self.record(&picked, outcome.status());
+        self.record(&picked, &outcome);
         Handled { outcome, version: Some(picked.version().clone()) }
     }
 

@@ -11,7 +11,7 @@ use super::ComponentVersion;
 use super::canary::CanaryPolicy;
 use super::invoke::RequestPath;
 use super::service_core::ServiceCore;
-use super::slot::{RolledBack, Slot, SlotError, VersionInfo, VersionState};
+use super::slot::{CanaryRollback, RolledBack, Slot, SlotError, VersionInfo, VersionState};
 use super::version::{CompileError, Origin};
 use crate::capability::VersionRefused;
 use crate::metrics::SwapLabels;
@@ -216,6 +216,11 @@ impl Versions {
 
     pub fn set_canary_percent(&self, percent: u8) -> Result<(), SlotError> {
         self.slot.set_canary_percent(percent)
+    }
+
+    /// The last canary rolled back on its own for its errors, and what the window showed.
+    pub fn last_canary_rollback(&self) -> Option<CanaryRollback> {
+        self.slot.last_canary_rollback()
     }
 
     /// The running canary's label.

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use super::ComponentVersion;
-use super::canary::{CanaryPolicy, Verdict, Window};
+use super::canary::{CanaryPolicy, Evidence, Judgement, Verdict, Window};
 
 /// A version as it was deployed into the slot, with what it has served.
 pub struct Deployed {
@@ -41,7 +41,8 @@ pub struct VersionInfo {
     /// Share of requests it gets, for the canary.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub percent: Option<u8>,
-    /// Requests it served (in this process), and how many of them failed (5xx).
+    /// Requests it served (in this process), and how many of them were its own failures (a
+    /// trap, its deadline, a 5xx other than a 503 shedding load with `Retry-After`).
     pub requests: u64,
     pub errors: u64,
 }
@@ -64,7 +65,10 @@ struct State {
 /// The version a request runs on.
 pub struct Picked {
     pub deployed: Arc<Deployed>,
+    /// The canary running when the request was routed: its window judges the canary against
+    /// the stable version, so both versions' requests go into it.
     canary: Option<Arc<Canary>>,
+    on_canary: bool,
 }
 
 impl Picked {
@@ -76,8 +80,15 @@ impl Picked {
 /// How a canary ended on its own.
 #[derive(Debug, Clone)]
 pub enum CanaryEnd {
-    RolledBack { label: String, errors: usize, seen: usize, served: u64 },
+    RolledBack { label: String, evidence: Evidence, served: u64 },
     Promoted { label: String },
+}
+
+/// The last canary the slot rolled back on its own, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanaryRollback {
+    pub digest: String,
+    pub evidence: Evidence,
 }
 
 /// What `rollback` did.
@@ -104,13 +115,20 @@ pub struct Slot {
     next_id: AtomicU64,
     keep: usize,
     policy: CanaryPolicy,
+    last_rollback: Mutex<Option<CanaryRollback>>,
 }
 
 impl Slot {
     pub fn new(first: ComponentVersion, keep: usize, policy: CanaryPolicy) -> Self {
         let active = Arc::new(Deployed::new(1, Arc::new(first)));
         let state = State { active, canary: None, standby: Vec::new(), rolled_back: Vec::new() };
-        Self { state: RwLock::new(state), next_id: AtomicU64::new(2), keep: keep.max(1), policy }
+        Self {
+            state: RwLock::new(state),
+            next_id: AtomicU64::new(2),
+            keep: keep.max(1),
+            policy,
+            last_rollback: Mutex::new(None),
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -143,21 +161,28 @@ impl Slot {
         if let Some(canary) = &state.canary {
             let n = canary.routed.fetch_add(1, Ordering::Relaxed);
             let percent = u64::from(canary.percent);
-            if (n + 1) * percent / 100 > n * percent / 100 {
-                return Picked { deployed: canary.deployed.clone(), canary: Some(canary.clone()) };
-            }
+            let on_canary = (n + 1) * percent / 100 > n * percent / 100;
+            let deployed = if on_canary { &canary.deployed } else { &state.active };
+            return Picked { deployed: deployed.clone(), canary: Some(canary.clone()), on_canary };
         }
-        Picked { deployed: state.active.clone(), canary: None }
+        Picked { deployed: state.active.clone(), canary: None, on_canary: false }
     }
 
-    /// Counts a served request; for a canary, judges it and ends it if its time has come.
-    pub fn record(&self, picked: &Picked, failed: bool) -> Option<CanaryEnd> {
+    /// Counts a served request; while a canary runs, judges it (by its own requests, against
+    /// the stable version's) and ends it if its time has come.
+    pub fn record(&self, picked: &Picked, judgement: Judgement) -> Option<CanaryEnd> {
         picked.deployed.requests.fetch_add(1, Ordering::Relaxed);
+        let failed = match judgement {
+            Judgement::NotJudged => return None,
+            Judgement::Failed => true,
+            Judgement::Succeeded => false,
+        };
         if failed {
             picked.deployed.errors.fetch_add(1, Ordering::Relaxed);
         }
         let canary = picked.canary.as_ref()?;
-        let verdict = canary.window.lock().unwrap_or_else(PoisonError::into_inner).record(failed, &self.policy);
+        let verdict =
+            canary.window.lock().unwrap_or_else(PoisonError::into_inner).record(picked.on_canary, failed, &self.policy);
         if verdict == Verdict::Continue {
             return None;
         }
@@ -169,11 +194,14 @@ impl Slot {
         let label = canary.deployed.version.label.clone();
         match verdict {
             Verdict::Continue => None,
-            Verdict::RollBack { errors, seen } => {
+            Verdict::RollBack(evidence) => {
                 state.canary = None;
                 state.rolled_back.push(canary.deployed.clone());
                 self.settle(&mut state);
-                Some(CanaryEnd::RolledBack { label, errors, seen, served: canary.deployed.served() })
+                let digest = canary.deployed.version.digest.clone();
+                *self.last_rollback.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(CanaryRollback { digest, evidence });
+                Some(CanaryEnd::RolledBack { label, evidence, served: canary.deployed.served() })
             }
             Verdict::Promote => {
                 Self::promote_in(&mut state);
@@ -181,6 +209,11 @@ impl Slot {
                 Some(CanaryEnd::Promoted { label })
             }
         }
+    }
+
+    /// The last canary this slot rolled back on its own (not by command), and why.
+    pub fn last_canary_rollback(&self) -> Option<CanaryRollback> {
+        self.last_rollback.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Makes `version` the active one at once; the previous one goes to standby.

@@ -35,7 +35,7 @@ async fn a_request_without_host_is_the_clients_400_not_the_versions_500() {
         assert!(answer.contains("application/problem+json") && answer.contains("host header"), "{answer}");
     }
     // Nothing was charged to the version: a canary judged by these would not roll back.
-    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = app.client.get(app.ops_url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(
         !metrics
             .lines()
@@ -52,7 +52,7 @@ async fn junk_methods_share_one_metric_series() {
         let method = reqwest::Method::from_bytes(format!("JUNK{n}").as_bytes()).unwrap();
         app.client.request(method, app.url("/hello")).send().await.unwrap();
     }
-    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = app.client.get(app.ops_url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(!metrics.contains("JUNK"), "a client-chosen method became a label:\n{metrics}");
     let other = metrics
         .lines()

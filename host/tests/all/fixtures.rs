@@ -197,16 +197,22 @@ pub fn via(url: &str, proxy: SocketAddr) -> String {
 pub struct SkiffProcess {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The operations listener: `/metrics` and readiness's detail.
+    pub ops: SocketAddr,
 }
 
 impl SkiffProcess {
     pub fn serve(args: &[String]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let ops_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let ops: SocketAddr = format!("127.0.0.1:{ops_port}").parse().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
             .arg("serve")
             .arg("--listen")
             .arg(addr.to_string())
+            .arg("--ops-listen")
+            .arg(ops.to_string())
             .args(args)
             .env("SKIFF_LOG_FORMAT", "json")
             .stdout(Stdio::null())
@@ -218,7 +224,7 @@ impl SkiffProcess {
             })
             .spawn()
             .unwrap();
-        Self { child, addr }
+        Self { child, addr, ops }
     }
 
     pub async fn wait_ready(&self) {

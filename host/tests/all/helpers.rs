@@ -98,7 +98,7 @@ pub const ADMIN_EMAIL: &str = "admin@example.org";
 /// A bearer token for `user_id`, valid for an hour.
 pub fn token_for(user_id: &str, role: Role) -> String {
     let now = chrono::Utc::now().timestamp();
-    let claims = Claims { sub: user_id.into(), role, iat: now, exp: now + 3600, jti: uuid::Uuid::new_v4().to_string() };
+    let claims = Claims { sub: user_id.into(), role, iat: now, exp: now + 900, jti: uuid::Uuid::new_v4().to_string() };
     Issuer::from_base64(TOKEN_SEED).unwrap().sign(&claims)
 }
 
@@ -112,6 +112,8 @@ pub async fn get_json(client: &reqwest::Client, url: impl reqwest::IntoUrl, bear
 pub struct TestApp {
     pub addr: SocketAddr,
     pub internal_addr: Option<SocketAddr>,
+    /// The operations listener: `/metrics` and readiness's detail.
+    pub ops_addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
@@ -202,6 +204,7 @@ impl TestApp {
             .collect();
         let mut spec = HostSpec::with_services("127.0.0.1:0".parse().unwrap(), specs, services[0].1.scratch.0.clone());
         spec.internal_listen = options.internal_listener.then(|| "127.0.0.1:0".parse().unwrap());
+        spec.ops_listen = Some("127.0.0.1:0".parse().unwrap());
         spec.runtime = options.runtime;
         spec.limits = options.limits;
         spec.isolation = options.isolation;
@@ -225,6 +228,7 @@ impl TestApp {
         let host = Host::build(spec).await.expect("host starts");
         let addr = host.local_addr().unwrap();
         let internal_addr = host.internal_addr();
+        let ops_addr = host.ops_addr().unwrap();
         let admin_addr = host.admin_addr();
         let (shutdown, signal) = oneshot::channel::<()>();
         let task = tokio::spawn(host.serve(async {
@@ -233,6 +237,7 @@ impl TestApp {
         let app = Self {
             addr,
             internal_addr,
+            ops_addr,
             admin_addr,
             // The host closes a keep-alive connection that stays idle for its header timeout
             // (10 s); a pooled connection reused at that moment fails with IncompleteMessage.
@@ -249,6 +254,11 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// On the operations listener.
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.ops_addr)
     }
 
     pub async fn wait_ready(&self) {

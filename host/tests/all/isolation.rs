@@ -62,7 +62,7 @@ async fn counts(app: &TestApp, requests: usize) -> Vec<u64> {
 
 /// The value of the `/metrics` line that starts with `series ` (0 if there is none).
 async fn metric(app: &TestApp, series: &str) -> u64 {
-    let metrics = get(app, "/metrics").await.text().await.unwrap();
+    let metrics = app.client.get(app.ops_url("/metrics")).send().await.unwrap().text().await.unwrap();
     metrics
         .lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse::<f64>().ok())

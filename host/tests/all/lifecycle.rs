@@ -14,9 +14,10 @@ fn free_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests_then_exits() {
     let scratch = ScratchDir::new();
-    let port = free_port();
+    let (port, ops_port) = (free_port(), free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--shutdown-grace-secs", "10"])
+        .args(["--ops-listen", &format!("127.0.0.1:{ops_port}")])
         .arg("--component")
         .arg(component("testbed"))
         .arg("--data-dir")
@@ -37,7 +38,8 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
     };
     // The request is running in an instance before the signal comes.
     eventually(Duration::from_secs(5), || async {
-        let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+        let metrics =
+            client.get(format!("http://127.0.0.1:{ops_port}/metrics")).send().await.unwrap().text().await.unwrap();
         check(metrics.lines().any(|l| l == "skiff_live_instances 1"), || "the request has not started".into())
     })
     .await;

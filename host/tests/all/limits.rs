@@ -26,7 +26,7 @@ async fn get(app: &TestApp, path: &str) -> reqwest::Response {
 
 /// The `skiff_live_instances` line of `/metrics`.
 async fn live_instances(app: &TestApp) -> Option<String> {
-    let metrics = get(app, "/metrics").await.text().await.unwrap();
+    let metrics = app.client.get(app.ops_url("/metrics")).send().await.unwrap().text().await.unwrap();
     metrics.lines().find(|l| l.starts_with("skiff_live_instances ")).map(str::to_owned)
 }
 
@@ -75,7 +75,7 @@ async fn traps_memory_bombs_and_stack_overflows_fail_only_their_request() {
         assert_eq!(response.headers()["content-type"], "application/problem+json", "{path}");
         assert_eq!(get(&app, "/hello").await.text().await.unwrap(), "hello", "after {path}");
     }
-    let metrics = get(&app, "/metrics").await.text().await.unwrap();
+    let metrics = app.client.get(app.ops_url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("skiff_component_traps_total 3"), "{metrics}");
     app.stop().await;
 }

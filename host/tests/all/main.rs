@@ -11,6 +11,7 @@
 // A failed unwrap is a failed test, with its location: exactly what a test should do.
 #![allow(clippy::unwrap_used)]
 
+mod canary_health;
 mod component_logs;
 mod configuration;
 mod edges;
@@ -19,6 +20,7 @@ mod fixtures;
 mod fleet;
 mod helpers;
 mod host_routes;
+mod hostile_registry;
 mod isolation;
 mod lifecycle;
 mod limits;

@@ -243,7 +243,7 @@ async fn a_message_that_keeps_failing_is_dead_lettered_after_its_retries() {
         check(attempts == 3, || format!("{attempts} attempts: retried past the budget of 3 instead of dead-lettered"))
     })
     .await;
-    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = app.client.get(app.ops_url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"skiff_messages_handled_total{route="notify",outcome="retry"} 3"#), "{metrics}");
     app.stop().await;
 }

@@ -40,7 +40,7 @@ fn distinct_events(items: &[Value]) -> usize {
 }
 
 async fn outbox_depth(app: &TestApp) -> i64 {
-    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = app.client.get(app.ops_url("/metrics")).send().await.unwrap().text().await.unwrap();
     metrics
         .lines()
         .find(|line| line.starts_with("skiff_outbox_depth{route=\"auth\"}"))

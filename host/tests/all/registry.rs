@@ -100,7 +100,7 @@ fn push(registry: &TestRegistry, wasm: &Path, tag: &str) -> String {
 }
 
 fn client(registry: &TestRegistry, cache: Option<&Path>) -> Registry {
-    let options = RegistryOptions { insecure: vec![registry.addr.to_string()], auth_file: None };
+    let options = RegistryOptions { insecure: vec![registry.addr.to_string()], ..RegistryOptions::default() };
     Registry::new(options, cache.map(Cache::new))
 }
 
@@ -247,7 +247,7 @@ impl Pod {
     }
 
     async fn metrics(&self) -> String {
-        reqwest::get(format!("http://{}/metrics", self.process.addr)).await.unwrap().text().await.unwrap()
+        reqwest::get(format!("http://{}/metrics", self.process.ops)).await.unwrap().text().await.unwrap()
     }
 }
 
@@ -428,7 +428,7 @@ async fn a_release_missing_at_start_keeps_a_pod_unready_unless_it_may_fall_back(
     // The lenient pod serves its image's component and says so; the strict one stays unready.
     lenient.process.wait_ready().await;
     assert_eq!(lenient.digest().await, digest_of(&std::fs::read(component("testbed")).unwrap()));
-    let said = reqwest::get(format!("http://{}/readyz", lenient.process.addr)).await.unwrap().text().await.unwrap();
+    let said = reqwest::get(format!("http://{}/readyz", lenient.process.ops)).await.unwrap().text().await.unwrap();
     assert!(said.contains("serving the image's component"), "{said}");
     assert!(lenient.metrics().await.contains(r#"skiff_release_fallback{route="testbed"} 1"#));
     // The strict pod retries the pull (on a loaded machine its first attempt may still be
@@ -509,8 +509,9 @@ async fn a_canary_in_the_release_file_splits_is_promoted_and_a_failing_one_is_re
         check(pod.release().await["canary"]["percent"] == 50, || "the canary has not started".into())
     })
     .await;
+    // Enough requests for the canary's minimum sample (20 of its own) at 50 %.
     let client = reqwest::Client::new();
-    for _ in 0..10 {
+    for _ in 0..50 {
         let _ = client.get(format!("http://{}/hello", pod.process.addr)).send().await;
     }
     let status = eventually(Duration::from_secs(30), || async {
@@ -519,7 +520,9 @@ async fn a_canary_in_the_release_file_splits_is_promoted_and_a_failing_one_is_re
         Ok(status)
     })
     .await;
-    assert!(status["release"]["reason"].as_str().unwrap().contains("rolled back after errors"), "{status}");
+    let reason = status["release"]["reason"].as_str().unwrap();
+    assert!(reason.contains("rolled back after errors: 20 of its last 20 requests failed (100%)"), "{status}");
+    assert!(reason.contains("to try it again, change the release file"), "{status}");
     assert_eq!(digests(5).await, BTreeSet::from([digest_of(&v2)]));
     assert!(pod.metrics().await.contains(r#"skiff_release_refusals_total{route="testbed",result="canary-errors"} 1"#));
 }

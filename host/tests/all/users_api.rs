@@ -370,7 +370,7 @@ async fn tokens_decide_who_may_act_on_whom(backend: Backend) {
         &skiff::capability::crypto::token::Claims {
             sub: ada_id.clone(),
             role: Role::User,
-            iat: now - 7200,
+            iat: now - 4500,
             exp: now - 3600,
             jti: "old".into(),
         },

@@ -150,8 +150,9 @@ mod tests {
     /// The tests' clock: tokens are issued at `ISSUED`, seconds since the epoch.
     const ISSUED: i64 = 1_800_000_000;
 
+    /// Allows the hour-long tokens some of these tests use.
     fn verifier() -> Verifier {
-        Verifier::from_base64(&public_key_of(SEED).unwrap()).unwrap()
+        Verifier::from_base64(&public_key_of(SEED).unwrap()).unwrap().with_max_lifetime(3600)
     }
 
     /// A token issued at [`ISSUED`], valid for `lifetime_secs`, told apart from others by `jti`.

@@ -115,7 +115,7 @@ impl issuing::Host for CryptoView {
 mod tests {
     use super::*;
     use crate::capability::crypto::token::{Claims, Issuer, public_key_of};
-    use crate::capability::crypto::{TOKEN_PUBLIC_KEY, TOKEN_SIGNING_KEY, TokenCacheOptions};
+    use crate::capability::crypto::{CryptoSettings, TOKEN_PUBLIC_KEY, TOKEN_SIGNING_KEY};
     use crate::metrics::Metrics;
     use std::sync::Arc;
     use tokio::sync::Semaphore;
@@ -129,7 +129,7 @@ mod tests {
             crypto: Arc::new(Crypto::new(
                 &pairs,
                 Arc::new(Semaphore::new(1)),
-                TokenCacheOptions::default(),
+                CryptoSettings::default(),
                 &Metrics::default(),
             )),
             caller_gone: CallerGone::new(),

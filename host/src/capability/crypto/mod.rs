@@ -21,7 +21,7 @@ use super::{CallerGone, Capability, CapabilityStore, ServiceSetup};
 use crate::metrics::Metrics;
 use cache::TokenCache;
 pub use cache::TokenCacheOptions;
-pub use settings::CryptoArgs;
+pub use settings::{CryptoArgs, CryptoSettings};
 use token::{Issuer, Verifier};
 
 // The only place the crypto world is turned into Rust.
@@ -99,11 +99,13 @@ impl Crypto {
     pub fn new(
         config: &[(String, String)],
         bcrypt_slots: Arc<Semaphore>,
-        token_cache: TokenCacheOptions,
+        settings: CryptoSettings,
         metrics: &Metrics,
     ) -> Self {
         let verifier = match config.iter().rev().find(|(key, _)| key == TOKEN_PUBLIC_KEY) {
-            Some((_, key)) => Verifier::from_base64(key).map_err(|e| format!("{TOKEN_PUBLIC_KEY}: {e}")),
+            Some((_, key)) => Verifier::from_base64(key)
+                .map(|verifier| verifier.with_max_lifetime(settings.token_max_lifetime_secs))
+                .map_err(|e| format!("{TOKEN_PUBLIC_KEY}: {e}")),
             None => Err(format!("{TOKEN_PUBLIC_KEY} is not configured")),
         };
         let issuer = match config.iter().rev().find(|(key, _)| key == TOKEN_SIGNING_KEY) {
@@ -112,7 +114,7 @@ impl Crypto {
         };
         let limit = bcrypt_slots.available_permits() * (1 + QUEUED_HASHES_PER_SLOT);
         let bcrypt_queue = BcryptQueue { queued: Arc::new(AtomicUsize::new(0)), limit };
-        let token_cache = TokenCache::new(token_cache, metrics);
+        let token_cache = TokenCache::new(settings.token_cache, metrics);
         Self { verifier, token_cache, issuer, bcrypt_slots, bcrypt_queue }
     }
 

@@ -41,6 +41,14 @@ pub enum TokenError {
     /// Signed with the right key but not a skiff access token (`iss` or `aud` differ, or are
     /// missing): a token of another kind or for another audience must not open the API.
     WrongAudience,
+    /// Its `nbf` (not before) is still ahead, past the leeway.
+    NotYetValid,
+    /// Its header names critical extensions (`crit`, RFC 7515 §4.1.11): skiff understands none,
+    /// so the token cannot be checked as its issuer meant.
+    CriticalExtension,
+    /// It was issued to live longer (`exp` − `iat`) than the verifier allows: a token minted
+    /// with a signing key outside auth's rules (auth issues at most 15 minutes).
+    TooLong,
 }
 
 const HEADER: &str = r#"{"alg":"EdDSA","typ":"JWT"}"#;
@@ -65,6 +73,8 @@ struct ReadPayload {
     claims: Claims,
     iss: Option<String>,
     aud: Option<Audience>,
+    /// Not before, seconds since the epoch (RFC 7519 §4.1.5); auth sets none.
+    nbf: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -84,6 +94,9 @@ impl Audience {
 }
 /// Clock difference tolerated between issuer and verifier.
 pub const LEEWAY_SECS: i64 = 30;
+/// The longest lifetime (`exp` − `iat`) a verifier accepts unless told otherwise: auth's
+/// longest `token_ttl_secs`.
+pub const DEFAULT_MAX_LIFETIME_SECS: i64 = 900;
 
 /// Reads a key given as base64 of its 32 raw bytes (the Ed25519 seed for a private key).
 fn key_bytes(text: &str) -> Result<[u8; 32], String> {
@@ -108,16 +121,27 @@ impl Issuer {
     }
 }
 
-/// A service's verifying key.
-pub struct Verifier(VerifyingKey);
+/// A service's verifying key, and the longest token lifetime it accepts.
+pub struct Verifier {
+    key: VerifyingKey,
+    max_lifetime_secs: i64,
+}
 
 impl Verifier {
+    /// With [`DEFAULT_MAX_LIFETIME_SECS`].
     pub fn from_base64(public_key: &str) -> Result<Self, String> {
-        VerifyingKey::from_bytes(&key_bytes(public_key)?).map(Self).map_err(|e| format!("not an Ed25519 key: {e}"))
+        let key = VerifyingKey::from_bytes(&key_bytes(public_key)?).map_err(|e| format!("not an Ed25519 key: {e}"))?;
+        Ok(Self { key, max_lifetime_secs: DEFAULT_MAX_LIFETIME_SECS })
     }
 
-    /// Checks the algorithm, the signature, the issuer and audience, and the expiry at `now`
-    /// (seconds since the epoch).
+    /// Refuses tokens issued to live longer than `secs`.
+    pub fn with_max_lifetime(self, secs: i64) -> Self {
+        Self { max_lifetime_secs: secs, ..self }
+    }
+
+    /// Checks the algorithm and that the header asks for no extension, the signature, the
+    /// issuer and audience, the lifetime, and at `now` (seconds since the epoch) the expiry and
+    /// `nbf`.
     pub fn verify(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) =
@@ -129,13 +153,16 @@ impl Verifier {
         if header.get("alg").and_then(|a| a.as_str()) != Some("EdDSA") {
             return Err(TokenError::WrongAlgorithm);
         }
+        if header.get("crit").is_some() {
+            return Err(TokenError::CriticalExtension);
+        }
         let signature_bytes: [u8; 64] = URL_SAFE_NO_PAD
             .decode(signature)
             .map_err(|_| TokenError::Malformed)?
             .try_into()
             .map_err(|_| TokenError::Malformed)?;
         let signing_input = &token[..header_len(token)];
-        self.0
+        self.key
             .verify_strict(signing_input.as_bytes(), &Signature::from_bytes(&signature_bytes))
             .map_err(|_| TokenError::BadSignature)?;
         let payload: ReadPayload = decode_json(payload)?;
@@ -143,7 +170,13 @@ impl Verifier {
             return Err(TokenError::WrongAudience);
         }
         let claims = payload.claims;
+        if claims.exp.saturating_sub(claims.iat) > self.max_lifetime_secs {
+            return Err(TokenError::TooLong);
+        }
         claims.ensure_current_at(now)?;
+        if payload.nbf.is_some_and(|nbf| nbf.saturating_sub(LEEWAY_SECS) > now) {
+            return Err(TokenError::NotYetValid);
+        }
         Ok(claims)
     }
 }
@@ -186,8 +219,10 @@ mod tests {
         Claims { sub: "user-1".into(), role: Role::User, iat: 1_000, exp, jti: "t1".into() }
     }
 
+    /// A verifier that allows these tests' 1,000-second tokens.
     fn pair() -> (Issuer, Verifier) {
-        (Issuer::from_base64(SEED).unwrap(), Verifier::from_base64(&public_key_of(SEED).unwrap()).unwrap())
+        let verifier = Verifier::from_base64(&public_key_of(SEED).unwrap()).unwrap().with_max_lifetime(1_000);
+        (Issuer::from_base64(SEED).unwrap(), verifier)
     }
 
     #[test]
@@ -227,7 +262,11 @@ mod tests {
 
     /// A token signed with the right key around `payload` (the claims as JSON).
     fn signed(payload: &serde_json::Value) -> String {
-        let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(HEADER), URL_SAFE_NO_PAD.encode(payload.to_string()));
+        signed_with_header(HEADER, payload)
+    }
+
+    fn signed_with_header(header: &str, payload: &serde_json::Value) -> String {
+        let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload.to_string()));
         let key = SigningKey::from_bytes(&key_bytes(SEED).unwrap());
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(key.sign(input.as_bytes()).to_bytes()))
     }
@@ -250,6 +289,47 @@ mod tests {
         assert_eq!(with(serde_json::json!({"iss": "other", "aud": AUDIENCE})), Err(TokenError::WrongAudience));
         assert_eq!(with(serde_json::json!({"iss": ISSUER, "aud": "other"})), Err(TokenError::WrongAudience));
         assert_eq!(with(serde_json::json!({"iss": ISSUER, "aud": ["other", AUDIENCE]})), Ok(claims(2_000)));
+    }
+
+    #[test]
+    fn not_before_critical_extensions_and_overlong_lifetimes_are_refused() {
+        let verifier = Verifier::from_base64(&public_key_of(SEED).unwrap()).unwrap();
+        let claims = |exp: i64| Claims { sub: "user-1".into(), role: Role::User, iat: 1_000, exp, jti: "t1".into() };
+        let token = |extra: serde_json::Value| {
+            let mut payload = serde_json::json!({"sub": "user-1", "role": "user", "iat": 1_000, "exp": 1_900,
+                "jti": "t1", "iss": ISSUER, "aud": AUDIENCE});
+            payload.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            signed(&payload)
+        };
+        // Lifetime: auth's longest (900 s) is the default ceiling; a second more is refused.
+        assert_eq!(verifier.verify(&token(serde_json::json!({})), 1_500), Ok(claims(1_900)));
+        let long = token(serde_json::json!({"exp": 1_901}));
+        assert_eq!(verifier.verify(&long, 1_500), Err(TokenError::TooLong));
+        let year = token(serde_json::json!({"exp": 1_000 + 365 * 86_400}));
+        assert_eq!(verifier.verify(&year, 1_500), Err(TokenError::TooLong));
+        let verifier = verifier.with_max_lifetime(86_400);
+        assert_eq!(verifier.verify(&long, 1_500), Ok(claims(1_901)), "the ceiling is configurable");
+        // nbf: not before it, within the leeway.
+        let later = token(serde_json::json!({"nbf": 1_600}));
+        assert_eq!(verifier.verify(&later, 1_500), Err(TokenError::NotYetValid));
+        assert_eq!(verifier.verify(&later, 1_600 - LEEWAY_SECS - 1), Err(TokenError::NotYetValid));
+        assert_eq!(verifier.verify(&later, 1_600 - LEEWAY_SECS), Ok(claims(1_900)));
+        assert_eq!(verifier.verify(&token(serde_json::json!({"nbf": 1_000})), 1_500), Ok(claims(1_900)));
+        let garbled = token(serde_json::json!({"nbf": "soon"}));
+        assert_eq!(verifier.verify(&garbled, 1_500), Err(TokenError::Malformed));
+        // crit: skiff understands no extension, so any the issuer calls critical is refused,
+        // even a well-signed token's.
+        let payload = serde_json::json!({"sub": "user-1", "role": "user", "iat": 1_000, "exp": 1_900,
+            "jti": "t1", "iss": ISSUER, "aud": AUDIENCE});
+        for header in [
+            r#"{"alg":"EdDSA","typ":"JWT","crit":["b64"],"b64":false}"#,
+            r#"{"alg":"EdDSA","typ":"JWT","crit":["exp"]}"#,
+            r#"{"alg":"EdDSA","typ":"JWT","crit":[]}"#,
+        ] {
+            let token = signed_with_header(header, &payload);
+            assert_eq!(verifier.verify(&token, 1_500), Err(TokenError::CriticalExtension), "{header}");
+        }
+        assert_eq!(verifier.verify(&signed(&payload), 1_500), Ok(claims(1_900)));
     }
 
     #[test]

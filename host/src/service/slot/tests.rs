@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{CanaryEnd, Slot, SlotError, VersionState};
 use crate::runtime::{Runtime, RuntimeOptions};
-use crate::service::canary::CanaryPolicy;
+use crate::service::canary::{CanaryPolicy, Judgement};
 use crate::service::{ComponentVersion, Origin};
 
 /// The least that compiles as a `wasi:http` component: the handler's export, named. Nothing
@@ -93,7 +93,7 @@ fn rollback_returns_to_the_most_recent_standby_and_never_to_a_rolled_back_one() 
     slot.activate(versions.shared("v2")).unwrap();
     slot.activate(versions.shared("v3")).unwrap();
     let picked = slot.pick();
-    slot.record(&picked, false);
+    slot.record(&picked, Judgement::Succeeded);
 
     let rolled = slot.rollback().unwrap();
     assert_eq!((rolled.from.as_str(), rolled.to.as_str(), rolled.served), ("v3", "v2", 1));
@@ -156,7 +156,7 @@ fn rollback_during_a_canary_drops_the_canary_and_keeps_the_active() {
     slot.start_canary(versions.shared("v2"), 100).unwrap();
     let picked = slot.pick();
     assert_eq!(picked.version().label, "v2");
-    slot.record(&picked, false);
+    slot.record(&picked, Judgement::Succeeded);
     let rolled = slot.rollback().unwrap();
     assert_eq!((rolled.from.as_str(), rolled.to.as_str(), rolled.served), ("v2", "v1", 1));
     assert_eq!(picks(&slot, 5), ["v1"; 5]);
@@ -166,25 +166,58 @@ fn rollback_during_a_canary_drops_the_canary_and_keeps_the_active() {
 }
 
 #[test]
-fn a_failing_canary_is_rolled_back_by_its_own_requests() {
+fn a_failing_canary_is_rolled_back_by_its_own_requests_once_it_has_a_sample() {
     let versions = Versions::new();
     let slot = versions.slot("v1", 3, CanaryPolicy::default());
     slot.start_canary(versions.shared("bad"), 100).unwrap();
-    let (first, second, late) = (slot.pick(), slot.pick(), slot.pick());
-    assert!(slot.record(&first, true).is_none(), "one failure is within the budget");
-    match slot.record(&second, true) {
-        Some(CanaryEnd::RolledBack { label, errors, seen, served }) => {
-            assert_eq!((label.as_str(), errors, seen, served), ("bad", 2, 2, 2));
+    let sample = CanaryPolicy::DEFAULT_MIN_REQUESTS;
+    let picked: Vec<_> = (0..=sample).map(|_| slot.pick()).collect();
+    for early in &picked[..sample - 1] {
+        assert!(slot.record(early, Judgement::Failed).is_none(), "no verdict before a sample");
+    }
+    match slot.record(&picked[sample - 1], Judgement::Failed) {
+        Some(CanaryEnd::RolledBack { label, evidence, served }) => {
+            assert_eq!((label.as_str(), evidence.canary_errors, evidence.canary_requests), ("bad", sample, sample));
+            assert_eq!(served, sample as u64);
         }
         other => panic!("expected a rollback, got {other:?}"),
     }
+    let rollback = slot.last_canary_rollback().unwrap();
+    assert_eq!((rollback.digest, rollback.evidence.canary_errors), (versions.shared("bad").digest.clone(), sample));
     // A request routed to it before the rollback finishes there, and ends nothing twice.
-    assert!(slot.record(&late, true).is_none());
+    assert!(slot.record(&picked[sample], Judgement::Failed).is_none());
     assert_eq!(slot.canary_label(), None);
     assert_eq!(picks(&slot, 10), ["v1"; 10]);
     let listed = slot.list();
     assert_eq!((listed[1].label.as_str(), listed[1].state), ("bad", RolledBack));
-    assert_eq!((listed[1].requests, listed[1].errors), (3, 3));
+    assert_eq!((listed[1].requests, listed[1].errors), (sample as u64 + 1, sample as u64 + 1));
+}
+
+#[test]
+fn shedding_and_failures_the_stable_version_shares_do_not_roll_a_canary_back() {
+    let versions = Versions::new();
+    let slot = versions.slot("v1", 3, CanaryPolicy::default());
+    slot.start_canary(versions.shared("v2"), 50).unwrap();
+    // Load shed and client errors: never judged, whatever their number.
+    for _ in 0..200 {
+        let picked = slot.pick();
+        assert!(slot.record(&picked, Judgement::NotJudged).is_none());
+    }
+    // An overload that fails half of both versions' requests (deadlines, say).
+    for n in 0..400 {
+        let picked = slot.pick();
+        let judgement = if n % 4 < 2 { Judgement::Failed } else { Judgement::Succeeded };
+        assert!(slot.record(&picked, judgement).is_none(), "rolled back at request {n}");
+    }
+    assert_eq!(slot.canary_label().as_deref(), Some("v2"));
+    // Once the stable version recovers and the canary does not, it is the canary's fault.
+    let ended = (0..400).find_map(|_| {
+        let picked = slot.pick();
+        let own = picked.version().label == "v2";
+        slot.record(&picked, if own { Judgement::Failed } else { Judgement::Succeeded })
+    });
+    let Some(CanaryEnd::RolledBack { evidence, .. }) = ended else { panic!("not rolled back: {ended:?}") };
+    assert!(evidence.canary_errors * evidence.stable_requests > evidence.stable_errors * evidence.canary_requests);
 }
 
 #[test]
@@ -195,15 +228,15 @@ fn a_clean_canary_is_promoted_after_enough_requests() {
     slot.start_canary(versions.shared("v2"), 100).unwrap();
     for _ in 0..2 {
         let picked = slot.pick();
-        assert!(slot.record(&picked, false).is_none());
+        assert!(slot.record(&picked, Judgement::Succeeded).is_none());
     }
     let picked = slot.pick();
-    assert!(matches!(slot.record(&picked, false), Some(CanaryEnd::Promoted { label }) if label == "v2"));
+    assert!(matches!(slot.record(&picked, Judgement::Succeeded), Some(CanaryEnd::Promoted { label }) if label == "v2"));
     assert_eq!(states(&slot), expected(&[("v2", Active), ("v1", Standby)]));
     // Requests on the active version are never judged.
     let picked = slot.pick();
-    assert!(slot.record(&picked, true).is_none());
-    assert!(slot.record(&picked, true).is_none());
+    assert!(slot.record(&picked, Judgement::Failed).is_none());
+    assert!(slot.record(&picked, Judgement::Failed).is_none());
     assert_eq!(slot.active().label, "v2");
 }
 
@@ -214,14 +247,23 @@ fn a_new_canary_share_keeps_the_judgement_so_far() {
     assert!(matches!(slot.set_canary_percent(10), Err(SlotError::NoCanary)));
     slot.start_canary(versions.shared("v2"), 50).unwrap();
     let to_canary = (0..4).map(|_| slot.pick()).find(|picked| picked.version().label == "v2").unwrap();
-    assert!(slot.record(&to_canary, true).is_none());
+    assert!(slot.record(&to_canary, Judgement::Failed).is_none());
 
     slot.set_canary_percent(100).unwrap();
     assert_eq!(picks(&slot, 10), ["v2"; 10]);
     assert_eq!(slot.list()[1].percent, Some(100));
-    // The failure before the change still counts: this second one ends it.
+    // The failure before the change still counts: the sample is complete one request sooner.
+    for _ in 0..CanaryPolicy::DEFAULT_MIN_REQUESTS - 2 {
+        let picked = slot.pick();
+        assert!(slot.record(&picked, Judgement::Failed).is_none());
+    }
     let picked = slot.pick();
-    assert!(matches!(slot.record(&picked, true), Some(CanaryEnd::RolledBack { errors: 2, seen: 2, .. })));
+    let ended = slot.record(&picked, Judgement::Failed);
+    let sample = CanaryPolicy::DEFAULT_MIN_REQUESTS;
+    assert!(
+        matches!(ended, Some(CanaryEnd::RolledBack { evidence, .. }) if evidence.canary_requests == sample),
+        "{ended:?}"
+    );
 }
 
 #[test]
@@ -253,11 +295,11 @@ fn every_version_counts_its_own_requests_and_errors() {
     let slot = versions.slot("v1", 3, CanaryPolicy::default());
     for failed in [false, true, false] {
         let picked = slot.pick();
-        slot.record(&picked, failed);
+        slot.record(&picked, if failed { Judgement::Failed } else { Judgement::Succeeded });
     }
     slot.activate(versions.shared("v2")).unwrap();
     let picked = slot.pick();
-    slot.record(&picked, false);
+    slot.record(&picked, Judgement::Succeeded);
     let counts: Vec<_> = slot.list().into_iter().map(|info| (info.label, info.requests, info.errors)).collect();
     assert_eq!(counts, [("v2".to_owned(), 1, 0), ("v1".to_owned(), 3, 1)]);
 }
