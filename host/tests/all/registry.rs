@@ -141,11 +141,14 @@ async fn a_blob_whose_digest_does_not_match_is_refused() {
     let registry = TestRegistry::start().await;
     let scratch = ScratchDir::new();
     let wasm = scratch.0.join("testbed.wasm");
-    let bytes = variant(&std::fs::read(component("testbed")).unwrap(), "tampered");
+    let testbed = std::fs::read(component("testbed")).unwrap();
+    let bytes = variant(&testbed, "tampered");
     std::fs::write(&wasm, &bytes).unwrap();
     let reference = push(&registry, &wasm, "v1");
-    // Someone with write access to the registry's storage swaps the component's bytes.
-    let other = variant(&bytes, "evil");
+    // Someone with write access to the registry's storage swaps the component's bytes for as
+    // many others (a longer blob is refused before its digest is checked: its size is wrong).
+    let other = variant(&testbed, "tamperer");
+    assert_eq!(other.len(), bytes.len());
     std::fs::write(registry.blob_file(&digest_of(&bytes)), &other).unwrap();
     let cache = scratch.0.join("cache");
     let pulled = client(&registry, Some(&cache)).pull(&reference).await;
@@ -407,8 +410,8 @@ async fn a_fleet_follows_its_release_file_under_load() {
             "{metrics}"
         );
         assert!(metrics.contains(r#"skiff_release_converged{route="testbed"} 0"#), "{metrics}");
-        // Ready all the same: the pod serves the version it ran.
-        let ready = reqwest::get(format!("http://{}/readyz", pod.process.addr)).await.unwrap();
+        // Ready all the same: the pod serves the version it ran (the detail is on the ops port).
+        let ready = reqwest::get(format!("http://{}/readyz", pod.process.ops)).await.unwrap();
         assert_eq!(ready.status(), StatusCode::OK);
         let said = ready.text().await.unwrap();
         assert!(said.contains("testbed: release") && said.contains("refused"), "{said}");
