@@ -5,6 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{AppOptions, Backend, TestApp, TestDb, component};
+use crate::signup::created_and_shed;
 use crate::swap::variant;
 
 const TOKEN: &str = "test-admin-token";
@@ -46,14 +47,7 @@ async fn sign_ups_shed_by_the_bcrypt_queue_do_not_roll_a_canary_back() {
             })
         })
         .collect();
-    let (mut created, mut shed) = (0, 0);
-    for attempt in attempts {
-        match attempt.await.unwrap() {
-            (StatusCode::CREATED, _) => created += 1,
-            (StatusCode::SERVICE_UNAVAILABLE, true) => shed += 1,
-            other => panic!("a sign-up got {other:?}"),
-        }
-    }
+    let (created, shed) = created_and_shed(attempts).await;
     eprintln!("{created} created, {shed} shed");
     assert!(shed >= 10, "only {shed} of 32 shed: the test would not show anything");
 

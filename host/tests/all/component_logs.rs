@@ -9,27 +9,9 @@ use crate::helpers::{ScratchDir, component};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_component_record_lands_in_the_json_log_with_request_service_and_version() {
     let scratch = ScratchDir::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let log_path = scratch.0.join("skiff.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--component-version", "v7"])
-        .arg("--component")
-        .arg(component("testbed"))
-        .arg("--data-dir")
-        .arg(&scratch.0)
-        .env("SKIFF_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
+    let (mut child, base) = serve_testbed_logging_json(&scratch, &log_path, &["--component-version", "v7"]).await;
     let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
-        assert!(Instant::now() < deadline, "skiff did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let answer = client.get(format!("{base}/log")).header("x-request-id", "req-logs-1").send().await.unwrap();
     assert_eq!(answer.status(), 200);
 
@@ -67,27 +49,9 @@ async fn a_component_record_lands_in_the_json_log_with_request_service_and_versi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_access_line_is_whole_in_order_and_written_by_the_time_skiff_exits() {
     let scratch = ScratchDir::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let log_path = scratch.0.join("skiff.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--component")
-        .arg(component("testbed"))
-        .arg("--data-dir")
-        .arg(&scratch.0)
-        .env("SKIFF_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
+    let (mut child, base) = serve_testbed_logging_json(&scratch, &log_path, &[]).await;
     let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
-        assert!(Instant::now() < deadline, "skiff did not become ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let requests = 500;
     for index in 0..requests {
         let answer = client.get(format!("{base}/livez")).header("x-request-id", format!("order-{index}")).send().await;
@@ -120,4 +84,35 @@ async fn every_access_line_is_whole_in_order_and_written_by_the_time_skiff_exits
         "the lines written at shutdown are missing; the log ends with {}",
         records.last().unwrap()
     );
+}
+
+/// `skiff serve` of the testbed with `extra` flags, logging JSON lines at info to `log_path`;
+/// returns once it is ready, with its base URL.
+async fn serve_testbed_logging_json(
+    scratch: &ScratchDir,
+    log_path: &std::path::Path,
+    extra: &[&str],
+) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .arg("--component")
+        .arg(component("testbed"))
+        .arg("--data-dir")
+        .arg(&scratch.0)
+        .env("SKIFF_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+        assert!(Instant::now() < deadline, "skiff did not become ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (child, base)
 }

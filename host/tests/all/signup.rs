@@ -85,14 +85,7 @@ async fn a_burst_of_sign_ups_is_shed_with_retry_after_not_queued() {
             })
         })
         .collect();
-    let (mut created, mut shed) = (0, 0);
-    for attempt in attempts {
-        match attempt.await.unwrap() {
-            (StatusCode::CREATED, _) => created += 1,
-            (StatusCode::SERVICE_UNAVAILABLE, true) => shed += 1,
-            other => panic!("a sign-up got {other:?}"),
-        }
-    }
+    let (created, shed) = created_and_shed(attempts).await;
     // The queue holds 3 hashes per core (one running, two waiting); the rest are shed at once.
     assert!(created >= 1 && shed >= 1, "{created} created, {shed} shed of {burst} ({cores} cores)");
     assert!(created <= burst - shed);
@@ -170,4 +163,18 @@ async fn an_ipv6_slash_64_is_one_client() {
     let (app, _db) = users_with(&[("signup_max_per_source", "1"), ("throttle_ipv6_prefix", "128")]).await;
     assert_eq!(sign_up_from(&app, "2001:db8:1:2::1", "ada@example.org").await.status(), StatusCode::CREATED);
     assert_eq!(sign_up_from(&app, "2001:db8:1:2::2", "grace@example.org").await.status(), StatusCode::CREATED);
+}
+
+/// How many sign-ups of `attempts` (each its status and whether it said `Retry-After`) were
+/// created and how many shed with 503 and `Retry-After`; anything else fails the test.
+pub async fn created_and_shed(attempts: Vec<tokio::task::JoinHandle<(StatusCode, bool)>>) -> (usize, usize) {
+    let (mut created, mut shed) = (0, 0);
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            (StatusCode::CREATED, _) => created += 1,
+            (StatusCode::SERVICE_UNAVAILABLE, true) => shed += 1,
+            other => panic!("a sign-up got {other:?}"),
+        }
+    }
+    (created, shed)
 }
