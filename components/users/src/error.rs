@@ -41,20 +41,14 @@ impl Error {
                 "a user with this email already exists",
                 Some(("errors", serde_json::json!([FieldError::new("email", "is already registered")]))),
             ),
-            Self::TooManySignups(seconds) => problem(
-                429,
-                "too-many-signups",
-                "Too many requests",
-                "too many sign-ups from this address, retry later",
-            )
-            .header("retry-after", seconds.to_string()),
-            Self::TooManyEmailChanges(seconds) => problem(
-                429,
+            Self::TooManySignups(seconds) => {
+                too_many("too-many-signups", "too many sign-ups from this address, retry later", seconds)
+            }
+            Self::TooManyEmailChanges(seconds) => too_many(
                 "too-many-email-changes",
-                "Too many requests",
                 "too many email changes for this account or from this address, retry later",
-            )
-            .header("retry-after", seconds.to_string()),
+                seconds,
+            ),
             Self::TokenRevoked => problem(
                 401,
                 "token-revoked",
@@ -86,4 +80,9 @@ impl From<StoreError> for Error {
             other => Self::Api(other.into()),
         }
     }
+}
+
+/// A 429 from one of the throttles, saying when to retry.
+fn too_many(kind: &str, detail: &str, retry_after_seconds: i64) -> Response {
+    problem(429, kind, "Too many requests", detail).header("retry-after", retry_after_seconds.to_string())
 }
