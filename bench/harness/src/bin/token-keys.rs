@@ -21,7 +21,8 @@ fn main() -> anyhow::Result<()> {
     if let (Some(signing_key), Some(sub)) = (args.sign, args.sub) {
         let issuer = Issuer::from_base64(&signing_key).map_err(anyhow::Error::msg)?;
         let now = chrono::Utc::now().timestamp();
-        let claims = Claims { sub, role: Role::User, iat: now, exp: now + 3600, jti: uuid::Uuid::new_v4().to_string() };
+        // 15 minutes, auth's access-token lifetime: hosts refuse a longer one (--token-max-lifetime-secs).
+        let claims = Claims { sub, role: Role::User, iat: now, exp: now + 900, jti: uuid::Uuid::new_v4().to_string() };
         println!("{}", serde_json::json!({"access_token": issuer.sign(&claims)}));
         return Ok(());
     }
